@@ -1,0 +1,1 @@
+"""The OCI hook side: request model, requirements, discovery, readiness, retry, entry point."""

@@ -1,0 +1,165 @@
+"""Load, validate and default the YAML configuration (design.md §Contract).
+
+The file is parsed with ``yaml.safe_load`` only and validated against
+``schemas/config.schema.json``; every problem is reported as ``path: message`` in one error.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hook.errors import ShimError
+
+DEFAULT_PATH = "/etc/gpu-container-shim/config.yaml"
+ENV_VAR = "GPU_CONTAINER_SHIM_CONFIG"
+
+# The documented defaults (README §Configuration mirrors this table).
+DEFAULTS: dict[str, Any] = {
+    "runtimes": ["runc", "crun"],
+    "log": {"file": "/var/log/gpu-container-shim.log", "level": "info"},
+    "hook": {"path": "/usr/bin/gpu-container-hook", "args": [], "stage": "prestart",
+             "timeout": 30},
+    "requests": {"env_unprivileged": True, "volume_mounts": True, "disable_require": False},
+    "cgroup": {"parent": "", "move_kubernetes_pods": False},
+    "oom": {"inherit": True, "floor": -900},
+    "policies": {
+        "guaranteed": {"oom_score_adj": -800, "swap_off": True, "numa": True,
+                       "blkio_weight": 800},
+        "burstable": {"oom_score_adj": 500, "numa": True},
+    },
+    "policy": {"default": "", "unknown": "error"},
+    "nvml": {"library": ""},
+    "libnvidia_container": {"library": "", "cli": "", "load_kmods": True,
+                            "ldconfig": "@/sbin/ldconfig"},
+    "host": {"dev_root": "/dev", "driver_root": "/", "sysfs_root": "/sys"},
+    "readiness": {"timeout": 30.0, "interval": 0.25},
+    "retry": {"attempts": 5, "deadline": 20.0, "initial_backoff": 0.2, "max_backoff": 4.0},
+    "mig": {"lease_dir": "/run/gpu-container-shim/leases", "exclusive_explicit": True},
+    "simulation": {},
+}
+
+
+class ConfigError(ShimError):
+    """The configuration file is unreadable or invalid; ``problems`` lists each one."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__("config", f"{source}: " + "; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One named workload policy: the edits a container choosing it receives."""
+
+    name: str
+    oom_score_adj: Optional[int] = None
+    cgroup_parent: Optional[str] = None
+    numa: bool = False
+    swap_off: bool = False
+    blkio_weight: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration with every default filled in; ``raw`` keeps the merged
+    mapping for sections that later layers read directly."""
+
+    source: str
+    raw: Mapping[str, Any]
+
+    @property
+    def runtimes(self) -> list[str]:
+        return list(self.raw["runtimes"])
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """Return one top-level section (``hook``, ``retry`` …) with defaults applied."""
+        value: Mapping[str, Any] = self.raw[name]
+        return value
+
+    @property
+    def policies(self) -> dict[str, Policy]:
+        return {name: Policy(name=name, **body) for name, body in self.raw["policies"].items()}
+
+
+def merge(defaults: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` onto ``defaults``; ``policies`` replaces wholesale so an operator
+    can drop a shipped policy by omitting it."""
+    merged = copy.deepcopy(dict(defaults))
+    for key, value in override.items():
+        if key != "policies" and isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def schema_problems(document: Any) -> list[str]:
+    """Validate ``document`` against the config schema; one ``path: message`` per problem."""
+    import jsonschema  # lazily: only paths that read the YAML file pay for it
+
+    import schemas
+
+    validator = jsonschema.Draft7Validator(schemas.load("config.schema.json"))
+    problems: list[str] = []
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(part) for part in error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = set(error.schema.get("properties", {}))
+            for key in sorted(set(error.instance) - known):
+                problems.append(f"{where + '.' if where else ''}{key}: unknown key")
+            continue
+        problems.append(f"{where or '<root>'}: {error.message}")
+    return problems
+
+
+def parse(text: str, source: str) -> Config:
+    """Parse and validate YAML ``text`` read from ``source``."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+        raise ConfigError(source, [f"{where}{exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [str(exc)]) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(source, [f"<root>: expected a mapping, got {type(document).__name__}"])
+    problems = schema_problems(document)
+    if problems:
+        raise ConfigError(source, problems)
+    return Config(source=source, raw=merge(DEFAULTS, document))
+
+
+def defaults() -> Config:
+    """The configuration used when no file exists."""
+    return Config(source="<defaults>", raw=merge(DEFAULTS, {}))
+
+
+def config_path(environ: Optional[Mapping[str, str]] = None) -> tuple[str, bool]:
+    """Return the path to read and whether it was named explicitly by ``ENV_VAR``."""
+    env = os.environ if environ is None else environ
+    named = env.get(ENV_VAR, "")
+    return (named, True) if named else (DEFAULT_PATH, False)
+
+
+def load(environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Read the configuration: the named file must exist; the default one may be absent."""
+    path, named = config_path(environ)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except FileNotFoundError:
+        if named:
+            raise ConfigError(path, ["file not found"]) from None
+        return defaults()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [str(exc)]) from None
+    return parse(text, path)

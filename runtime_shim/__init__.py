@@ -1,0 +1,1 @@
+"""The runc-compatible runtime shim: argv parsing, bundle I/O, the modifier pipeline, exec."""

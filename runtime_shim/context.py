@@ -1,0 +1,51 @@
+"""What every modifier may read besides the spec: configuration, the parsed device request,
+facts about the shim's own process, and GPU discovery on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+from hook.config import Config
+from hook.request import DeviceRequest
+
+if TYPE_CHECKING:
+    from hook.discovery import Inventory
+
+Spec = dict[str, Any]
+"""A parsed config.json; unknown fields are kept as they were read."""
+
+Notes = list[str]
+"""Human-readable lines saying what a modifier changed; they go to our log."""
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Facts about the calling process that decide clamps and cgroup path forms."""
+
+    oom_score_adj: int = 0
+    cap_sys_resource: bool = True
+    systemd_cgroup: bool = False
+
+
+@dataclass
+class Context:
+    """Inputs shared by all modifiers of one create; ``inventory`` runs discovery at most once."""
+
+    config: Config
+    request: Optional[DeviceRequest]
+    host: HostFacts = field(default_factory=HostFacts)
+    discover: Optional[Callable[[], Inventory]] = None
+    _inventory: Optional[Inventory] = field(default=None, repr=False)
+
+    def inventory(self) -> Inventory:
+        """Discover the host's GPUs once, on the first modifier that needs them."""
+        if self._inventory is None:
+            if self.discover is None:
+                from hook.discovery import discover_from_config
+
+                self._inventory = discover_from_config(self.config)
+            else:
+                self._inventory = self.discover()
+        return self._inventory

@@ -1,0 +1,1 @@
+"""One module per config.json modifier; each exposes ``apply(spec, ctx) -> (spec, notes)``."""
