@@ -16,6 +16,11 @@ from hook.errors import ShimError
 
 DEFAULT_PATH = "/etc/gpu-container-shim/config.yaml"
 ENV_VAR = "GPU_CONTAINER_SHIM_CONFIG"
+CACHE_DIR = "/run/gpu-container-shim/config-cache"
+"""Validated configurations keyed by file digest: every runtime call the engine makes (state,
+kill, delete …) needs ``runtimes``, and parsing YAML plus compiling the schema on each would
+cost more than runc itself. Root-only directory; a stale or unreadable entry is just a miss."""
+CACHE_FORMAT = 1
 
 # The documented defaults (README §Configuration mirrors this table).
 DEFAULTS: dict[str, Any] = {
@@ -150,16 +155,69 @@ def config_path(environ: Optional[Mapping[str, str]] = None) -> tuple[str, bool]
     return (named, True) if named else (DEFAULT_PATH, False)
 
 
-def load(environ: Optional[Mapping[str, str]] = None) -> Config:
+def cache_file(path: str, cache_dir: str) -> str:
+    import hashlib
+
+    return os.path.join(cache_dir, hashlib.sha256(path.encode()).hexdigest()[:32] + ".json")
+
+
+def cached(path: str, digest: str, cache_dir: str) -> Optional[Config]:
+    """The validated config stored for ``path`` when its digest still matches."""
+    import json
+
+    try:
+        with open(cache_file(path, cache_dir), encoding="utf-8") as stream:
+            entry = json.load(stream)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or \
+            entry.get("source") != path or entry.get("digest") != digest:
+        return None
+    raw = entry.get("raw")
+    return Config(source=path, raw=raw) if isinstance(raw, dict) else None
+
+
+def store(config: Config, digest: str, cache_dir: str) -> None:
+    """Remember a validated config; failing to is harmless (the next call validates again)."""
+    import json
+    import tempfile
+
+    if os.geteuid() != 0:
+        return
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=".entry.")
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            json.dump({"format": CACHE_FORMAT, "source": config.source, "digest": digest,
+                       "raw": config.raw}, stream)
+        os.replace(temp, cache_file(config.source, cache_dir))
+    except OSError:
+        pass
+
+
+def load(environ: Optional[Mapping[str, str]] = None, cache_dir: str = CACHE_DIR) -> Config:
     """Read the configuration: the named file must exist; the default one may be absent."""
     path, named = config_path(environ)
     try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
+        with open(path, "rb") as stream:
+            data = stream.read()
     except FileNotFoundError:
         if named:
             raise ConfigError(path, ["file not found"]) from None
         return defaults()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(path, [str(exc)]) from None
-    return parse(text, path)
+    except OSError as exc:
+        raise ConfigError(path, [exc.strerror or str(exc)]) from None
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    hit = cached(path, digest, cache_dir) if cache_dir else None
+    if hit is not None:
+        return hit
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [f"not UTF-8: {exc.reason} at byte {exc.start}"]) from None
+    config = parse(text, path)
+    if cache_dir:
+        store(config, digest, cache_dir)
+    return config

@@ -35,6 +35,7 @@ class Context:
 
     config: Config
     request: Optional[DeviceRequest]
+    container_id: str = ""
     host: HostFacts = field(default_factory=HostFacts)
     discover: Optional[Callable[[], Inventory]] = None
     _inventory: Optional[Inventory] = field(default=None, repr=False)

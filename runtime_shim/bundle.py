@@ -1,0 +1,119 @@
+"""The one place that reads and writes a bundle's config.json.
+
+Reads are size-bounded and reject duplicate keys (an attacker-controlled spec must not mean one
+thing to us and another to runc). Writes are atomic: temp file in the bundle directory with the
+original's mode and owner, fsync, rename, fsync of the directory — a crash leaves either the old
+or the complete new file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from hook.errors import ShimError, one_line
+
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+"""Largest config.json we accept; real ones are kilobytes, so more is an attack or a bug."""
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A parsed config.json with the stat of the file it came from (for mode/owner on write)."""
+
+    path: str
+    spec: dict[str, Any]
+    mode: int
+    uid: int
+    gid: int
+
+
+def reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json`` object hook: a key given twice is an error, not last-one-wins."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ShimError("config.json", f"duplicate key {one_line(key, 80)!r}")
+        result[key] = value
+    return result
+
+
+def parse_spec(data: bytes, path: str = "config.json") -> dict[str, Any]:
+    """Parse config.json bytes into a dict, unknown fields preserved."""
+    try:
+        spec = json.loads(data, object_pairs_hook=reject_duplicates)
+    except RecursionError:
+        raise ShimError("config.json", f"{path}: nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, ShimError):
+            raise
+        raise ShimError("config.json", f"{path}: invalid JSON: {one_line(str(exc), 200)}") from None
+    if not isinstance(spec, dict):
+        raise ShimError("config.json", f"{path}: expected a JSON object, got {type(spec).__name__}")
+    return spec
+
+
+def load_spec(bundle: str) -> LoadedSpec:
+    """Read ``bundle/config.json``."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ShimError("config.json", f"{path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if info.st_size > MAX_SPEC_BYTES:
+            raise ShimError("config.json", f"{path}: {info.st_size} bytes exceeds the "
+                                           f"{MAX_SPEC_BYTES} byte limit")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(MAX_SPEC_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SPEC_BYTES:
+        raise ShimError("config.json", f"{path}: exceeds the {MAX_SPEC_BYTES} byte limit")
+    return LoadedSpec(path=path, spec=parse_spec(data, path), mode=info.st_mode & 0o7777,
+                      uid=info.st_uid, gid=info.st_gid)
+
+
+def serialise(spec: dict[str, Any]) -> bytes:
+    """The bytes we write: compact like containerd's, key order kept."""
+    return json.dumps(spec, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] = None,
+                 gid: Optional[int] = None) -> None:
+    """Replace ``path`` with ``data`` atomically, keeping mode and owner."""
+    directory = os.path.dirname(path) or "."
+    fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
+    try:
+        try:
+            os.fchmod(fd, mode)
+            if uid is not None and gid is not None and (uid, gid) != (os.geteuid(), os.getegid()):
+                os.fchown(fd, uid, gid)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except OSError as exc:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise ShimError("config.json", f"writing {path}: {exc.strerror or exc}") from None
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_spec(loaded: LoadedSpec, spec: dict[str, Any]) -> None:
+    """Write ``spec`` back over the file ``loaded`` came from."""
+    write_atomic(loaded.path, serialise(spec), loaded.mode, loaded.uid, loaded.gid)

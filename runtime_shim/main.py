@@ -1,0 +1,78 @@
+"""``gpu-container-runtime``: a runc-compatible command line.
+
+``create`` and ``run`` load config.json, run the modifier pipeline, write it back atomically
+when something changed, then exec the low-level runtime. Every other command execs it at once,
+importing nothing it does not need.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Optional
+
+from hook import config as config_mod
+from hook.errors import ShimError, one_line
+from runtime_shim import argv as argv_mod
+from runtime_shim import lowlevel
+
+COMMAND = "gpu-container-runtime"
+
+
+def prepare(invocation: argv_mod.Invocation, config: config_mod.Config) -> None:
+    """Rewrite the bundle's config.json for a create/run (the slow path)."""
+    from hook.request import parse_request
+    from runtime_shim import bundle as bundle_mod
+    from runtime_shim import host, logs, pipeline
+    from runtime_shim.context import Context
+
+    started = time.monotonic()
+    bundle = os.path.abspath(invocation.bundle or os.getcwd())
+    loaded = bundle_mod.load_spec(bundle)
+    request = parse_request(loaded.spec, config)
+    ctx = Context(config=config, request=request, container_id=invocation.container_id or "",
+                  host=host.read_facts(invocation.systemd_cgroup))
+    result = pipeline.run(loaded.spec, ctx)
+    if result.changed:
+        bundle_mod.write_spec(loaded, result.spec)
+    log_file = str(config.section("log")["file"])
+    if log_file:
+        changes = "; ".join(note for _, notes in result.notes for note in notes) or "none"
+        logs.append(log_file, logs.logfmt([
+            ("time", logs.timestamp()), ("level", "info"), ("cmd", invocation.command or ""),
+            ("id", invocation.container_id or ""), ("bundle", bundle),
+            ("gpu", "yes" if request is not None else "no"),
+            ("written", "yes" if result.changed else "no"), ("changes", changes),
+            ("duration_ms", f"{(time.monotonic() - started) * 1000:.1f}"),
+        ]))
+
+
+def report(error: ShimError, invocation: argv_mod.Invocation) -> None:
+    """One line on stderr, the same line in runc's --log file (containerd shows it)."""
+    line = one_line(f"{COMMAND}: {error.stage}: {error.cause}")
+    sys.stderr.write(line + "\n")
+    if invocation.log_path:
+        from runtime_shim import logs
+
+        logs.to_runc_log(invocation.log_path, invocation.log_format, "error", line)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    invocation = argv_mod.parse(args)
+    try:
+        config = config_mod.load()
+        runtime = lowlevel.find(config.runtimes)
+        if invocation.rewrites:
+            prepare(invocation, config)
+        runtime.exec(args)
+    except ShimError as error:
+        report(error, invocation)
+        return 1
+    return 1  # pragma: no cover - exec never returns
+
+
+if __name__ == "__main__":
+    sys.exit(main())

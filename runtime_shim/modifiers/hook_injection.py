@@ -1,0 +1,72 @@
+"""Inject our OCI hook into GPU containers, replacing stale copies and NVIDIA's legacy hook.
+
+The entry carries an explicit ``env``: runc then gives the hook exactly that environment, so a
+container's LD_PRELOAD or PYTHONPATH can never reach a root process on the host.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hook.config import DEFAULT_PATH, ENV_VAR
+from runtime_shim.context import Context, Notes, Spec
+
+HOOK_STAGES = ("prestart", "createRuntime")
+LEGACY_NAMES = frozenset({"nvidia-container-runtime-hook", "nvidia-container-toolkit"})
+OUR_NAMES = frozenset({"gpu-container-hook"})
+SAFE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def our_entry(ctx: Context) -> dict[str, Any]:
+    """The hook entry this configuration injects."""
+    settings = ctx.config.section("hook")
+    path = str(settings["path"])
+    args = [str(a) for a in settings["args"]] or [os.path.basename(path)]
+    env = [SAFE_PATH]
+    if ctx.config.source not in ("<defaults>", DEFAULT_PATH):
+        env.append(f"{ENV_VAR}={ctx.config.source}")
+    return {"path": path, "args": [*args, str(settings["stage"])], "env": env,
+            "timeout": int(settings["timeout"])}
+
+
+def is_replaced(entry: Any, ours: dict[str, Any]) -> bool:
+    """True for our own hook (any version of it) and NVIDIA's legacy hook."""
+    if not isinstance(entry, dict):
+        return False
+    path = entry.get("path")
+    if not isinstance(path, str):
+        return False
+    name = os.path.basename(path)
+    if path == ours["path"] and entry.get("args", [])[: len(ours["args"]) - 1] == ours["args"][:-1]:
+        return True
+    return name in OUR_NAMES or name in LEGACY_NAMES
+
+
+def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
+    if ctx.request is None:
+        return spec, []
+    ours = our_entry(ctx)
+    stage = ours["args"][-1]
+    hooks = spec.get("hooks") if isinstance(spec.get("hooks"), dict) else {}
+    assert isinstance(hooks, dict)
+    new_hooks = dict(hooks)
+    removed = 0
+    for name in HOOK_STAGES:
+        entries = hooks.get(name)
+        if not isinstance(entries, list):
+            continue
+        kept = [e for e in entries if not is_replaced(e, ours)]
+        removed += len(entries) - len(kept)
+        new_hooks[name] = kept
+    new_hooks[stage] = [*new_hooks.get(stage, []), ours]
+    for name in HOOK_STAGES:
+        if name in new_hooks and not new_hooks[name] and name not in hooks:
+            del new_hooks[name]
+    if new_hooks == hooks:
+        return spec, []
+    notes = [f"hook: {stage} {ours['path']} {' '.join(ours['args'][1:])}"]
+    stale = removed - (1 if ours in hooks.get(stage, []) else 0)
+    if stale:
+        notes.append(f"hook: removed {stale} stale or legacy hook entries")
+    return {**spec, "hooks": new_hooks}, notes

@@ -1,0 +1,61 @@
+"""Which named workload policy a container gets.
+
+Annotations and image env are untrusted: they can only *name* one of the configured policies,
+never define one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from hook.config import Config, Policy
+from hook.errors import ShimError, one_line
+
+ANNOTATION = "ai.scheduling.policy"
+ENV_VAR = "AI_SCHEDULING_POLICY"
+
+
+def env_value(spec: Mapping[str, Any], name: str) -> Optional[str]:
+    """The last ``name=`` entry of process.env, as execve would see it."""
+    process = spec.get("process")
+    env = process.get("env") if isinstance(process, dict) else None
+    found: Optional[str] = None
+    if isinstance(env, list):
+        prefix = name + "="
+        for entry in env:
+            if isinstance(entry, str) and entry.startswith(prefix):
+                found = entry[len(prefix):]
+    return found
+
+
+def requested_name(spec: Mapping[str, Any]) -> tuple[Optional[str], str]:
+    """The policy name the container asks for and where it came from (annotation wins)."""
+    annotations = spec.get("annotations")
+    if isinstance(annotations, dict):
+        value = annotations.get(ANNOTATION)
+        if isinstance(value, str) and value.strip():
+            return value.strip(), "annotation"
+    value = env_value(spec, ENV_VAR)
+    if value is not None and value.strip():
+        return value.strip(), "env"
+    return None, ""
+
+
+def choose(spec: Mapping[str, Any], config: Config, gpu: bool) -> tuple[Optional[Policy], str]:
+    """Return the chosen policy (or None) and a note for the log ('' when nothing to say)."""
+    name, source = requested_name(spec)
+    if name is None:
+        default = str(config.section("policy")["default"])
+        if gpu and default:
+            name, source = default, "default"
+        else:
+            return None, ""
+    policies = config.policies
+    if name in policies:
+        return policies[name], f"policy {name} (from {source})"
+    shown = one_line(name, 64)
+    known = ", ".join(sorted(policies)) or "none"
+    if config.section("policy")["unknown"] == "ignore":
+        return None, f"policy: ignored unknown policy {shown!r} from {source} (configured: {known})"
+    raise ShimError("policy", f"unknown policy {shown!r} from {source}; configured: {known}")

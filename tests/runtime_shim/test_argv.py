@@ -1,0 +1,64 @@
+"""runc argv parsing: command, bundle and id found exactly as runc would."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime_shim.argv import parse
+
+CASES = [
+    # (description, argv, command, bundle, container id)
+    ("plain create", ["create", "--bundle", "/b", "id1"], "create", "/b", "id1"),
+    ("short bundle flag", ["create", "-b", "/b", "id1"], "create", "/b", "id1"),
+    ("bundle with equals", ["run", "--bundle=/b", "id1"], "run", "/b", "id1"),
+    ("single-dash long flag", ["create", "-bundle", "/b", "id1"], "create", "/b", "id1"),
+    ("no bundle uses cwd later", ["create", "id1"], "create", None, "id1"),
+    ("bundle named create", ["create", "--bundle", "create", "c"], "create", "create", "c"),
+    ("bundle named create after id", ["run", "id", "-b", "create"], "run", "create", "id"),
+    ("global flags with values", ["--root", "/r", "--log", "/l", "--log-format", "json",
+                                  "create", "-b", "/b", "x"], "create", "/b", "x"),
+    ("global root named create", ["--root", "create", "state", "x"], "state", None, None),
+    ("global flag equals form", ["--root=/r", "--systemd-cgroup", "create", "x"],
+     "create", None, "x"),
+    ("unknown global boolean", ["--weird", "delete", "x"], "delete", None, None),
+    ("create options before id", ["create", "--console-socket", "/s", "--pid-file", "/p",
+                                  "--no-pivot", "-b", "/b", "cid"], "create", "/b", "cid"),
+    ("pass-through state", ["state", "abc"], "state", None, None),
+    ("run after double dash", ["--", "run", "-b", "/b", "z"], "run", "/b", "z"),
+    ("no command at all", ["--debug"], None, None, None),
+    ("rootless takes a value", ["--rootless", "true", "run", "r"], "run", None, "r"),
+]
+
+
+@pytest.mark.parametrize(("description", "argv", "command", "bundle", "cid"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_parse_finds_command_bundle_and_id(description: str, argv: list[str], command: str,
+                                           bundle: str, cid: str) -> None:
+    """Each runc command line yields the command, bundle and container id runc would use."""
+    inv = parse(argv)
+    assert (inv.command, inv.bundle, inv.container_id) == (command, bundle, cid)
+
+
+def test_parse_keeps_argv_untouched() -> None:
+    """The invocation keeps the exact arguments to hand on to runc."""
+    argv = ["--log", "/l", "--unknown-flag", "create", "-b", "/b", "x"]
+    assert parse(argv).args == tuple(argv)
+
+
+def test_parse_reads_log_options() -> None:
+    """--log and --log-format are recorded so our errors reach containerd."""
+    inv = parse(["--log", "/var/log/x.log", "--log-format=json", "kill", "x"])
+    assert (inv.log_path, inv.log_format) == ("/var/log/x.log", "json")
+
+
+def test_parse_reads_systemd_cgroup_flag() -> None:
+    """--systemd-cgroup switches the cgroup parent to slice form."""
+    assert parse(["--systemd-cgroup", "create", "x"]).systemd_cgroup
+    assert not parse(["create", "x"]).systemd_cgroup
+
+
+@pytest.mark.parametrize("command", ["state", "kill", "delete", "list", "exec", "start", "ps",
+                                     "events", "pause", "resume", "update", "features"])
+def test_only_create_and_run_are_rewritten(command: str) -> None:
+    """Every command other than create and run takes the pass-through path."""
+    assert not parse([command, "x"]).rewrites

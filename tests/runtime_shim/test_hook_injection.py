@@ -1,0 +1,76 @@
+"""Hook injection: our entry for GPU containers, stale and legacy entries removed."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from runtime_shim.modifiers import hook_injection
+from runtime_shim.testing import GPU0, context
+
+OURS = {"path": "/usr/bin/gpu-container-hook", "args": ["gpu-container-hook", "prestart"],
+        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "GPU_CONTAINER_SHIM_CONFIG=test.yaml"], "timeout": 30}
+LEGACY = {"path": "/usr/bin/nvidia-container-runtime-hook", "args": ["x", "prestart"]}
+OTHER = {"path": "/usr/bin/other-hook"}
+
+CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("adds the entry when there are no hooks", {"ociVersion": "1.0.2"},
+     {"ociVersion": "1.0.2", "hooks": {"prestart": [OURS]}}),
+    ("keeps other hooks before ours", {"hooks": {"prestart": [OTHER]}},
+     {"hooks": {"prestart": [OTHER, OURS]}}),
+    ("replaces NVIDIA's legacy hook", {"hooks": {"prestart": [LEGACY, OTHER]}},
+     {"hooks": {"prestart": [OTHER, OURS]}}),
+    ("drops a stale copy of ours with other args",
+     {"hooks": {"prestart": [{"path": "/opt/old/gpu-container-hook", "args": ["a"]}]}},
+     {"hooks": {"prestart": [OURS]}}),
+    ("removes ours from createRuntime when the stage is prestart",
+     {"hooks": {"createRuntime": [OURS, OTHER]}},
+     {"hooks": {"createRuntime": [OTHER], "prestart": [OURS]}}),
+    ("leaves other stages alone", {"hooks": {"poststop": [OTHER]}},
+     {"hooks": {"poststop": [OTHER], "prestart": [OURS]}}),
+]
+
+
+@pytest.mark.parametrize(("description", "spec", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_hook_injection_whole_spec(description: str, spec: dict[str, Any],
+                                   expected: dict[str, Any]) -> None:
+    """The GPU container's spec gains exactly our hook, stale and legacy entries removed."""
+    before = copy.deepcopy(spec)
+    result, _ = hook_injection.apply(spec, context(request=GPU0))
+    assert result == expected
+    assert spec == before
+
+
+@pytest.mark.parametrize(("description", "spec", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_hook_injection_is_idempotent(description: str, spec: dict[str, Any],
+                                      expected: dict[str, Any]) -> None:
+    """Applying the modifier to its own output returns the same object with no notes."""
+    ctx = context(request=GPU0)
+    once, _ = hook_injection.apply(spec, ctx)
+    twice, notes = hook_injection.apply(once, ctx)
+    assert twice is once and notes == []
+
+
+def test_non_gpu_container_is_untouched() -> None:
+    """A container without a device request keeps even NVIDIA's legacy hook."""
+    spec = {"hooks": {"prestart": [LEGACY]}}
+    assert hook_injection.apply(spec, context())[0] is spec
+
+
+def test_create_runtime_stage_and_timeout_from_config() -> None:
+    """hook.stage and hook.timeout from config shape the entry."""
+    ctx = context("hook: {stage: createRuntime, timeout: 7, path: /opt/h}\n", request=GPU0)
+    result, _ = hook_injection.apply({}, ctx)
+    entry = result["hooks"]["createRuntime"][0]
+    assert (entry["path"], entry["args"], entry["timeout"]) == ("/opt/h", ["h", "createRuntime"], 7)
+
+
+def test_entry_env_is_explicit_and_clean() -> None:
+    """The hook's environment is ours alone: PATH and the config path, nothing from the image."""
+    spec = {"process": {"env": ["LD_PRELOAD=/evil.so", "PYTHONPATH=/x"]}}
+    result, _ = hook_injection.apply(spec, context(request=GPU0))
+    env = result["hooks"]["prestart"][0]["env"]
+    assert all(not e.startswith(("LD_", "PYTHON")) for e in env)

@@ -1,0 +1,177 @@
+"""The shim's entry point: pass-through, the create path, and errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_subprocess import FakeProcess
+
+from runtime_shim import main as main_mod
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Exec(Exception):
+    """Raised by the fake execv so the test sees what would have run."""
+
+
+@pytest.fixture
+def fake_runc(tmp_path: Path) -> Path:
+    runc = tmp_path / "bin" / "runc"
+    runc.parent.mkdir()
+    runc.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/argv\"\n")
+    runc.chmod(0o755)
+    return runc
+
+
+@pytest.fixture
+def shim_config(tmp_path: Path, fake_runc: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"runtimes: [{fake_runc}]\nlog: {{file: {tmp_path / 'shim.log'}}}\n"
+                    "cgroup: {parent: ai-workload.slice}\n")
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(path))
+    return path
+
+
+@pytest.fixture
+def execs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    calls: list[tuple[str, list[str]]] = []
+
+    def fake_execv(path: str, args: list[str]) -> None:
+        calls.append((path, list(args)))
+        raise Exec
+
+    monkeypatch.setattr(os, "execv", fake_execv)
+    return calls
+
+
+def make_bundle(tmp_path: Path, spec: dict[str, Any]) -> Path:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(spec))
+    return bundle
+
+
+@pytest.mark.parametrize("argv", [["state", "x"], ["--root", "/r", "kill", "x", "KILL"],
+                                  ["delete", "--force", "x"], ["list"]])
+def test_pass_through_execs_runtime_with_same_args(
+        argv: list[str], shim_config: Path, fake_runc: Path, fp: FakeProcess,
+        execs: list[tuple[str, list[str]]]) -> None:
+    """Pass-through commands exec runc with argv unchanged and start no other process."""
+    with pytest.raises(Exec):
+        main_mod.main(argv)
+    assert execs == [(str(fake_runc), [str(fake_runc), *argv])]
+
+
+HEAVY_PROBE = """
+import os, sys
+from runtime_shim import lowlevel, main
+def report(self, args):
+    heavy = ("yaml", "jsonschema", "pynvml", "cffi", "libnvc_bindings", "runtime_shim.pipeline")
+    print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy))
+    sys.exit(0)
+lowlevel.LowLevelRuntime.exec = report
+main.main(["state", "x"])
+"""
+
+
+def test_pass_through_imports_nothing_heavy(shim_config: Path) -> None:
+    """With the validated config cached, state imports no yaml, jsonschema, pynvml or pipeline."""
+    env = {**os.environ, "GPU_CONTAINER_SHIM_CONFIG": str(shim_config)}
+    runs = [subprocess.run([sys.executable, "-c", HEAVY_PROBE], capture_output=True, text=True,
+                           check=True, env=env).stdout.strip() for _ in range(2)]
+    assert "jsonschema" in runs[0]  # the first call validates and fills the cache
+    assert runs[1] == "[]"
+
+
+def test_plain_create_leaves_config_bytes_unchanged(
+        tmp_path: Path, fake_runc: Path, fp: FakeProcess,
+        execs: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-GPU container with nothing to change keeps config.json byte for byte."""
+    config = tmp_path / "plain.yaml"
+    config.write_text(f"runtimes: [{fake_runc}]\nlog: {{file: ''}}\n")
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    bundle = make_bundle(tmp_path, {"ociVersion": "1.0.2", "process": {"args": ["true"]},
+                                    "linux": {}})
+    before = hashlib.sha256((bundle / "config.json").read_bytes()).hexdigest()
+    with pytest.raises(Exec):
+        main_mod.main(["create", "--bundle", str(bundle), "c1"])
+    assert hashlib.sha256((bundle / "config.json").read_bytes()).hexdigest() == before
+
+
+def test_create_rewrites_and_logs_one_line(
+        tmp_path: Path, shim_config: Path, fp: FakeProcess,
+        execs: list[tuple[str, list[str]]]) -> None:
+    """create runs the pipeline, writes config.json and logs id, changes and duration."""
+    bundle = make_bundle(tmp_path, {"ociVersion": "1.0.2", "process": {"args": ["true"]},
+                                    "linux": {}})
+    with pytest.raises(Exec):
+        main_mod.main(["create", "-b", str(bundle), "c1"])
+    spec = json.loads((bundle / "config.json").read_text())
+    assert spec["linux"]["cgroupsPath"] == "/ai-workload.slice/c1"
+    log = (tmp_path / "shim.log").read_text().splitlines()
+    assert len(log) == 1 and "id=c1" in log[0] and "cgroup: parent" in log[0]
+    assert "duration_ms=" in log[0]
+
+
+def test_bad_config_json_is_one_line_and_untouched(
+        tmp_path: Path, shim_config: Path, execs: list[tuple[str, list[str]]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed config.json stops the create with one line; runc never runs."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_bytes(b'{"process": ')
+    assert main_mod.main(["create", "-b", str(bundle), "c1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gpu-container-runtime: config.json: ") and err.count("\n") == 1
+    assert execs == [] and (bundle / "config.json").read_bytes() == b'{"process": '
+
+
+def test_errors_go_to_runc_log_in_json(
+        tmp_path: Path, shim_config: Path, execs: list[tuple[str, list[str]]]) -> None:
+    """With --log and --log-format json our error is a runc-style JSON line there."""
+    log = tmp_path / "runc.log"
+    assert main_mod.main(["--log", str(log), "--log-format", "json", "create", "-b",
+                          str(tmp_path / "missing"), "c1"]) == 1
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error" and entry["msg"].startswith("gpu-container-runtime: ")
+
+
+def test_config_with_two_bad_keys_names_both(
+        tmp_path: Path, execs: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid config.yaml fails closed, naming every bad key on one line."""
+    config = tmp_path / "bad.yaml"
+    config.write_text("runtimes: [runc]\nbogus: 1\nhook: {timeout: soon}\n")
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    assert main_mod.main(["run", "c1"]) == 1
+    err = capsys.readouterr().err
+    assert "bogus: unknown key" in err and "hook.timeout" in err and err.count("\n") == 1
+    assert execs == []
+
+
+def test_missing_runtime_is_a_clear_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        execs: list[tuple[str, list[str]]]) -> None:
+    """No configured runtime on PATH: one line naming what was tried."""
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [no-such-runc]\n")
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    assert main_mod.main(["state", "x"]) == 1
+    assert "runtime: no low-level runtime found: tried no-such-runc" in capsys.readouterr().err
+
+
+def test_real_exec_hands_argv_to_runtime(tmp_path: Path, shim_config: Path,
+                                         fake_runc: Path) -> None:
+    """Run as a real process, the shim execs the runtime which sees the same argv."""
+    env = {**os.environ, "GPU_CONTAINER_SHIM_CONFIG": str(shim_config)}
+    subprocess.run([sys.executable, "-m", "runtime_shim", "--root", "/r", "state", "abc"],
+                   check=True, env=env, cwd=REPO)
+    assert (fake_runc.parent / "argv").read_text().split() == ["--root", "/r", "state", "abc"]
