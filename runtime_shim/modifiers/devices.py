@@ -1,0 +1,133 @@
+"""Declare the selected GPUs' device nodes in config.json (design.md field problem 3).
+
+Each node goes into ``linux.devices`` (the runtime creates it) and gets an allow rule in
+``linux.resources.devices``, so the runtime itself grants access: device cgroup v1, the eBPF
+program on v2 and systemd's ``DeviceAllow=``. systemd rewrites a unit's device policy from what
+the runtime told it on every ``daemon-reload``; access added behind the runtime's back (as
+libnvidia-container's cgroup writes are) is lost then, access declared here is not.
+
+Which nodes, following libnvidia-container's ``nvc_driver_mount``/``nvc_device_mount``:
+- each selected GPU's ``/dev/nvidiaN``; a MIG device brings its parent's node plus the
+  ``/dev/nvidia-caps/nvidia-capN`` nodes of its GPU- and compute-instance access capabilities;
+- the control nodes, also for ``none`` (no GPU, but the driver libraries are mounted and
+  libnvidia-container mounts the driver's nodes with them): ``nvidiactl`` always,
+  ``nvidia-uvm`` and ``nvidia-uvm-tools`` with the ``compute`` capability, ``nvidia-modeset``
+  with ``display``; a control node the host lacks is skipped, as libnvidia-container does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from hook.errors import ShimError
+from hook.selection import Selection, select
+from runtime_shim.context import Context, Notes, Spec
+
+if TYPE_CHECKING:
+    from hook.discovery import DeviceNode, Inventory
+
+ACCESS = "rw"
+"""Read and write; the runtime creates the nodes, so the container never needs ``m`` (mknod)."""
+
+
+def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
+    if ctx.request is None:
+        return spec, []
+    inventory = ctx.inventory()
+    selection = select(ctx.request, inventory)
+    nodes = wanted_nodes(selection, inventory, ctx.request.capabilities)
+    return declare(spec, nodes)
+
+
+def wanted_nodes(selection: Selection, inventory: Inventory,
+                 capabilities: Iterable[str]) -> list[DeviceNode]:
+    """The host nodes a container with ``selection`` needs, each once, GPUs first."""
+    nodes: dict[str, DeviceNode] = {}
+    for gpu in selection.gpus:
+        _add(nodes, _gpu_node(inventory, gpu.minor, f"GPU {gpu.index}"))
+    for mig in selection.mig_devices:
+        what = f"MIG device {mig.parent_index}:{mig.index} ({mig.uuid})"
+        parent = next(g for g in selection.parents if g.uuid == mig.parent_uuid)
+        _add(nodes, _gpu_node(inventory, parent.minor, what))
+        for kind, minor in (("GPU instance", mig.gi_cap_minor), ("compute instance",
+                                                                 mig.ci_cap_minor)):
+            node = inventory.cap_nodes.get(minor) if minor is not None else None
+            if node is None:
+                raise ShimError("devices", f"no {kind} access capability node for {what}"
+                                + (f" (nvidia-cap{minor})" if minor is not None else ""))
+            _add(nodes, node)
+    wanted = set(capabilities)
+    controls = ["nvidiactl"]
+    if "compute" in wanted:
+        controls += ["nvidia-uvm", "nvidia-uvm-tools"]
+    if "display" in wanted:
+        controls.append("nvidia-modeset")
+    for name in controls:
+        control = inventory.control_node(name)
+        if control is not None:
+            _add(nodes, control)
+    return list(nodes.values())
+
+
+def declare(spec: Spec, nodes: Iterable[DeviceNode]) -> tuple[Spec, Notes]:
+    """``spec`` with a ``linux.devices`` entry and an allow rule for each node it lacks; the
+    same object when it already has them all. Entries of other devices are kept, in order."""
+    linux = _field(spec, "linux", dict, "linux")
+    resources = _field(linux, "resources", dict, "linux.resources")
+    devices = _field(linux, "devices", list, "linux.devices")
+    rules = _field(resources, "devices", list, "linux.resources.devices")
+    declared = {entry.get("path") for entry in devices if isinstance(entry, dict)}
+    new_devices: list[dict[str, Any]] = []
+    new_rules: list[dict[str, Any]] = []
+    added: list[str] = []
+    for node in nodes:
+        changed = False
+        if node.path not in declared:
+            declared.add(node.path)
+            new_devices.append({"path": node.path, "type": "c", "major": node.major,
+                                "minor": node.minor, "fileMode": node.file_mode,
+                                "uid": node.uid, "gid": node.gid})
+            changed = True
+        if not any(_allows(rule, node) for rule in [*rules, *new_rules]):
+            new_rules.append({"allow": True, "type": "c", "major": node.major,
+                              "minor": node.minor, "access": ACCESS})
+            changed = True
+        if changed:
+            added.append(f"{node.path} ({node.major}:{node.minor})")
+    if not added:
+        return spec, []
+    new_linux = dict(linux)
+    if new_devices:
+        new_linux["devices"] = [*devices, *new_devices]
+    if new_rules:
+        new_linux["resources"] = {**resources, "devices": [*rules, *new_rules]}
+    return {**spec, "linux": new_linux}, ["devices: added " + ", ".join(added)]
+
+
+def _allows(rule: Any, node: DeviceNode) -> bool:
+    """Whether ``rule`` is already an allow rule for exactly this node with at least rw."""
+    return (isinstance(rule, dict) and rule.get("allow") is True and rule.get("type") == "c"
+            and rule.get("major") == node.major and rule.get("minor") == node.minor
+            and set(ACCESS) <= set(str(rule.get("access", ""))))
+
+
+def _gpu_node(inventory: Inventory, minor: int, what: str) -> DeviceNode:
+    node = inventory.gpu_nodes.get(minor)
+    if node is None:
+        raise ShimError("devices", f"no device node /dev/nvidia{minor} on this host for {what}")
+    return node
+
+
+def _add(nodes: dict[str, DeviceNode], node: DeviceNode) -> None:
+    nodes.setdefault(node.path, node)
+
+
+def _field(parent: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """``parent[key]`` (empty when absent), which must be of ``kind``: a spec the runtime would
+    reject anyway is reported here rather than rewritten."""
+    value = parent.get(key, kind())
+    if not isinstance(value, kind):
+        raise ShimError("devices", f"config.json {where} is {type(value).__name__}, "
+                        f"not {'an object' if kind is dict else 'an array'}")
+    return value
