@@ -24,7 +24,7 @@ A100_80GB_PROFILES: Mapping[str, tuple[int, int, int]] = {
     "2g.20gb": (14, 2, 19968),
     "3g.40gb": (9, 3, 40192),
     "4g.40gb": (5, 4, 40192),
-    "7g.80gb": (0, 7, 80000),
+    "7g.80gb": (0, 7, 81152),
 }
 
 DGX_BUSES = (0x07, 0x0F, 0x47, 0x4E, 0x87, 0x90, 0xB7, 0xBD)
