@@ -8,6 +8,7 @@ or the complete new file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -102,10 +103,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] =
             os.close(fd)
         os.replace(temp, path)
     except OSError as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temp)
-        except OSError:
-            pass
         raise ShimError("config.json", f"writing {path}: {exc.strerror or exc}") from None
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
