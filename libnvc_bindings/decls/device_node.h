@@ -1,0 +1,4 @@
+struct nvc_device_node {
+    char *path;
+    dev_t id;
+};
