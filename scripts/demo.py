@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
-from containers import SHIM, build_busybox_image, sha256  # noqa: E402  (path set just above)
+from containers import SHIM, build_busybox_image, sha256
 
 BIN = Path(sys.executable).parent
 
