@@ -4,41 +4,11 @@ our own log, one greppable logfmt line per create."""
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Sequence
 from typing import Optional
 
+from hook.logfile import append, logfmt, quote, timestamp
 
-def timestamp() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
-
-
-def quote(value: str) -> str:
-    """logfmt quoting: bare when safe, else a JSON string (one line, escapes kept)."""
-    if value and all(c.isalnum() or c in "-_./:@+," for c in value):
-        return value
-    return json.dumps(value, ensure_ascii=False)
-
-
-def logfmt(fields: Sequence[tuple[str, str]]) -> str:
-    return " ".join(f"{key}={quote(value)}" for key, value in fields)
-
-
-def append(path: str, line: str) -> None:
-    """Append one line; a log we cannot write must never fail a container start."""
-    try:
-        directory = os.path.dirname(path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            os.write(fd, (line + "\n").encode("utf-8", "replace"))
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+__all__ = ["append", "logfmt", "quote", "runc_log_line", "timestamp", "to_runc_log"]
 
 
 def runc_log_line(level: str, message: str, log_format: str) -> str:
