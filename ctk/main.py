@@ -1,0 +1,58 @@
+"""``gpu-ctk``: the admin command. Each subcommand is a module named in ``SUBCOMMANDS``; only the
+chosen one is imported, so adding a subcommand is one table row plus its module, which exposes
+``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, Optional
+
+from hook.errors import ShimError, one_line
+
+PROG = "gpu-ctk"
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("ctk.simulate", "build a simulated GPU host (libraries, devices, driver tree)"),
+}
+"""Subcommand name -> (module, one-line help)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error of ours."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{PROG}: usage: {one_line(message)} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parser_for(chosen: Optional[str]) -> argparse.ArgumentParser:
+    """The full parser; only ``chosen``'s module is imported to add its arguments."""
+    parser = _Parser(prog=PROG, description="Admin tool of gpu-container-shim.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                     parser_class=_Parser)
+    for name, (module, summary) in SUBCOMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        if name == chosen:
+            importlib.import_module(module).add_arguments(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    chosen = args[0] if args and args[0] in SUBCOMMANDS else None
+    namespace = parser_for(chosen).parse_args(args)
+    module = importlib.import_module(SUBCOMMANDS[namespace.command][0])
+    try:
+        status: int = module.run(namespace)
+    except ShimError as error:
+        print(f"{PROG}: {one_line(str(error))}", file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
