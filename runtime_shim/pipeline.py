@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from runtime_shim.context import Context, Notes, Spec
-from runtime_shim.modifiers import cgroup_parent, devices, hook_injection, oom_score
+from runtime_shim.modifiers import cgroup_parent, devices, hook_injection, numa, oom_score, policy
 
 Modifier = Callable[[Spec, Context], "tuple[Spec, Notes]"]
 """A pure function of (spec, context) returning the new spec (the same object if unchanged)."""
@@ -14,6 +14,8 @@ Modifier = Callable[[Spec, Context], "tuple[Spec, Notes]"]
 ORDER: tuple[tuple[str, Modifier], ...] = (
     ("devices", devices.apply),
     ("hook", hook_injection.apply),
+    ("policy", policy.apply),
+    ("numa", numa.apply),
     ("cgroup", cgroup_parent.apply),
     ("oom", oom_score.apply),
 )

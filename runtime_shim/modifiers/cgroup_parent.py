@@ -2,13 +2,15 @@
 
 Only where the engine left its default parent (empty, Docker's ``system.slice:docker:<id>`` or
 ``/docker/<id>``); a Kubernetes pod path (``kubepods``) is moved only when config says so, since
-kubelet accounts pod resources under it.
+kubelet accounts pod resources under it. A chosen policy's ``cgroup_parent`` replaces the
+configured one for that container.
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
+from runtime_shim import policy_choice
 from runtime_shim.context import Context, Notes, Spec
 
 DEFAULT_SYSTEMD_SLICES = frozenset({"", "system.slice"})
@@ -46,6 +48,9 @@ def cgroupfs_target(current: str, parent: str, container_id: str, move_pods: boo
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     settings = ctx.config.section("cgroup")
     parent = str(settings["parent"])
+    policy, _ = policy_choice.choose(spec, ctx.config, gpu=ctx.request is not None)
+    if policy is not None and policy.cgroup_parent:
+        parent = policy.cgroup_parent
     if not parent:
         return spec, []
     linux: Any = spec.get("linux", {})

@@ -1,0 +1,98 @@
+"""Place a GPU container on its GPUs' NUMA node(s): ``linux.resources.cpu.cpus`` and ``.mems``.
+
+Only for a policy with ``numa`` on, and only ever narrowing: the result is the nodes' CPUs and
+memory nodes intersected with any cpuset the engine already set (Kubernetes' CPU manager, Docker's
+``--cpuset-cpus``). When nothing would be left, or a GPU's node is unknown (one-node hosts say
+-1), the cpuset stays as it was and a note says why — placement is an optimisation, never a reason
+for a container to fail or to get CPUs it was not given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from hook import numa
+from hook.selection import select
+from runtime_shim import policy_choice
+from runtime_shim.context import Context, Notes, Spec
+from runtime_shim.spec_tree import get_in, set_in
+
+STAGE = "numa"
+CPUS = ("linux", "resources", "cpu", "cpus")
+MEMS = ("linux", "resources", "cpu", "mems")
+
+
+def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
+    if ctx.request is None:
+        return spec, []
+    policy, _ = policy_choice.choose(spec, ctx.config, gpu=True)
+    if policy is None or not policy.numa:
+        return spec, []
+    gpus = select(ctx.request, ctx.inventory()).checked_gpus
+    if not gpus:
+        return spec, []
+    prefix = f"numa: policy {policy.name}"
+    unknown = [gpu.index for gpu in gpus if gpu.numa_node is None]
+    if unknown:
+        return spec, [f"{prefix}: placement skipped: NUMA node of {_gpus(unknown)} unknown"]
+    gpu_nodes = {gpu.index: gpu.numa_node for gpu in gpus if gpu.numa_node is not None}
+    sysfs_root = str(ctx.config.section("host")["sysfs_root"])
+    node_cpus = {node: numa.node_cpus(sysfs_root, node) for node in sorted(set(gpu_nodes.values()))}
+    return place(spec, gpu_nodes, node_cpus, prefix)
+
+
+def place(spec: Spec, gpu_nodes: Mapping[int, int],
+          node_cpus: Mapping[int, Optional[frozenset[int]]], prefix: str) -> tuple[Spec, Notes]:
+    """The pure part: ``spec`` with cpus/mems narrowed to the nodes of ``gpu_nodes`` (GPU index ->
+    node), whose CPUs ``node_cpus`` gives (None: sysfs does not describe the node)."""
+    nodes = frozenset(gpu_nodes.values())
+    where = f"{_gpus(sorted(gpu_nodes))} on node{'s' if len(nodes) > 1 else ''} " \
+        f"{numa.format_ids(nodes)}"
+    missing = [node for node in sorted(nodes) if node_cpus.get(node) is None]
+    if missing:
+        return spec, [f"{prefix}: placement skipped: no cpulist for NUMA node "
+                      f"{numa.format_ids(missing)} under the sysfs root"]
+    cpus = frozenset().union(*(node_cpus[node] or () for node in nodes))
+    try:
+        have_cpus = _existing(spec, CPUS)
+        have_mems = _existing(spec, MEMS)
+    except numa.IdListError as exc:
+        return spec, [f"{prefix}: placement skipped: the engine's cpuset is unreadable ({exc})"]
+    want_cpus = cpus if have_cpus is None else cpus & have_cpus
+    want_mems = nodes if have_mems is None else nodes & have_mems
+    if not want_cpus or not want_mems:
+        return spec, [f"{prefix}: placement skipped: {where} (cpus {_shown(cpus)}, mems "
+                      f"{_shown(nodes)}) share nothing with the engine's cpuset (cpus "
+                      f"{_shown(have_cpus)}, mems {_shown(have_mems)}); left as it was"]
+    result = spec
+    changes = []
+    for path, have, want in ((CPUS, have_cpus, want_cpus), (MEMS, have_mems, want_mems)):
+        if have != want:
+            result = set_in(result, path, numa.format_ids(want), STAGE)
+            narrowed = "" if have is None else f" (within the engine's {numa.format_ids(have)})"
+            changes.append(f"linux.resources.cpu.{path[-1]} {numa.format_ids(want)}{narrowed}")
+    if not changes:
+        return spec, []
+    return result, [f"{prefix}: {where}: " + ", ".join(changes)]
+
+
+def _existing(spec: Spec, path: tuple[str, ...]) -> Optional[frozenset[int]]:
+    """The ids an engine already set at ``path``; None when unset or empty (no restriction)."""
+    value: Any = get_in(spec, path)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise numa.IdListError(f"{'.'.join(path)} is {type(value).__name__}, not a string")
+    ids = numa.parse_ids(value)
+    return ids if value.strip() else None
+
+
+def _gpus(indices: list[int]) -> str:
+    return f"GPU{'s' if len(indices) > 1 else ''} {numa.format_ids(indices)}"
+
+
+def _shown(ids: Optional[frozenset[int]]) -> str:
+    if ids is None:
+        return "unset"
+    return numa.format_ids(ids) or "none"

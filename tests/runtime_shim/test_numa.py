@@ -1,0 +1,202 @@
+"""NUMA placement: the pure cpuset arithmetic (``place``) and the modifier on a fake two-socket
+host whose node cpulists live in a temporary sysfs root."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from oci_schema import config_errors
+
+from hook import config as config_mod
+from hook.request import DeviceRequest
+from hook.testing import fake_inventory, mig_uuid
+from runtime_shim.context import Context
+from runtime_shim.modifiers import numa
+
+HOST = fake_inventory(8, {0: ("1g.10gb",)})
+"""GPUs 0-3 on NUMA node 0 and 4-7 on node 1; GPU 0 carries one MIG device."""
+
+NODE0 = frozenset(range(64))
+NODE1 = frozenset(range(64, 128))
+PREFIX = "numa: policy guaranteed"
+
+
+def base_spec(annotation: Optional[str] = "guaranteed",
+              cpu: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """A config.json shaped like ``runc spec`` output, with an engine cpuset when given."""
+    resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    if cpu is not None:
+        resources["cpu"] = cpu
+    spec: dict[str, Any] = {
+        "ociVersion": "1.2.1",
+        "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "rootfs"},
+        "linux": {"namespaces": [{"type": "pid"}], "resources": resources},
+    }
+    if annotation is not None:
+        spec["annotations"] = {"ai.scheduling.policy": annotation}
+    return spec
+
+
+def cpu_of(spec: dict[str, Any]) -> Optional[dict[str, Any]]:
+    value: Optional[dict[str, Any]] = spec["linux"]["resources"].get("cpu")
+    return value
+
+
+PLACE_CASES: list[tuple[str, Optional[dict[str, Any]], dict[int, int],
+                        dict[int, Optional[frozenset[int]]], Optional[dict[str, Any]], str]] = [
+    # (description, engine's cpu, GPU -> node, node -> cpus, expected cpu, note part)
+    ("no engine cpuset: the node's cpus and memory node", None, {5: 1}, {1: NODE1},
+     {"cpus": "64-127", "mems": "1"}, "GPU 5 on node 1: linux.resources.cpu.cpus 64-127, "
+                                      "linux.resources.cpu.mems 1"),
+    ("gpus on both nodes: the union", None, {1: 0, 5: 1}, {0: NODE0, 1: NODE1},
+     {"cpus": "0-127", "mems": "0-1"}, "GPUs 1,5 on nodes 0-1"),
+    ("engine cpuset wider: narrowed to the intersection", {"cpus": "32-95", "shares": 1024},
+     {5: 1}, {1: NODE1}, {"cpus": "64-95", "mems": "1", "shares": 1024},
+     "linux.resources.cpu.cpus 64-95 (within the engine's 32-95)"),
+    ("engine mems kept when they already are the node", {"mems": "1"}, {5: 1}, {1: NODE1},
+     {"cpus": "64-127", "mems": "1"}, "linux.resources.cpu.cpus 64-127"),
+    ("engine cpus inside the node kept, mems narrowed", {"cpus": "70-71", "mems": "0-1"}, {5: 1},
+     {1: NODE1}, {"cpus": "70-71", "mems": "1"}, "linux.resources.cpu.mems 1 (within"),
+    ("engine cpus disjoint: left alone", {"cpus": "0-3"}, {5: 1}, {1: NODE1},
+     {"cpus": "0-3"}, "placement skipped: GPU 5 on node 1 (cpus 64-127, mems 1) share nothing "
+                      "with the engine's cpuset (cpus 0-3, mems unset); left as it was"),
+    ("engine mems disjoint: left alone, cpus too", {"mems": "0"}, {5: 1}, {1: NODE1},
+     {"mems": "0"}, "share nothing with the engine's cpuset (cpus unset, mems 0)"),
+    ("empty engine strings mean unset", {"cpus": "", "mems": ""}, {5: 1}, {1: NODE1},
+     {"cpus": "64-127", "mems": "1"}, "GPU 5 on node 1"),
+    ("node sysfs does not describe: skipped", None, {5: 1}, {1: None}, None,
+     "placement skipped: no cpulist for NUMA node 1 under the sysfs root"),
+    ("node without cpus: skipped", None, {5: 1}, {1: frozenset()}, None,
+     "(cpus none, mems 1) share nothing"),
+    ("unreadable engine cpuset: skipped", {"cpus": "all"}, {5: 1}, {1: NODE1}, {"cpus": "all"},
+     "placement skipped: the engine's cpuset is unreadable ('all' is not a number"),
+]
+PLACE_IDS = [c[0] for c in PLACE_CASES]
+
+
+class TestPlace:
+    @pytest.mark.parametrize(("description", "engine", "gpu_nodes", "node_cpus", "expected",
+                              "note"), PLACE_CASES, ids=PLACE_IDS)
+    def test_whole_spec(self, description: str, engine: Optional[dict[str, Any]],
+                        gpu_nodes: dict[int, int], node_cpus: dict[int, Optional[frozenset[int]]],
+                        expected: Optional[dict[str, Any]], note: str) -> None:
+        """linux.resources.cpu becomes the expected object; the notes say what and why."""
+        spec = base_spec(cpu=engine)
+        result, notes = numa.place(spec, gpu_nodes, node_cpus, PREFIX)
+        assert cpu_of(result) == expected
+        assert result["linux"]["resources"]["devices"] == spec["linux"]["resources"]["devices"]
+        assert len(notes) == 1 and notes[0].startswith(PREFIX + ": ") and note in notes[0]
+
+    @pytest.mark.parametrize(("description", "engine", "gpu_nodes", "node_cpus", "expected",
+                              "note"), PLACE_CASES, ids=PLACE_IDS)
+    def test_is_idempotent_and_pure(self, description: str, engine: Optional[dict[str, Any]],
+                                    gpu_nodes: dict[int, int],
+                                    node_cpus: dict[int, Optional[frozenset[int]]],
+                                    expected: Optional[dict[str, Any]], note: str) -> None:
+        """The input is not mutated, and a second pass returns its input object."""
+        spec = base_spec(cpu=engine)
+        before = copy.deepcopy(spec)
+        once, _ = numa.place(spec, gpu_nodes, node_cpus, PREFIX)
+        assert spec == before
+        assert numa.place(once, gpu_nodes, node_cpus, PREFIX)[0] is once
+
+    @pytest.mark.parametrize(("description", "engine", "gpu_nodes", "node_cpus", "expected",
+                              "note"), PLACE_CASES, ids=PLACE_IDS)
+    def test_never_widens(self, description: str, engine: Optional[dict[str, Any]],
+                          gpu_nodes: dict[int, int],
+                          node_cpus: dict[int, Optional[frozenset[int]]],
+                          expected: Optional[dict[str, Any]], note: str) -> None:
+        """Every CPU and memory node of the result was already allowed by the engine."""
+        from hook.numa import parse_ids
+
+        result, _ = numa.place(base_spec(cpu=engine), gpu_nodes, node_cpus, PREFIX)
+        placed = cpu_of(result) or {}
+        for key in ("cpus", "mems"):
+            have = (engine or {}).get(key)
+            if have and have != "all":
+                assert parse_ids(placed[key]) <= parse_ids(have)
+
+    def test_unchanged_placement_has_no_notes(self) -> None:
+        """A spec already on the node comes back as the same object with nothing to say."""
+        spec = base_spec(cpu={"cpus": "64-127", "mems": "1"})
+        assert numa.place(spec, {5: 1}, {1: NODE1}, PREFIX) == (spec, [])
+
+
+@pytest.fixture
+def sysfs(tmp_path: Path) -> Path:
+    """A two-socket host's sysfs: node 0 has CPUs 0-63, node 1 has 64-127."""
+    for node, cpus in ((0, "0-63"), (1, "64-127")):
+        directory = tmp_path / "devices" / "system" / "node" / f"node{node}"
+        directory.mkdir(parents=True)
+        (directory / "cpulist").write_text(cpus + "\n")
+    return tmp_path
+
+
+def context(sysfs: Path, tokens: Optional[tuple[str, ...]], config_text: str = "",
+            host: Any = HOST) -> Context:
+    request = None if tokens is None else DeviceRequest(
+        devices=tokens, capabilities=frozenset({"compute", "utility"}))
+    config = config_mod.parse(config_text + f"\nhost: {{sysfs_root: {sysfs}}}\n", "test.yaml")
+    return Context(config=config, request=request, discover=lambda: host)
+
+
+APPLY_CASES: list[tuple[str, Optional[str], Optional[tuple[str, ...]], str,
+                        Optional[dict[str, Any]]]] = [
+    # (description, annotation, GPU tokens, config text, expected cpu)
+    ("gpu 5 under guaranteed: node 1", "guaranteed", ("5",), "", {"cpus": "64-127", "mems": "1"}),
+    ("gpu 2 under burstable: node 0", "burstable", ("2",), "", {"cpus": "0-63", "mems": "0"}),
+    ("all gpus: both nodes", "guaranteed", ("all",), "", {"cpus": "0-127", "mems": "0-1"}),
+    ("mig device: its parent's node", "guaranteed", (mig_uuid(0, 1, 0),), "",
+     {"cpus": "0-63", "mems": "0"}),
+    ("no policy: untouched", None, ("5",), "", None),
+    ("default policy for gpu containers", None, ("5",), "policy: {default: guaranteed}\n",
+     {"cpus": "64-127", "mems": "1"}),
+    ("policy with numa off: untouched", "flat", ("5",), "policies: {flat: {numa: false}}\n",
+     None),
+    ("not a gpu container: untouched", "guaranteed", None, "", None),
+    ("no gpu selected (none): untouched", "guaranteed", (), "", None),
+]
+
+
+class TestApply:
+    @pytest.mark.parametrize(("description", "annotation", "tokens", "config", "expected"),
+                             APPLY_CASES, ids=[c[0] for c in APPLY_CASES])
+    def test_whole_spec(self, sysfs: Path, description: str, annotation: Optional[str],
+                        tokens: Optional[tuple[str, ...]], config: str,
+                        expected: Optional[dict[str, Any]]) -> None:
+        """The selected GPUs' nodes decide linux.resources.cpu; the result validates."""
+        spec = base_spec(annotation)
+        result, _ = numa.apply(spec, context(sysfs, tokens, config))
+        assert cpu_of(result) == expected
+        if expected is None:
+            assert result is spec
+        assert config_errors(result) == []
+
+    def test_unknown_gpu_node_skips_with_a_note(self, sysfs: Path) -> None:
+        """On a host whose GPUs report no NUMA node (-1) nothing changes and the note says so."""
+        host = fake_inventory(8, numa=False)
+        spec = base_spec()
+        result, notes = numa.apply(spec, context(sysfs, ("3", "5"), host=host))
+        assert result is spec
+        assert notes == [f"{PREFIX}: placement skipped: NUMA node of GPUs 3,5 unknown"]
+
+    def test_one_unknown_node_skips_all(self, sysfs: Path) -> None:
+        """Placing on the known node alone would starve the other GPU: skip instead."""
+        gpus = list(HOST.gpus)
+        gpus[5] = dataclasses.replace(gpus[5], numa_node=None)
+        host = dataclasses.replace(HOST, gpus=tuple(gpus))
+        result, notes = numa.apply(base_spec(), context(sysfs, ("1", "5"), host=host))
+        assert cpu_of(result) is None and "NUMA node of GPU 5 unknown" in notes[0]
+
+    def test_missing_sysfs_node_skips_with_a_note(self, tmp_path: Path) -> None:
+        """A sysfs root without node cpulists (a container host without /sys) changes nothing."""
+        spec = base_spec()
+        result, notes = numa.apply(spec, context(tmp_path, ("5",)))
+        assert result is spec
+        assert notes == [f"{PREFIX}: placement skipped: no cpulist for NUMA node 1 under the "
+                         "sysfs root"]
