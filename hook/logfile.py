@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from typing import Callable
 
 
 def timestamp() -> str:
@@ -41,3 +42,23 @@ def append(path: str, line: str) -> None:
             os.close(fd)
     except OSError:
         pass
+
+
+class EventLog:
+    """One logfmt line per event to the configured file (nothing when no file is configured),
+    each with the time, the fields every line of this process carries, the event, and the
+    milliseconds since ``start``."""
+
+    def __init__(self, path: str, common: Sequence[tuple[str, str]], start: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self.common = tuple(common)
+        self.start = start
+        self.clock = clock
+
+    def event(self, event: str, level: str = "info", **fields: str) -> None:
+        if not self.path:
+            return
+        elapsed = f"{(self.clock() - self.start) * 1000:.1f}"
+        append(self.path, logfmt([("time", timestamp()), ("level", level), *self.common,
+                                  ("event", event), *fields.items(), ("elapsed_ms", elapsed)]))

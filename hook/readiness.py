@@ -1,0 +1,175 @@
+"""Wait until every requested device is visible and healthy through NVML (field problem 1).
+
+A container started while the driver is still binding its devices sees ``no devices found``;
+the hook therefore polls NVML until each requested GPU and MIG device answers: a handle by UUID,
+readable memory info, and neither ``GPU_IS_LOST`` nor ``RESET_REQUIRED``. ``wait_ready`` is the
+pure loop (probe, clock and sleep injected); ``NvmlProbe`` is the I/O edge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Callable, Optional
+
+from hook.errors import ShimError, one_line
+
+STAGE = "readiness"
+
+SHOWN = 8
+"""How many not-ready devices an error names before it only counts the rest."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """NVML's answer about one device in one poll: ready or not, and what it said."""
+
+    ready: bool
+    detail: str
+
+
+READY = Answer(ready=True, detail="ready")
+
+Probe = Callable[[Sequence[str]], Mapping[str, Answer]]
+"""Asks NVML about the given UUIDs once; returns an answer for each (a missing one is not
+ready). A probe never raises: every failure is an answer, so the loop can name it."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a successful wait went, for the log."""
+
+    devices: int
+    polls: int
+    elapsed: float
+    waited_for: tuple[str, ...]
+    """Labels of the devices that were not ready at the first poll (empty: no wait)."""
+
+
+class NotReadyError(ShimError):
+    """The deadline passed with devices still not ready; ``last`` is NVML's last answer for
+    each of them (label -> answer detail)."""
+
+    def __init__(self, last: Mapping[str, str], polls: int, elapsed: float) -> None:
+        named = "; ".join(f"{label}: {detail}" for label, detail in list(last.items())[:SHOWN])
+        more = f"; and {len(last) - SHOWN} more" if len(last) > SHOWN else ""
+        noun = "device" if len(last) == 1 else "devices"
+        polled = "poll" if polls == 1 else "polls"
+        super().__init__(STAGE, one_line(
+            f"{len(last)} {noun} not ready after {elapsed:.1f}s ({polls} {polled}): "
+            f"{named}{more}"))
+        self.last = dict(last)
+        self.polls = polls
+        self.elapsed = elapsed
+
+
+def fit_timeout(configured: float, remaining: float, margin: float, reserve: float) -> float:
+    """The readiness wait's share of the ``remaining`` hook budget: what the configuration asks,
+    cut so that the mounts after it still get ``reserve`` seconds (at most half of what is
+    usable) and the failure report ``margin``."""
+    usable = max(0.0, remaining - margin)
+    return max(0.0, min(configured, usable - min(reserve, usable / 2)))
+
+
+def wait_ready(
+    devices: Mapping[str, str],
+    probe: Probe,
+    timeout: float,
+    interval: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """Poll ``probe`` until every device of ``devices`` (UUID -> label for messages) has been
+    seen ready; a device once ready is not asked again. The last poll happens at the deadline,
+    ``timeout`` seconds after the first; then ``NotReadyError`` names each device still
+    pending with its last answer."""
+    start = clock()
+    pending = list(devices)
+    last: dict[str, Answer] = {}
+    waited_for: tuple[str, ...] = ()
+    polls = 0
+    while pending:
+        polls += 1
+        answers = probe(tuple(pending))
+        for uuid in pending:
+            last[uuid] = answers.get(uuid, Answer(False, "no answer from the probe"))
+        pending = [uuid for uuid in pending if not last[uuid].ready]
+        if polls == 1:
+            waited_for = tuple(devices[uuid] for uuid in pending)
+        if not pending:
+            break
+        left = timeout - (clock() - start)
+        if left <= 0:
+            raise NotReadyError({devices[uuid]: last[uuid].detail for uuid in pending}, polls,
+                                clock() - start)
+        sleep(min(interval, left))
+    return Outcome(devices=len(devices), polls=polls, elapsed=clock() - start,
+                   waited_for=waited_for)
+
+
+class NvmlProbe:
+    """Asks NVML; use as a context manager so NVML is initialised at most once per wait (an init
+    can take seconds without persistence mode) and always shut down. An init that fails is
+    tried again on the next poll: a driver still loading is one of the things waited for."""
+
+    def __init__(self, library: str = "") -> None:
+        self.library = library
+        self._pynvml: Any = None
+        self._initialized = False
+
+    def __enter__(self) -> NvmlProbe:
+        import pynvml
+
+        from hook import discovery
+
+        # Same binding discovery uses: pynvml only dlopens libnvidia-ml.so.1 by name.
+        discovery._bind_library(pynvml, self.library)
+        self._pynvml = pynvml
+        return self
+
+    def __exit__(self, kind: Optional[type[BaseException]], value: Optional[BaseException],
+                 traceback: Optional[TracebackType]) -> None:
+        if self._initialized:
+            self._initialized = False
+            # The wait's own result is what matters, not shutdown's.
+            with contextlib.suppress(self._pynvml.NVMLError):
+                self._pynvml.nvmlShutdown()
+
+    def __call__(self, uuids: Sequence[str]) -> Mapping[str, Answer]:
+        pynvml = self._pynvml
+        if pynvml is None:
+            raise RuntimeError("NvmlProbe used outside its with block")
+        if not self._initialized:
+            try:
+                pynvml.nvmlInitWithFlags(0)
+            except pynvml.NVMLError as exc:
+                answer = Answer(False, _failed(pynvml, "nvmlInitWithFlags", exc))
+                return {uuid: answer for uuid in uuids}
+            self._initialized = True
+        return {uuid: self._ask(uuid) for uuid in uuids}
+
+    def _ask(self, uuid: str) -> Answer:
+        pynvml = self._pynvml
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+        except pynvml.NVMLError as exc:
+            return Answer(False, _failed(pynvml, "nvmlDeviceGetHandleByUUID", exc))
+        try:
+            pynvml.nvmlDeviceGetMemoryInfo(handle)
+        except pynvml.NVMLError as exc:
+            return Answer(False, _failed(pynvml, "nvmlDeviceGetMemoryInfo", exc))
+        return READY
+
+
+def _failed(pynvml: Any, call: str, exc: Any) -> str:
+    """``<call>: <NVML's message> (NVML error <code>)``; the code tells GPU_IS_LOST (15) and
+    RESET_REQUIRED (16) apart from a device that is merely not there yet."""
+    try:
+        message = str(exc)
+    except Exception:  # pynvml asks the library for the text; a broken one must not stop us
+        message = "unknown"
+    return one_line(f"{call}: {message} (NVML error {getattr(exc, 'value', '?')})", 200)
