@@ -1,0 +1,325 @@
+"""``gpu-container-hook``: the OCI hook that gives a GPU container its driver and devices.
+
+``prestart`` (or ``createRuntime``) reads the container state on stdin, loads the bundle's
+config.json, computes the request with the shim's own parser and, for a GPU container:
+discovery and selection -> ``NVIDIA_REQUIRE_*`` -> readiness wait -> libnvidia-container
+(or its CLI) under the retry policy. A non-GPU container exits 0 at once, having imported
+neither jsonschema nor pynvml nor cffi. ``poststart`` and ``poststop`` are accepted no-ops.
+
+Every failure is one line on stderr, ``gpu-container-hook: <stage> error: <cause>`` (runc
+shows it after ``error running hook #0:``), and the same line in our log with the timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, Callable, Optional
+
+from hook.errors import ShimError, one_line
+
+if TYPE_CHECKING:
+    from hook.config import Config
+    from hook.discovery import Inventory
+    from hook.logfile import EventLog
+    from hook.request import DeviceRequest
+    from hook.retry import RetryPolicy
+    from hook.selection import Selection
+
+COMMAND = "gpu-container-hook"
+WORK_STAGES = ("prestart", "createRuntime")
+NOOP_STAGES = ("poststart", "poststop")
+STATE_LIMIT = 1 << 20
+"""Same bound as ``hook.state``: a state is a few hundred bytes plus annotations."""
+
+MARGIN = 2.0
+"""Seconds of the hook's timeout kept back to report a failure before the runtime kills us."""
+MOUNT_RESERVE = 5.0
+"""Seconds of the budget the readiness wait leaves for the library calls after it."""
+
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RISKY_PREFIXES = ("LD_", "PYTHON", "GCONV_", "MALLOC_", "NVC_")
+"""Variables that change how a host process loads code: reported when dropped."""
+
+
+class UsageError(ShimError):
+    """The hook was invoked with arguments no runtime passes."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__("usage", cause)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The hook entry's timeout as a deadline from the hook's start; every wait takes its
+    share of what is left."""
+
+    start: float
+    total: float
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
+
+    def remaining(self) -> float:
+        return max(0.0, self.total - (self.clock() - self.start))
+
+
+def usage(args: Sequence[str]) -> str:
+    """The one stage argument, or UsageError."""
+    stages = WORK_STAGES + NOOP_STAGES
+    if len(args) != 1:
+        raise UsageError(f"expected one argument, the hook stage ({', '.join(stages)}); "
+                         f"got {len(args)}")
+    if args[0] not in stages:
+        raise UsageError(f"unknown stage {one_line(repr(args[0]), 80)}; expected "
+                         f"{', '.join(stages)}")
+    return args[0]
+
+
+def read_input(stream: IO[bytes], limit: int = STATE_LIMIT) -> bytes:
+    """Everything on stdin up to ``limit`` bytes (runtimes close it after the state)."""
+    try:
+        data = stream.read(limit + 1)
+    except OSError as exc:
+        raise ShimError("state", f"cannot read stdin: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ShimError("state", f"input larger than {limit} bytes")
+    return data
+
+
+def peek_bundle(data: bytes) -> Optional[tuple[str, str]]:
+    """(bundle, id) from a state that looks right, without the schema: enough to decide whether
+    this is a GPU container at all. None sends the input to full validation, which names the
+    problem."""
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    bundle, container_id = document.get("bundle"), document.get("id")
+    if not isinstance(bundle, str) or not bundle.startswith("/") or "\x00" in bundle:
+        return None
+    return bundle, container_id if isinstance(container_id, str) else ""
+
+
+def isolate_environment(environ: Optional[dict[str, str]] = None) -> list[str]:
+    """Reduce the environment to PATH before any library loads or forks: runc already gives us
+    only the entry's ``env``, but a hook registered elsewhere (podman hooks.d) may not. Returns
+    the names of loader-relevant variables that were dropped, for the log."""
+    env: Any = os.environ if environ is None else environ
+    dropped = sorted(key for key in env if key.startswith(RISKY_PREFIXES))
+    env.clear()
+    env["PATH"] = SAFE_PATH
+    return dropped
+
+
+def host_ldconfig(config: Config) -> str:
+    """The configured ldconfig, which must be the host's (``@/sbin/ldconfig``): without the
+    ``@`` libnvidia-container runs the image's own binary as root over the image."""
+    value = str(config.section("libnvidia_container")["ldconfig"])
+    if not value.startswith("@/") or "\x00" in value:
+        raise ShimError("config", one_line(
+            f"libnvidia_container.ldconfig: must name the host's ldconfig as @/path, got "
+            f"{value!r}"))
+    return value
+
+
+def device_labels(selection: Selection) -> dict[str, str]:
+    """UUID -> ``GPU 0 (GPU-…)`` / ``MIG 0:1 (MIG-…)`` for every device the wait covers."""
+    labels = {gpu.uuid: f"GPU {gpu.index} ({gpu.uuid})" for gpu in selection.checked_gpus}
+    for mig in selection.mig_devices:
+        labels[mig.uuid] = f"MIG {mig.parent_index}:{mig.index} ({mig.uuid})"
+    return labels
+
+
+def check_requirements(request: DeviceRequest, inventory: Inventory,
+                       selection: Selection) -> None:
+    """``NVIDIA_REQUIRE_*`` against each selected GPU (a MIG device: its parent), or against the
+    host alone when no GPU is selected."""
+    from hook.requirements import GpuFacts, check
+
+    if not request.checked_requirements:
+        return
+    facts = [GpuFacts(cuda=inventory.cuda_version, driver=inventory.driver_version,
+                      arch=gpu.cc, brand=gpu.brand) for gpu in selection.checked_gpus]
+    check(request.checked_requirements,
+          facts or [GpuFacts(cuda=inventory.cuda_version, driver=inventory.driver_version)])
+
+
+def cli_devices(request: DeviceRequest, selection: Selection) -> tuple[str, ...]:
+    """``--device`` values for the CLI: what the selection resolved (MIG profiles the shim
+    leased are UUIDs by now); the CLI adds MIG parents itself."""
+    if request.wants_all:
+        return ("all",)
+    return tuple(g.uuid for g in selection.gpus) + tuple(m.uuid for m in selection.mig_devices)
+
+
+class Run:
+    """One hook process: the stages in order, each logged once the configuration names the log
+    (``log`` stays None until then, and for a non-GPU container)."""
+
+    def __init__(self, started: float, clock: Callable[[], float] = time.monotonic,
+                 environ: Optional[dict[str, str]] = None) -> None:
+        self.started = started
+        self.clock = clock
+        self.environ = environ
+        """The environment to isolate before the library loads; None is ``os.environ``."""
+        self.log: Optional[EventLog] = None
+
+    def event(self, event: str, level: str = "info", **fields: str) -> None:
+        if self.log is not None:
+            self.log.event(event, level, **fields)
+
+    def retry_log(self, line: str) -> None:
+        self.event("retry", level="warning", msg=line)
+
+    def prestart(self, stage: str, data: bytes) -> None:
+        """The work stages; returns at once for a non-GPU container."""
+        from hook import config as config_mod
+        from hook.bundle import read_spec
+        from hook.request import parse_request
+
+        config = config_mod.load()
+        peeked = peek_bundle(data)
+        if peeked is None:
+            from hook.state import parse_state
+
+            state = parse_state(data)  # names the problem, or accepts what the peek did not
+            peeked = (state.bundle, state.id)
+        bundle, container_id = peeked
+        spec = read_spec(bundle)
+        request = parse_request(spec, config)
+        if request is None:
+            return
+        from hook.logfile import EventLog
+
+        self.log = EventLog(str(config.section("log").get("file", "")),
+                            [("cmd", "hook"), ("stage", stage), ("id", container_id)],
+                            self.started, self.clock)
+        budget = Budget(start=self.started, total=float(config.section("hook")["timeout"]),
+                        clock=self.clock)
+        self.configure(config, budget, data, spec, request)
+        self.event("done", devices=",".join(request.devices) or "none")
+
+    def configure(self, config: Config, budget: Budget, data: bytes, spec: Mapping[str, Any],
+                  request: DeviceRequest) -> None:
+        from hook.bundle import rootfs_path
+        from hook.discovery import discover_from_config
+        from hook.selection import select
+        from hook.state import parse_state
+
+        state = parse_state(data)
+        if state.pid is None:
+            raise ShimError("state", "pid: missing; the hook needs the container's process")
+        rootfs = rootfs_path(spec, state.bundle)
+        ldconfig = host_ldconfig(config)
+        inventory = discover_from_config(config)
+        selection = select(request, inventory)
+        check_requirements(request, inventory, selection)
+        self.wait_ready(config, budget, selection)
+        dropped = isolate_environment(self.environ)
+        if dropped:
+            self.event("environment", level="warning", dropped=",".join(dropped))
+        self.mount(config, budget, request, selection, state.pid, rootfs, ldconfig)
+
+    def wait_ready(self, config: Config, budget: Budget, selection: Selection) -> None:
+        from hook.readiness import NotReadyError, NvmlProbe, fit_timeout, wait_ready
+
+        labels = device_labels(selection)
+        if not labels:
+            return
+        section = config.section("readiness")
+        timeout = fit_timeout(float(section["timeout"]), budget.remaining(), MARGIN,
+                              MOUNT_RESERVE)
+        try:
+            with NvmlProbe(str(config.section("nvml").get("library", ""))) as probe:
+                outcome = wait_ready(labels, probe, timeout, float(section["interval"]),
+                                     clock=self.clock)
+        except NotReadyError as error:
+            self.event("readiness", level="error", outcome="timeout",
+                       devices=str(len(labels)), polls=str(error.polls),
+                       waited_ms=f"{error.elapsed * 1000:.1f}", deadline_s=f"{timeout:.1f}",
+                       last="; ".join(f"{k}: {v}" for k, v in error.last.items()))
+            raise
+        self.event("readiness", outcome="ready", devices=str(outcome.devices),
+                   polls=str(outcome.polls), waited_ms=f"{outcome.elapsed * 1000:.1f}",
+                   waited_for=",".join(outcome.waited_for) or "-")
+
+    def mount(self, config: Config, budget: Budget, request: DeviceRequest,
+              selection: Selection, pid: int, rootfs: str, ldconfig: str) -> None:
+        import libnvc_bindings
+        from hook import mounts
+        from hook.retry import RetryPolicy
+
+        settings = config.section("libnvidia_container")
+        policy = RetryPolicy.from_config(config.section("retry"), budget.remaining(), MARGIN)
+        try:
+            library = libnvc_bindings.load(str(settings.get("library", "")))
+        except libnvc_bindings.NvcLoadError as error:
+            cli = str(settings.get("cli", ""))
+            if not cli:
+                raise ShimError("load", one_line(str(error).removeprefix("load: "))) from None
+            self.event("fallback", level="warning", cli=cli, reason=one_line(str(error)))
+            self.mount_with_cli(config, cli, request, selection, pid, rootfs, ldconfig, policy)
+            return
+        try:
+            session = libnvc_bindings.Session(
+                library, root=str(config.section("host")["driver_root"]), ldconfig=ldconfig)
+        except libnvc_bindings.NvcError as error:
+            raise ShimError("initialization", error.message) from None
+        target = mounts.Target(pid=pid, rootfs=rootfs, capabilities=request.capabilities)
+        mounted = mounts.configure(session, request, selection, target,
+                                   bool(settings["load_kmods"]),
+                                   mounts.Retrier(policy, self.retry_log, clock=self.clock))
+        self.event("mounted", library=library.version_string, rootfs=rootfs,
+                   **mounts.describe(mounted))
+
+    def mount_with_cli(self, config: Config, cli: str, request: DeviceRequest,
+                       selection: Selection, pid: int, rootfs: str, ldconfig: str,
+                       policy: RetryPolicy) -> None:
+        from hook import cli_fallback
+
+        settings = config.section("libnvidia_container")
+        argv = cli_fallback.cli_argv(cli, cli_fallback.CliRequest(
+            pid=pid, rootfs=rootfs, devices=cli_devices(request, selection),
+            capabilities=request.capabilities, requirements=request.checked_requirements,
+            mig_config=bool(request.mig_config), mig_monitor=bool(request.mig_monitor)),
+            load_kmods=bool(settings["load_kmods"]), ldconfig=ldconfig,
+            driver_root=str(config.section("host")["driver_root"]))
+        cli_fallback.configure(argv, policy, self.retry_log, clock=self.clock)
+        self.event("mounted", cli=cli, argv=" ".join(argv))
+
+
+def report(error: ShimError, run: Optional[Run]) -> None:
+    """One line on stderr; the same line in our log when this run has one."""
+    line = one_line(f"{COMMAND}: {error.stage} error: {error.cause}")
+    sys.stderr.write(line + "\n")
+    if run is not None:
+        run.event("error", level="error", error_stage=error.stage, msg=line)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    run = Run(time.monotonic())
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        stage = usage(args)
+        data = read_input(sys.stdin.buffer)
+        if stage in WORK_STAGES:
+            run.prestart(stage, data)
+    except UsageError as error:
+        report(error, None)
+        return 2
+    except ShimError as error:
+        report(error, run)
+        return 1
+    except Exception as error:  # the last resort still prints one line and logs it
+        report(ShimError("internal", f"{type(error).__name__}: {error}"), run)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
