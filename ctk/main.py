@@ -17,6 +17,7 @@ PROG = "gpu-ctk"
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("ctk.simulate", "build a simulated GPU host (libraries, devices, driver tree)"),
+    "leases": ("ctk.leases", "list or reclaim the node's MIG leases (holder, device, age)"),
 }
 """Subcommand name -> (module, one-line help)."""
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -47,10 +48,20 @@ def build(topology_ref: str, into: Path, fault_specs: Sequence[str] = (),
             compiler_path.append(cc_tools.find_compiler(compiler))
         return compiler_path[0]
 
-    header_text = header.render(topo, str(sim_dir))
-    nvml_entry = _compile_nvml(cc, cache, header_text)
-    nvc_entry = _compile_nvc(cc, cache, header_text, nvc, version) if nvc is not None else None
-    stubs = _compile_stubs(cc, cache, topo["driver_version"])
+    if len(str(sim_dir).encode("utf-8")) >= header.DIR_CAPACITY:
+        raise ShimError("simulate", one_line(
+            f"{sim_dir}: the path is longer than {header.DIR_CAPACITY - 1} bytes"))
+    # Compiled once per topology for a placeholder DIR, then relocated into sim_dir.
+    header_text = header.render(topo, header.DIR_PLACEHOLDER)
+    # The three compiles are independent; gcc runs outside the GIL.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        nvml_job = pool.submit(_compile_nvml, cc, cache, header_text)
+        nvc_job = pool.submit(_compile_nvc, cc, cache, header_text, nvc, version) \
+            if nvc is not None else None
+        stubs_job = pool.submit(_compile_stubs, cc, cache, topo["driver_version"])
+        nvml_entry = nvml_job.result()
+        nvc_entry = nvc_job.result() if nvc_job is not None else None
+        stubs = stubs_job.result()
 
     _write_host(sim_dir, topo, nvml_entry, nvc_entry, stubs, chosen, reset_state)
     if nvc is None:
@@ -188,10 +199,11 @@ def _write_host(sim_dir: Path, topo: Topology, nvml_entry: Path, nvc_entry: Opti
     _write_text(sim_dir / MARKER, json.dumps(topo, indent=2) + "\n")
     for name in MANAGED + (STATE if reset_state else ()):
         _clear(sim_dir / name)
-    cc_tools.install(nvml_entry / "libnvidia-ml.so.1", sim_dir / "lib" / "libnvidia-ml.so.1")
-    if nvc_entry is not None:
-        cc_tools.install(nvc_entry / "libnvidia-container.so.1",
-                         sim_dir / "lib" / "libnvidia-container.so.1")
+    for entry, name in ((nvml_entry, "libnvidia-ml.so.1"),
+                        (nvc_entry, "libnvidia-container.so.1")):
+        if entry is not None:
+            data = header.relocate((entry / name).read_bytes(), str(sim_dir))
+            cc_tools.install(data, sim_dir / "lib" / name)
     host_files.write_nodes(sim_dir / "dev", host_files.device_nodes(topo))
     driver_tree.install(sim_dir / "driver", stubs, topo)
     host_files.write_files(sim_dir, host_files.sys_files(topo))

@@ -108,10 +108,9 @@ def cached(cache_dir: Path, key: str, produce: Callable[[Path], None]) -> Path:
     return entry
 
 
-def install(source: Path, target: Path, mode: int = 0o755) -> None:
-    """Copy ``source`` to ``target`` atomically (a process that mapped the old file keeps it);
+def install(data: bytes, target: Path, mode: int = 0o755) -> None:
+    """Write ``data`` to ``target`` atomically (a process that mapped the old file keeps it);
     an identical target is left alone."""
-    data = source.read_bytes()
     if target.is_file() and not target.is_symlink() and target.read_bytes() == data:
         return
     target.parent.mkdir(parents=True, exist_ok=True)

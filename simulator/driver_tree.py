@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -68,9 +69,12 @@ def compile_stubs(cc: str, out: Path, driver_version: str) -> None:
     include.mkdir()
     (include / "driver_stub_version.h").write_text(
         f'#define SIM_STUB_DRIVER_VERSION "{driver_version}"\n', encoding="utf-8")
-    for library, explicit, _ in LIBRARIES:
-        compile_shared(cc, [STUB_SOURCE], out / f"{library}.{driver_version}",
-                       soname(library, explicit, driver_version), [include])
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        jobs = [pool.submit(compile_shared, cc, [STUB_SOURCE], out / f"{library}.{driver_version}",
+                            soname(library, explicit, driver_version), [include])
+                for library, explicit, _ in LIBRARIES]
+        for job in jobs:
+            job.result()
     shutil.rmtree(include)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hook.errors import ShimError
 from simulator import profiles
 from simulator.topology import (
     ARCHITECTURES,
@@ -21,6 +22,25 @@ from simulator.topology import (
 UVM_MAJOR = 510
 CAPS_MAJOR = 509
 NVIDIA_MAJOR = 195
+
+DIR_CAPACITY = 1024
+"""Bytes reserved in each library for DIR (with its NUL): the longest DIR is 1023 bytes."""
+
+DIR_PLACEHOLDER = "@@GPU_CTK_SIM_DIR@@".ljust(DIR_CAPACITY - 1, "_")
+"""What the builder compiles in for DIR: the libraries are compiled once per topology and
+``relocate``d into each directory, so a new DIR costs a copy, not a compile."""
+
+# SIM_DIR is read through a volatile pointer so that the compiler cannot fold the placeholder's
+# length or contents into the code: relocate() rewrites the bytes after compilation.
+_DIR_ACCESS = """\
+static const char sim_dir_storage[SIM_DIR_CAPACITY] SIM_UNUSED = {dir};
+static SIM_UNUSED const char *sim_dir_path(void)
+{{
+    const char *volatile path = sim_dir_storage;
+    return path;
+}}
+#define SIM_DIR (sim_dir_path())
+"""
 
 _STRUCTS = """\
 struct sim_mig {
@@ -137,7 +157,10 @@ def _numa_row(node: dict[str, Any], words: int) -> str:
 
 
 def render(topology: Topology, sim_dir: str) -> str:
-    """The text of sim_topology.h for ``topology`` simulated in directory ``sim_dir``."""
+    """The text of sim_topology.h for ``topology`` simulated in directory ``sim_dir`` (or in
+    ``DIR_PLACEHOLDER``, to be ``relocate``d)."""
+    if len(sim_dir.encode("utf-8")) >= DIR_CAPACITY:
+        raise ShimError("simulate", f"directory path longer than {DIR_CAPACITY - 1} bytes")
     gpus = topology["gpus"]
     nodes = topology["numa_nodes"]
     max_cpu = max(max(cpulist_cpus(node["cpus"])) for node in nodes)
@@ -151,7 +174,8 @@ def render(topology: Topology, sim_dir: str) -> str:
         "#ifndef SIM_UNUSED",
         "#define SIM_UNUSED __attribute__((unused))",
         "#endif",
-        f"#define SIM_DIR {c_string(sim_dir)}",
+        f"#define SIM_DIR_CAPACITY {DIR_CAPACITY}",
+        _DIR_ACCESS.format(dir=c_string(sim_dir)),
         f"#define SIM_TOPOLOGY_NAME {c_string(topology['name'])}",
         f"#define SIM_DRIVER_VERSION {c_string(topology['driver_version'])}",
         f"#define SIM_CUDA_VERSION {cuda_version_int(topology['cuda_version'])}",
@@ -187,3 +211,14 @@ def render(topology: Topology, sim_dir: str) -> str:
     lines.append("};")
     lines += ["", "#endif /* SIM_TOPOLOGY_H */", ""]
     return "\n".join(lines)
+
+
+def relocate(library: bytes, sim_dir: str) -> bytes:
+    """``library`` (compiled against ``DIR_PLACEHOLDER``) with DIR set to ``sim_dir``."""
+    placeholder = DIR_PLACEHOLDER.encode("ascii")
+    if placeholder not in library:
+        raise ShimError("simulate", "library has no DIR placeholder to relocate")
+    path = sim_dir.encode("utf-8")
+    if len(path) >= DIR_CAPACITY:
+        raise ShimError("simulate", f"directory path longer than {DIR_CAPACITY - 1} bytes")
+    return library.replace(placeholder, path.ljust(len(placeholder), b"\0"))

@@ -1,0 +1,41 @@
+"""Fixtures every test area may use: the simulated GPU host."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Optional
+
+import pytest
+
+if TYPE_CHECKING:
+    from simulator.testing import SimHost
+
+SimHostFactory = Callable[..., "SimHost"]
+"""``factory(topology, faults=(), nvc_version=None) -> SimHost`` (see ``sim_host_factory``)."""
+
+
+@pytest.fixture(scope="session")
+def sim_host_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's compile cache: each topology/nvc version compiles once per session."""
+    return tmp_path_factory.mktemp("sim-cache")
+
+
+@pytest.fixture(scope="session")
+def sim_host_factory(tmp_path_factory: pytest.TempPathFactory,
+                     sim_host_cache: Path) -> SimHostFactory:
+    """Build a simulated host in a new directory on every call, with exactly ``faults``
+    active. Libraries come from the session's compile cache, so only the first host of each
+    topology/nvc version compiles (about 2 s); later ones cost tens of milliseconds."""
+    from simulator.testing import build_host
+
+    root = tmp_path_factory.mktemp("sim-hosts")
+    built = [0]
+
+    def factory(topology: str, faults: Sequence[str] = (),
+                nvc_version: Optional[str] = None) -> SimHost:
+        built[0] += 1
+        return build_host(topology, root / f"host{built[0]}", faults, nvc_version,
+                          cache_dir=sim_host_cache)
+
+    return factory
