@@ -35,6 +35,20 @@ def make_bundle(root: Path, env: tuple[str, ...] = ()) -> Path:
     return bundle
 
 
+@pytest.fixture(autouse=True)
+def no_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs must never load libnvidia-container: the container pid they pass is the
+    test runner's own, so a library that loaded (one loaded earlier in this process answers to
+    its soname) would mount into the runner's mount namespace. The e2e tests mount for real."""
+    import libnvc_bindings
+
+    def refuse(configured: str = "", names: object = ()) -> None:
+        raise libnvc_bindings.NvcLoadError([libnvc_bindings.LoadAttempt(
+            configured or "libnvidia-container.so.1", "not loaded by unit tests")])
+
+    monkeypatch.setattr(libnvc_bindings, "load", refuse)
+
+
 @pytest.fixture
 def run_hook(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Hook:
     """Run ``main(args)`` in-process with ``data`` on stdin; return (exit code, stderr)."""
@@ -183,8 +197,8 @@ class TestGpuPath:
                                         "NVIDIA_DISABLE_REQUIRE=true"))
         code, err = run_hook(["prestart"], state(bundle))
         assert code == 1
-        assert err.startswith("gpu-container-hook: load error: no usable libnvidia-container "
-                              f"(tried {tmp_path}/absent.so: ")
+        assert err == ("gpu-container-hook: load error: no usable libnvidia-container (tried "
+                       f"{tmp_path}/absent.so: not loaded by unit tests)\n")
         [ready] = log_lines(log, "readiness")
         assert "outcome=ready devices=1 polls=1 " in ready
 
