@@ -63,6 +63,10 @@ def build(topology_ref: str, into: Path, fault_specs: Sequence[str] = (),
         nvc_entry = nvc_job.result() if nvc_job is not None else None
         stubs = stubs_job.result()
 
+    if os.geteuid() != 0:
+        # Checked before DIR changes: the device nodes need CAP_MKNOD.
+        raise ShimError("simulate", "creating the device nodes needs root (CAP_MKNOD): run "
+                                    "gpu-ctk simulate as root")
     _write_host(sim_dir, topo, nvml_entry, nvc_entry, stubs, chosen, reset_state)
     if nvc is None:
         raise ShimError("simulate", one_line(

@@ -65,6 +65,15 @@ class TestDeviceNodes:
             build_host("t4", tmp_path / "sim", cache_dir=sim_host_cache)
 
 
+    def test_non_root_is_refused_before_dir_changes(self, tmp_path: Path, sim_host_cache: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+        """A non-root build stops saying root is needed, without creating DIR."""
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)
+        with pytest.raises(ShimError, match=r"needs root \(CAP_MKNOD\)"):
+            build_host("t4", tmp_path / "sim", cache_dir=sim_host_cache)
+        assert not (tmp_path / "sim").exists()
+
+
 class TestDriverTree:
     @pytest.mark.parametrize(("link", "target", "name"), [
         ("libcuda.so.1", "libcuda.so.535.104.05", "libcuda.so.1"),
