@@ -1,0 +1,198 @@
+"""The prestart hook end to end: real runc through the shim on the simulated DGX A100, each
+container on an overlay rootfs so the image itself never changes.
+
+What the hook must show: the driver and the device inside the container with the ld cache
+listing the libraries; retries of a transient ``nvc_init``; a permanent one failing in one line
+inside the hook timeout; the readiness wait and its deadline; ``NVIDIA_REQUIRE_*`` and its
+opt-out; and that a container's ``LD_PRELOAD`` never reaches the hook.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pytest
+import yaml
+from containers import Bundle, Runtime, tree_digest
+
+if TYPE_CHECKING:
+    from simulator.testing import SimHost
+
+pytestmark = pytest.mark.e2e
+
+MakeBundle = Callable[..., Bundle]
+MakeRuntime = Callable[..., Runtime]
+WriteConfig = Callable[[str], Path]
+SimHostFactory = Callable[..., "SimHost"]
+
+FAST_RETRY = {"initial_backoff": 0.05, "max_backoff": 0.1}
+
+
+def shim_on(host: SimHost, make_runtime: MakeRuntime, write_config: WriteConfig,
+            **sections: dict[str, Any]) -> Runtime:
+    """A runtime whose shim config is the simulated host's with ``sections`` merged in."""
+    document = yaml.safe_load(host.config_path.read_text())
+    for name, values in sections.items():
+        document.setdefault(name, {}).update(values)
+    document["runtimes"] = ["runc"]
+    return make_runtime(write_config(yaml.safe_dump(document)))
+
+
+def hook_log(host: SimHost, event: str) -> list[str]:
+    """The hook's lines of one event in the host's log."""
+    text = (host.dir / "log" / "gpu-container-shim.log").read_text()
+    return [line for line in text.splitlines() if "cmd=hook" in line and f" event={event} "
+            in line]
+
+
+def test_gpu_zero_gets_its_node_the_driver_and_an_ld_cache(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig, busybox_image: Path) -> None:
+    """NVIDIA_VISIBLE_DEVICES=0: /dev/nvidia0 and libcuda.so.1 are inside, the container's ld
+    cache lists the driver libraries, and the image on the host is unchanged."""
+    host = sim_host_factory("dgx-a100")
+    before = tree_digest(busybox_image)
+    bundle = make_bundle(["/bin/sh", "-c", "ls -l /dev/nvidia0; ls /usr/lib64 /usr/lib/x86_64-"
+                          "linux-gnu 2>/dev/null; ls /usr/bin"], env=["NVIDIA_VISIBLE_DEVICES=0"],
+                         overlay=True)
+    result = shim_on(host, make_runtime, write_config).run(bundle)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^c\S+\s+\d+\s+\S+\s+\S+\s+195,\s+0\s.*/dev/nvidia0$", result.stdout,
+                     re.MULTILINE), result.stdout
+    assert "libcuda.so.1" in result.stdout.split() and "nvidia-smi" in result.stdout.split()
+    cache = subprocess.run(["ldconfig", "-p", "-C", str(bundle.path / "upper" / "etc" /
+                                                        "ld.so.cache")],
+                           capture_output=True, text=True, check=True).stdout
+    assert re.search(r"^\s+libcuda\.so\.1 \(libc6,x86-64\) => /\S+/libcuda\.so\.1$", cache,
+                     re.MULTILINE), cache
+    assert "libnvidia-ml.so.1 " in cache
+    assert tree_digest(busybox_image) == before
+    [mounted] = hook_log(host, "mounted")
+    assert f"gpus={host.topology['gpus'][0]['uuid']}" in mounted
+
+
+def test_transient_init_failures_are_retried(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """nvc-init-transient=2: the container starts and the log shows two retries, each with
+    libnvidia-container's message."""
+    host = sim_host_factory("dgx-a100", faults=["nvc-init-transient=2"])
+    bundle = make_bundle(["/bin/ls", "/dev/nvidia0"], env=["NVIDIA_VISIBLE_DEVICES=0"],
+                         overlay=True)
+    result = shim_on(host, make_runtime, write_config, retry=FAST_RETRY).run(bundle)
+    assert result.returncode == 0, result.stderr
+    retries = hook_log(host, "retry")
+    assert len(retries) == 2
+    for number, line in enumerate(retries, 1):
+        assert (f'msg="initialization: attempt {number}/5 failed: nvc_init: cuda error: '
+                f'unknown error; retrying in ') in line
+    assert host.fault_uses("nvc-init-transient") == 3
+
+
+def test_permanent_init_failure_is_one_line_inside_the_timeout(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """nvc-init-permanent: no retry, the start fails well inside the hook timeout, and runc
+    shows the hook's one line."""
+    message = "driver/library version mismatch"
+    host = sim_host_factory("dgx-a100", faults=[f"nvc-init-permanent={message}"])
+    bundle = make_bundle(env=["NVIDIA_VISIBLE_DEVICES=0"], overlay=True)
+    runtime = shim_on(host, make_runtime, write_config, hook={"timeout": 10})
+    started = time.monotonic()
+    result = runtime.run(bundle)
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0 and elapsed < 10
+    line = f"gpu-container-hook: initialization error: {message}"
+    assert "error running hook #0:" in result.stderr and line in result.stderr, result.stderr
+    [logged] = hook_log(host, "error")
+    assert f'msg="{line}"' in logged
+    assert hook_log(host, "retry") == []
+
+
+def test_readiness_wait_lets_a_binding_device_start(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """nvml-not-ready=5: the hook polls until GPU 0 answers, then the container starts."""
+    host = sim_host_factory("dgx-a100", faults=["nvml-not-ready=5"])
+    bundle = make_bundle(["/bin/ls", "/dev/nvidia0"], env=["NVIDIA_VISIBLE_DEVICES=0"],
+                         overlay=True)
+    runtime = shim_on(host, make_runtime, write_config,
+                      readiness={"timeout": 10, "interval": 0.05})
+    result = runtime.run(bundle)
+    assert result.returncode == 0, result.stderr
+    [ready] = hook_log(host, "readiness")
+    assert "outcome=ready devices=1 polls=6 " in ready
+
+
+def test_readiness_deadline_fails_naming_the_device(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """More not-ready answers than the deadline allows polls: the start fails naming GPU 2
+    and NVML's last answer for it."""
+    host = sim_host_factory("dgx-a100", faults=["nvml-not-ready=100000"])
+    uuid = host.topology["gpus"][2]["uuid"]
+    bundle = make_bundle(env=["NVIDIA_VISIBLE_DEVICES=2"], overlay=True)
+    runtime = shim_on(host, make_runtime, write_config,
+                      readiness={"timeout": 0.5, "interval": 0.1})
+    result = runtime.run(bundle)
+    assert result.returncode != 0
+    assert re.search(r"gpu-container-hook: readiness error: 1 device not ready after 0\.[5-9]s "
+                     rf"\(\d+ polls\): GPU 2 \({uuid}\): nvmlDeviceGetHandleByUUID: Not Found "
+                     r"\(NVML error 6\)", result.stderr), result.stderr
+    [timeout] = hook_log(host, "readiness")
+    assert "outcome=timeout" in timeout
+
+
+def test_unsatisfied_cuda_requirement_fails_and_can_be_disabled(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """NVIDIA_REQUIRE_CUDA=cuda>=99.0 fails with the condition named; adding
+    NVIDIA_DISABLE_REQUIRE=true lets the same container start."""
+    host = sim_host_factory("dgx-a100")
+    runtime = shim_on(host, make_runtime, write_config)
+    env = ["NVIDIA_VISIBLE_DEVICES=0", "NVIDIA_REQUIRE_CUDA=cuda>=99.0"]
+    refused = runtime.run(make_bundle(env=env, overlay=True))
+    assert refused.returncode != 0
+    assert ("gpu-container-hook: requirements error: unsatisfied condition: cuda>=99.0"
+            in refused.stderr), refused.stderr
+    allowed = runtime.run(make_bundle(["/bin/ls", "/dev/nvidia0"],
+                                      env=[*env, "NVIDIA_DISABLE_REQUIRE=true"], overlay=True))
+    assert allowed.returncode == 0, allowed.stderr
+
+
+PRELOAD_SOURCE = r"""
+#include <fcntl.h>
+#include <unistd.h>
+__attribute__((constructor)) static void mark(void) {
+    int fd = open(MARKER, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) { (void)write(fd, "loaded\n", 7); close(fd); }
+}
+"""
+
+
+def test_container_ld_preload_never_reaches_the_hook(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig, tmp_path: Path) -> None:
+    """A container asking for LD_PRELOAD of a host library (CVE-2025-23266's shape) starts
+    with its GPU, and the library was never loaded into the root hook: the hook runs isolated
+    with the explicit environment the shim gave its entry."""
+    marker = tmp_path / "preloaded"
+    source = tmp_path / "evil.c"
+    source.write_text(PRELOAD_SOURCE)
+    library = tmp_path / "evil.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(library),
+                    str(source)], check=True)
+    subprocess.run(["/bin/true"], env={"LD_PRELOAD": str(library)}, check=True)
+    assert marker.read_text() == "loaded\n"  # the library works when it is preloaded
+    marker.unlink()
+    host = sim_host_factory("dgx-a100")
+    bundle = make_bundle(["/bin/ls", "/dev/nvidia0"],
+                         env=["NVIDIA_VISIBLE_DEVICES=0", f"LD_PRELOAD={library}"], overlay=True)
+    result = shim_on(host, make_runtime, write_config).run(bundle)
+    assert result.returncode == 0, result.stderr
+    assert len(hook_log(host, "done")) == 1
+    assert not marker.exists()
