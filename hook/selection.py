@@ -16,7 +16,7 @@ from typing import Optional, Union
 
 from hook.discovery import Gpu, Inventory, MigDevice, parse_bus_id
 from hook.errors import ShimError, one_line
-from hook.request import DeviceRequest
+from hook.request import DeviceRequest, device_token_kind
 
 Device = Union[Gpu, MigDevice]
 """What one token names: a whole GPU or one MIG device."""
@@ -52,13 +52,13 @@ class ProfileRequest:
     profile: str
     """Lower-case profile name, ``1g.10gb``."""
     gpu: Optional[int] = None
-    """The GPU index the token pins the instance to; None for any GPU."""
+    """The GPU index the token pins the instance to; None for any GPU (or a UUID pin)."""
+    gpu_uuid: Optional[str] = None
+    """The lower-case ``GPU-<uuid>`` the token pins the instance to, when pinned by UUID."""
 
 
 # ASCII digits only, at most 9 of them: int() of a huge or non-ASCII digit string must not run.
 _INDEX = re.compile(r"\d{1,9}", re.ASCII)
-_PROFILE = re.compile(r"(?:(\d{1,9})\.)?mig-(\d{1,3}g\.\d{1,6}gb(?:\+[a-z0-9.]{1,16})?)",
-                      re.IGNORECASE | re.ASCII)
 _GPU_MIG = re.compile(r"(\d{1,9}):(\d{1,9})", re.ASCII)
 _LEGACY_MIG = re.compile(r"mig-(gpu-[0-9a-f-]{1,64})/(\d{1,9})/(\d{1,9})",
                          re.IGNORECASE | re.ASCII)
@@ -66,12 +66,18 @@ _LEGACY_MIG = re.compile(r"mig-(gpu-[0-9a-f-]{1,64})/(\d{1,9})/(\d{1,9})",
 
 def parse_profile(token: str) -> Optional[ProfileRequest]:
     """The profile request ``token`` spells, or None when it is another kind of token."""
-    match = _PROFILE.fullmatch(token)
-    if match is None:
+    # request.device_token_kind is the one judge of token shapes, so what parse_request
+    # accepted as a profile token is exactly what resolves here.
+    kind = device_token_kind(token)
+    lowered = token.lower()
+    if kind == "mig-profile":
+        return ProfileRequest(token=token, profile=lowered[len("mig-"):])
+    if kind != "gpu-mig-profile":
         return None
-    gpu, profile = match.groups()
-    return ProfileRequest(token=token, profile=profile.lower(),
-                          gpu=int(gpu) if gpu is not None else None)
+    gpu, _, profile = lowered.partition(".mig-")
+    if gpu.startswith("gpu-"):
+        return ProfileRequest(token=token, profile=profile, gpu_uuid=gpu)
+    return ProfileRequest(token=token, profile=profile, gpu=int(gpu))
 
 
 def profile_requests(request: DeviceRequest) -> tuple[ProfileRequest, ...]:
