@@ -27,6 +27,8 @@ class HostFacts:
     oom_score_adj: int = 0
     cap_sys_resource: bool = True
     systemd_cgroup: bool = False
+    io_weight: bool = True
+    """Whether the low-level runtime can set a block-IO weight here (runtime_shim.io_weight)."""
 
 
 @dataclass

@@ -21,7 +21,10 @@ def has_capability(bit: int, proc: str = "/proc/self") -> bool:
     return False
 
 
-def read_facts(systemd_cgroup: bool, proc: str = "/proc/self") -> HostFacts:
+def read_facts(systemd_cgroup: bool, proc: str = "/proc/self", runtime: str = "") -> HostFacts:
+    from runtime_shim import io_weight
+
     return HostFacts(oom_score_adj=own_oom_score_adj(proc),
                      cap_sys_resource=has_capability(CAP_SYS_RESOURCE, proc),
-                     systemd_cgroup=systemd_cgroup)
+                     systemd_cgroup=systemd_cgroup,
+                     io_weight=io_weight.probe(runtime, proc=proc))

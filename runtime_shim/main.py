@@ -21,8 +21,10 @@ from runtime_shim import lowlevel
 COMMAND = "gpu-container-runtime"
 
 
-def prepare(invocation: argv_mod.Invocation, config: config_mod.Config) -> None:
-    """Rewrite the bundle's config.json for a create/run (the slow path)."""
+def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
+            runtime: str = "") -> None:
+    """Rewrite the bundle's config.json for a create/run (the slow path) for ``runtime``, the
+    low-level runtime's path."""
     from hook.request import parse_request
     from runtime_shim import bundle as bundle_mod
     from runtime_shim import host, logs, pipeline
@@ -33,7 +35,7 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config) -> None:
     loaded = bundle_mod.load_spec(bundle)
     request = parse_request(loaded.spec, config)
     ctx = Context(config=config, request=request, container_id=invocation.container_id or "",
-                  host=host.read_facts(invocation.systemd_cgroup))
+                  host=host.read_facts(invocation.systemd_cgroup, runtime=runtime))
     result = pipeline.run(loaded.spec, ctx)
     if result.changed:
         bundle_mod.write_spec(loaded, result.spec)
@@ -66,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         config = config_mod.load()
         runtime = lowlevel.find(config.runtimes)
         if invocation.rewrites:
-            prepare(invocation, config)
+            prepare(invocation, config, runtime.path)
         runtime.exec(args)
     except ShimError as error:
         report(error, invocation)

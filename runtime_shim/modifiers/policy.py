@@ -31,7 +31,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         result, more = swap_off(result)
         notes += more
     if policy.blkio_weight is not None:
-        result, more = blkio_weight(result, policy.blkio_weight)
+        result, more = blkio_weight(result, policy.blkio_weight, ctx.host.io_weight)
         notes += more
     return result, notes
 
@@ -66,11 +66,16 @@ def swap_off(spec: Spec) -> tuple[Spec, Notes]:
              f"was {'unset' if current is None else current})"])
 
 
-def blkio_weight(spec: Spec, weight: int) -> tuple[Spec, Notes]:
-    """Set ``blockIO.weight``; the config schema already holds it to the kernel's 10-1000."""
+def blkio_weight(spec: Spec, weight: int, possible: bool = True) -> tuple[Spec, Notes]:
+    """Set ``blockIO.weight`` (the config schema holds it to the kernel's 10-1000) where the
+    low-level runtime can apply it; elsewhere the runtime would fail the start, so skip it."""
     current: Any = get_in(spec, BLKIO_WEIGHT)
     if current == weight and not isinstance(current, bool):
         return spec, []
+    if not possible:
+        return spec, [f"policy: blkio weight {weight} skipped: the low-level runtime cannot set "
+                      "a block-IO weight on this host (no weight file it writes in the blkio/io "
+                      "cgroup)"]
     return (set_in(spec, BLKIO_WEIGHT, weight, STAGE),
             [f"policy: linux.resources.blockIO.weight {weight} "
              f"(was {'unset' if current is None else current})"])

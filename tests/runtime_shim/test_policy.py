@@ -46,7 +46,7 @@ def base_spec(annotation: Optional[str] = None, env: tuple[str, ...] = (),
 
 def context(config_text: str = "", gpus: Optional[tuple[str, ...]] = None,
             own_oom: int = 0, cap_sys_resource: bool = True,
-            sysfs: Optional[Path] = None) -> Context:
+            sysfs: Optional[Path] = None, io_weight: bool = True) -> Context:
     """A context for GPU tokens ``gpus`` (None: not a GPU container) on the fake DGX host."""
     if sysfs is not None:
         config_text += f"\nhost: {{sysfs_root: {sysfs}}}\n"
@@ -54,7 +54,8 @@ def context(config_text: str = "", gpus: Optional[tuple[str, ...]] = None,
         devices=gpus, capabilities=frozenset({"compute", "utility"}))
     return Context(config=config_mod.parse(config_text, "test.yaml"), request=request,
                    container_id="ctr", discover=lambda: HOST,
-                   host=HostFacts(oom_score_adj=own_oom, cap_sys_resource=cap_sys_resource))
+                   host=HostFacts(oom_score_adj=own_oom, cap_sys_resource=cap_sys_resource,
+                                  io_weight=io_weight))
 
 
 def resources(spec: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +170,23 @@ class TestPolicyModifier:
         """Swap off without a memory limit says it was skipped and why."""
         _, notes = policy.apply(base_spec("guaranteed"), context(gpus=("5",)))
         assert "policy: swap off skipped: no linux.resources.memory.limit set" in notes
+
+    def test_weight_skipped_where_the_runtime_cannot_set_it(self) -> None:
+        """Where the runtime would fail on a weight, the rest of the policy still applies and
+        the notes say the weight was skipped."""
+        result, notes = policy.apply(base_spec("guaranteed", memory=LIMIT),
+                                     context(gpus=("5",), io_weight=False))
+        assert resources(result) == {**DEVICES_RULE,
+                                     "memory": {"limit": 8 * GIB, "swap": 8 * GIB}}
+        assert notes[-1] == ("policy: blkio weight 800 skipped: the low-level runtime cannot set "
+                             "a block-IO weight on this host (no weight file it writes in the "
+                             "blkio/io cgroup)")
+
+    def test_engine_weight_equal_to_the_policy_is_kept_silently(self) -> None:
+        """A weight the engine already set to the policy's value needs no edit and no note."""
+        spec = base_spec("guaranteed", block_io={"weight": 800})
+        result, notes = policy.apply(spec, context(gpus=("5",), io_weight=False))
+        assert result is spec and not any("blkio" in note for note in notes[1:])
 
     def test_default_source_is_noted(self) -> None:
         """A policy that came from policy.default says so."""

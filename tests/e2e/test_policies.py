@@ -1,0 +1,234 @@
+"""Workload policies end to end: the shim's config.json on a simulated two-socket DGX A100, and
+real containers on a simulated host whose NUMA layout fits this machine.
+
+What is checked where: a cpuset of node 1 of a DGX (CPUs 64-127, memory node 1) cannot be
+applied on a test machine with a few CPUs and one memory node, so the DGX case is checked on
+config.json exactly as the shim wrote it (the low-level runtime is ``/bin/true``). The effect of a
+policy inside a container is checked on a copy of the simulated sysfs whose node 0 holds one of
+this machine's CPUs: Cpus_allowed_list/Mems_allowed_list in /proc/self/status, the memory and
+block-IO cgroup files, /proc/self/oom_score_adj.
+
+The block-IO weight is set only where the low-level runtime can apply it (runtime_shim.io_weight):
+on these Debian 12 machines (cgroup v1, BFQ) runc writes ``blkio.bfq.weight`` and the container
+sees 800, while crun 1.8 would fail its start writing ``blkio.weight``, so for crun the weight is
+skipped, the log says so, and the container starts with the rest of the policy.
+
+The injected OCI hook is replaced by /bin/true: what the hook mounts is not under test here, and
+the policies act on config.json before any hook runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+from containers import Bundle, Runtime, sha256
+from oci_schema import config_errors
+
+from hook.numa import parse_ids
+from runtime_shim import io_weight
+from simulator.testing import SimHost
+
+pytestmark = pytest.mark.e2e
+
+MakeBundle = Callable[..., Bundle]
+MakeRuntime = Callable[..., Runtime]
+
+MIB = 1024 ** 2
+LIMIT = 256 * MIB
+OWN_OOM = 100
+"""The shim runs at this oom_score_adj (raised from the test's, which needs no capability), so
+the clamp of guaranteed's -800 to the runtime's own value shows as 100 inside."""
+
+
+@pytest.fixture(scope="module")
+def dgx(sim_host_factory: Callable[..., SimHost]) -> SimHost:
+    """The simulated dgx-a100: GPUs 0-3 on NUMA node 0 (CPUs 0-63), 4-7 on node 1 (64-127)."""
+    return sim_host_factory("dgx-a100")
+
+
+def shim_config(sim: SimHost, path: Path, runtime: str, sysfs: Optional[Path] = None,
+                **overrides: Any) -> Path:
+    """The simulated host's config.yaml with ``runtimes: [runtime]``, a stand-in hook, another
+    sysfs root when given, and the given top-level sections replaced."""
+    import yaml
+
+    document = yaml.safe_load(sim.config_path.read_text())
+    document.update({"runtimes": [runtime], "hook": {"path": "/bin/true", "args": ["true"]},
+                     "log": {"file": str(path.parent / "shim.log")}, **overrides})
+    if sysfs is not None:
+        document["host"]["sysfs_root"] = str(sysfs)
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def gpu_bundle(make_bundle: MakeBundle, args: list[str], visible: str, policy: str) -> Bundle:
+    """A bundle asking for GPU ``visible`` under ``policy`` with a 256 MiB memory limit."""
+    bundle = make_bundle(args, env=[f"NVIDIA_VISIBLE_DEVICES={visible}"],
+                         annotations={"ai.scheduling.policy": policy})
+    bundle.edit(lambda spec: spec["linux"].setdefault("resources", {}).__setitem__(
+        "memory", {"limit": LIMIT}))
+    return bundle
+
+
+def raise_own_oom_score() -> None:
+    with open("/proc/self/oom_score_adj", "w") as stream:
+        stream.write(str(OWN_OOM))
+
+
+# --- the must-show, on config.json: dgx-a100, GPU 5, guaranteed --------------------------------
+
+def test_dgx_gpu5_guaranteed_spec(dgx: SimHost, make_bundle: MakeBundle,
+                                  make_runtime: MakeRuntime, tmp_path: Path) -> None:
+    """NVIDIA_VISIBLE_DEVICES=5 under guaranteed: node 1's cpus and mems, swap equal to the
+    limit, weight 800, oomScoreAdj clamped to the runtime's own, and a valid OCI config."""
+    bundle = gpu_bundle(make_bundle, ["/bin/true"], "5", "guaranteed")
+    runtime = make_runtime(shim_config(dgx, tmp_path / "spec-only.yaml", "/bin/true"))
+    result = runtime.call(["create", "--bundle", str(bundle.path), "dgx-gpu5"],
+                          preexec_fn=raise_own_oom_score)
+    assert result.returncode == 0, result.stderr
+    spec = bundle.spec()
+    resources = spec["linux"]["resources"]
+    assert resources["cpu"] == {"cpus": "64-127", "mems": "1"}
+    assert resources["memory"] == {"limit": LIMIT, "swap": LIMIT}
+    assert resources["blockIO"] == {"weight": 800}
+    assert spec["process"]["oomScoreAdj"] == OWN_OOM  # -800 asked, no CAP_SYS_RESOURCE here
+    assert [d["path"] for d in spec["linux"]["devices"]][:1] == ["/dev/nvidia5"]
+    assert config_errors(spec) == []
+    log = (tmp_path / "shim.log").read_text()
+    for note in ("policy: guaranteed (from annotation): oom_score_adj -800, swap off, "
+                 "numa placement, blkio weight 800",
+                 "numa: policy guaranteed: GPU 5 on node 1: linux.resources.cpu.cpus 64-127, "
+                 "linux.resources.cpu.mems 1",
+                 f"policy: linux.resources.memory.swap {LIMIT}",
+                 "policy: linux.resources.blockIO.weight 800",
+                 f"oom: policy guaranteed value -800 clamped to {OWN_OOM}"):
+        assert note in log
+
+
+def test_dgx_engine_cpuset_is_only_narrowed(dgx: SimHost, make_bundle: MakeBundle,
+                                            make_runtime: MakeRuntime, tmp_path: Path) -> None:
+    """An engine cpuset across both sockets is cut to node 1's part; one on node 0 only is
+    left alone, since GPU 5's node shares nothing with it."""
+    runtime = make_runtime(shim_config(dgx, tmp_path / "spec-only.yaml", "/bin/true"))
+    seen = []
+    for engine in ({"cpus": "60-70"}, {"cpus": "0-7", "mems": "0"}):
+        bundle = gpu_bundle(make_bundle, ["/bin/true"], "5", "burstable")
+        spec = bundle.spec()
+        spec["linux"]["resources"]["cpu"] = engine
+        bundle.write(spec)
+        assert runtime.call(["create", "--bundle", str(bundle.path), "x"]).returncode == 0
+        seen.append(bundle.spec()["linux"]["resources"]["cpu"])
+    assert seen == [{"cpus": "64-70", "mems": "1"}, {"cpus": "0-7", "mems": "0"}]
+
+
+@pytest.mark.parametrize(("unknown", "accepted"), [("error", False), ("ignore", True)])
+def test_dgx_unknown_policy_follows_config(dgx: SimHost, make_bundle: MakeBundle,
+                                           make_runtime: MakeRuntime, tmp_path: Path,
+                                           unknown: str, accepted: bool) -> None:
+    """policy.unknown error: one error line and config.json untouched; ignore: the container
+    is created with no policy edits."""
+    bundle = gpu_bundle(make_bundle, ["/bin/true"], "5", "platinum")
+    runtime = make_runtime(shim_config(dgx, tmp_path / "c.yaml", "/bin/true",
+                                       policy={"unknown": unknown}))
+    before = sha256(bundle.config_path)
+    result = runtime.call(["create", "--bundle", str(bundle.path), "x"])
+    if not accepted:
+        assert result.returncode != 0
+        assert result.stderr == ("gpu-container-runtime: policy: unknown policy 'platinum' "
+                                 "from annotation; configured: burstable, guaranteed\n")
+        assert sha256(bundle.config_path) == before
+        return
+    assert result.returncode == 0, result.stderr
+    resources = bundle.spec()["linux"]["resources"]
+    assert (resources.get("cpu"), resources["memory"], resources.get("blockIO")) == \
+        (None, {"limit": LIMIT}, None)
+    assert "ignored unknown policy 'platinum'" in (tmp_path / "shim.log").read_text()
+
+
+# --- real containers: a host whose node 0 is one of this machine's CPUs -------------------------
+
+def allowed_cpus() -> frozenset[int]:
+    with open("/proc/self/status") as stream:
+        for line in stream:
+            if line.startswith("Cpus_allowed_list:"):
+                return parse_ids(line.split(":", 1)[1])
+    raise AssertionError("no Cpus_allowed_list in /proc/self/status")
+
+
+@pytest.fixture
+def small_host(dgx: SimHost, tmp_path: Path) -> Iterator[tuple[SimHost, Path, int]]:
+    """The dgx-a100 with a copied sysfs whose node 0 holds only this machine's highest CPU."""
+    sysfs = tmp_path / "sys"
+    shutil.copytree(dgx.sys_dir, sysfs)
+    cpu = max(allowed_cpus())
+    (sysfs / "devices/system/node/node0/cpulist").write_text(f"{cpu}\n")
+    yield dgx, sysfs, cpu
+
+
+PROBE = ("grep -E '^(Cpus|Mems)_allowed_list' /proc/self/status; "
+         "echo oom=$(cat /proc/self/oom_score_adj); "
+         "echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); "
+         "echo memsw=$(cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes); "
+         "echo weight=$(cat /sys/fs/cgroup/blkio/blkio.bfq.weight "
+         "/sys/fs/cgroup/blkio/blkio.weight 2>/dev/null | head -n1)")
+
+
+def probe(output: str) -> dict[str, str]:
+    values = {}
+    for line in output.splitlines():
+        key, sep, value = line.replace(":\t", "=").partition("=")
+        if sep:
+            values[key] = value.strip()
+    return values
+
+
+INSIDE_CASES = [("runc", "guaranteed"), ("runc", "burstable"), ("crun", "guaranteed"),
+                ("crun", "burstable")]
+
+
+@pytest.mark.parametrize(("runtime_name", "policy"), INSIDE_CASES,
+                         ids=[f"{r}-{p}" for r, p in INSIDE_CASES])
+def test_policy_observed_inside_container(small_host: tuple[SimHost, Path, int],
+                                          make_bundle: MakeBundle, make_runtime: MakeRuntime,
+                                          tmp_path: Path, runtime_name: str, policy: str) -> None:
+    """GPU 0 (node 0) under a policy: the container starts on node 0's CPU and memory node, and
+    the policy's swap-off, IO weight (where the runtime can set one) and clamped oom score are
+    what it sees."""
+    host, sysfs, cpu = small_host
+    bundle = gpu_bundle(make_bundle, ["/bin/sh", "-c", PROBE], "0", policy)
+    config = shim_config(host, tmp_path / "c.yaml", runtime_name, sysfs)
+    runtime = make_runtime(config, runtime_name)
+    result = runtime.run(bundle, preexec_fn=raise_own_oom_score)
+    assert result.returncode == 0, result.stderr
+    seen = probe(result.stdout)
+    assert (seen["Cpus_allowed_list"], seen["Mems_allowed_list"]) == (str(cpu), "0")
+    assert seen["limit"] == str(LIMIT)
+    if policy == "guaranteed":
+        assert (seen["memsw"], seen["oom"]) == (str(LIMIT), str(OWN_OOM))
+        settable = io_weight.probe(shutil.which(runtime_name) or runtime_name)
+        assert (seen["weight"] == "800") is settable
+        skipped = "policy: blkio weight 800 skipped" in (tmp_path / "shim.log").read_text()
+        assert skipped is not settable
+    else:
+        assert seen["oom"] == "500"
+        assert seen["memsw"] != str(LIMIT)
+
+
+def test_container_without_policy_keeps_all_cpus(small_host: tuple[SimHost, Path, int],
+                                                 make_bundle: MakeBundle,
+                                                 make_runtime: MakeRuntime,
+                                                 tmp_path: Path) -> None:
+    """Without a policy the same GPU container runs on every CPU this machine allows."""
+    host, sysfs, _ = small_host
+    bundle = make_bundle(["/bin/sh", "-c", PROBE], env=["NVIDIA_VISIBLE_DEVICES=0"])
+    config = shim_config(host, tmp_path / "c.yaml", "runc", sysfs)
+    result = make_runtime(config).run(bundle)
+    assert result.returncode == 0, result.stderr
+    assert parse_ids(probe(result.stdout)["Cpus_allowed_list"]) == allowed_cpus()
+    assert "cpu" not in json.loads(bundle.config_path.read_text())["linux"]["resources"]
+
