@@ -196,3 +196,27 @@ def test_container_ld_preload_never_reaches_the_hook(
     assert result.returncode == 0, result.stderr
     assert len(hook_log(host, "done")) == 1
     assert not marker.exists()
+
+
+def test_mig_device_gets_its_parent_and_access_capabilities(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """NVIDIA_VISIBLE_DEVICES=0:1 on the MIG host: the parent's node, the GPU- and
+    compute-instance capability nodes and their /proc access files are inside, and the
+    device cgroup lets the container open the capability nodes."""
+    host = sim_host_factory("dgx-a100-mig")
+    mig = host.topology["gpus"][0]["mig"]["devices"][1]
+    gi, ci = mig["gi_cap_minor"], mig["ci_cap_minor"]
+    caps = f"/proc/driver/nvidia/capabilities/gpu0/mig/gi{mig['gi']}"
+    bundle = make_bundle(["/bin/sh", "-c", f"ls /dev /dev/nvidia-caps; cat {caps}/access "
+                          f"{caps}/ci{mig['ci']}/access; head -c1 /dev/nvidia-caps/nvidia-cap{gi}"],
+                         env=["NVIDIA_VISIBLE_DEVICES=0:1"], overlay=True)
+    result = shim_on(host, make_runtime, write_config).run(bundle)
+    assert result.returncode in (0, 1), result.stderr
+    names = result.stdout.split()
+    assert {"nvidia0", f"nvidia-cap{gi}", f"nvidia-cap{ci}"} <= set(names), result.stdout
+    assert f"DeviceFileMinor: {gi}" in result.stdout
+    assert f"DeviceFileMinor: {ci}" in result.stdout
+    assert "Operation not permitted" not in result.stderr
+    [mounted] = hook_log(host, "mounted")
+    assert f"migs={mig['uuid']}" in mounted
