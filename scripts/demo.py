@@ -99,7 +99,7 @@ def main() -> int:
             print("  gpu-ctk simulate failed: " + made.stderr.strip())
             return 1
         gpu = bundle(work, "gpu", image,
-                     ["/bin/sh", "-c", "ls -l /dev/nvidia*; ls /usr/lib/x86_64-linux-gnu; "
+                     ["/bin/sh", "-c", "ls -l /dev/nvidia*; ls /usr/lib64; nvidia-smi -L; "
                       "grep -c libcuda /etc/ld.so.cache >/dev/null && echo 'ld cache lists "
                       "libcuda'"], env=("NVIDIA_VISIBLE_DEVICES=0",), overlay=True)
         try:
