@@ -33,13 +33,13 @@ FAST_RETRY = {"initial_backoff": 0.05, "max_backoff": 0.1}
 
 
 def shim_on(host: SimHost, make_runtime: MakeRuntime, write_config: WriteConfig,
-            **sections: dict[str, Any]) -> Runtime:
+            low_level: str = "runc", **sections: dict[str, Any]) -> Runtime:
     """A runtime whose shim config is the simulated host's with ``sections`` merged in."""
     document = yaml.safe_load(host.config_path.read_text())
     for name, values in sections.items():
         document.setdefault(name, {}).update(values)
-    document["runtimes"] = ["runc"]
-    return make_runtime(write_config(yaml.safe_dump(document)))
+    document["runtimes"] = [low_level]
+    return make_runtime(write_config(yaml.safe_dump(document)), low_level)
 
 
 def hook_log(host: SimHost, event: str) -> list[str]:
@@ -51,15 +51,15 @@ def hook_log(host: SimHost, event: str) -> list[str]:
 
 def test_gpu_zero_gets_its_node_the_driver_and_an_ld_cache(
         sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
-        write_config: WriteConfig, busybox_image: Path) -> None:
-    """NVIDIA_VISIBLE_DEVICES=0: /dev/nvidia0 and libcuda.so.1 are inside, the container's ld
-    cache lists the driver libraries, and the image on the host is unchanged."""
+        write_config: WriteConfig, busybox_image: Path, low_level: str) -> None:
+    """NVIDIA_VISIBLE_DEVICES=0 (runc and crun): /dev/nvidia0 and libcuda.so.1 are inside, the
+    container's ld cache lists the driver libraries, and the image on the host is unchanged."""
     host = sim_host_factory("dgx-a100")
     before = tree_digest(busybox_image)
     bundle = make_bundle(["/bin/sh", "-c", "ls -l /dev/nvidia0; ls /usr/lib64 /usr/lib/x86_64-"
                           "linux-gnu 2>/dev/null; ls /usr/bin"], env=["NVIDIA_VISIBLE_DEVICES=0"],
                          overlay=True)
-    result = shim_on(host, make_runtime, write_config).run(bundle)
+    result = shim_on(host, make_runtime, write_config, low_level).run(bundle)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^c\S+\s+\d+\s+\S+\s+\S+\s+195,\s+0\s.*/dev/nvidia0$", result.stdout,
                      re.MULTILINE), result.stdout
@@ -220,3 +220,33 @@ def test_mig_device_gets_its_parent_and_access_capabilities(
     assert "Operation not permitted" not in result.stderr
     [mounted] = hook_log(host, "mounted")
     assert f"migs={mig['uuid']}" in mounted
+
+
+def test_create_runtime_stage_works_like_prestart(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """With hook.stage createRuntime the hook runs at that stage and the GPU is there."""
+    host = sim_host_factory("dgx-a100")
+    bundle = make_bundle(["/bin/ls", "/dev/nvidia1", "/usr/lib64/libcuda.so.1"],
+                         env=["NVIDIA_VISIBLE_DEVICES=1"], overlay=True)
+    result = shim_on(host, make_runtime, write_config, hook={"stage": "createRuntime"}).run(bundle)
+    assert result.returncode == 0, result.stderr
+    assert "createRuntime" in bundle.spec()["hooks"]
+    [done] = hook_log(host, "done")
+    assert " stage=createRuntime " in done
+
+
+def test_image_symlink_out_of_the_rootfs_is_resolved_inside_it(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig, tmp_path: Path) -> None:
+    """An image whose /usr/lib64 is a symlink to a host directory (CVE-2024-0132's shape)
+    gets the driver libraries inside its own root; the host directory stays empty."""
+    host = sim_host_factory("dgx-a100")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    bundle = make_bundle(["/bin/ls", f"{outside}/libcuda.so.1"],
+                         env=["NVIDIA_VISIBLE_DEVICES=0"], overlay=True)
+    (bundle.path / "rootfs" / "usr" / "lib64").symlink_to(outside)
+    result = shim_on(host, make_runtime, write_config).run(bundle)
+    assert result.returncode == 0, result.stderr
+    assert list(outside.iterdir()) == []
