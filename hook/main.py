@@ -4,7 +4,8 @@
 config.json, computes the request with the shim's own parser and, for a GPU container:
 discovery and selection -> ``NVIDIA_REQUIRE_*`` -> readiness wait -> libnvidia-container
 (or its CLI) under the retry policy. A non-GPU container exits 0 at once, having imported
-neither jsonschema nor pynvml nor cffi. ``poststart`` and ``poststop`` are accepted no-ops.
+neither jsonschema nor pynvml nor cffi. ``poststart`` is an accepted no-op; ``poststop``
+releases the container's MIG leases (``hook.lease_hooks``).
 
 Every failure is one line on stderr, ``gpu-container-hook: <stage> error: <cause>`` (runc
 shows it after ``error running hook #0:``), and the same line in our log with the timings.
@@ -214,6 +215,9 @@ class Run:
         state = parse_state(data)
         if state.pid is None:
             raise ShimError("state", "pid: missing; the hook needs the container's process")
+        from hook import lease_hooks
+
+        lease_hooks.prestart(config, state.id, state.pid)  # a MIG lease's sign of life
         rootfs = rootfs_path(spec, state.bundle)
         ldconfig = host_ldconfig(config)
         inventory = discover_from_config(config)
@@ -309,6 +313,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         data = read_input(sys.stdin.buffer)
         if stage in WORK_STAGES:
             run.prestart(stage, data)
+        elif stage == "poststop":
+            from hook import lease_hooks
+
+            lease_hooks.poststop(data)  # releases the container's MIG leases, if any
     except UsageError as error:
         report(error, None)
         return 2

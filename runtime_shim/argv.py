@@ -20,6 +20,8 @@ COMMAND_VALUE_FLAGS = frozenset({
 })
 
 REWRITTEN_COMMANDS = frozenset({"create", "run"})
+ID_COMMANDS = REWRITTEN_COMMANDS | {"delete"}
+"""Commands whose container id the shim reads: ``delete`` releases the container's MIG leases."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Invocation:
     log_path: Optional[str] = None
     log_format: str = "text"
     systemd_cgroup: bool = False
+    root: Optional[str] = None
+    """The global ``--root`` (the runtime's state directory), when given."""
 
     @property
     def rewrites(self) -> bool:
@@ -79,13 +83,15 @@ def parse(args: Sequence[str]) -> Invocation:
     base = Invocation(
         args=tokens, command=command, log_path=globals_.get("--log") or None,
         log_format=globals_.get("--log-format", "text") or "text", systemd_cgroup=systemd,
+        root=globals_.get("--root") or None,
     )
-    if command not in REWRITTEN_COMMANDS:
+    if command not in ID_COMMANDS:
         return base
     bundle, container_id = command_operands(tokens[i + 1:])
     return Invocation(
-        args=base.args, command=command, bundle=bundle, container_id=container_id,
-        log_path=base.log_path, log_format=base.log_format, systemd_cgroup=systemd,
+        args=base.args, command=command, bundle=bundle if command != "delete" else None,
+        container_id=container_id, log_path=base.log_path, log_format=base.log_format,
+        systemd_cgroup=systemd, root=base.root,
     )
 
 

@@ -33,11 +33,19 @@ class HostFacts:
 
 @dataclass
 class Context:
-    """Inputs shared by all modifiers of one create; ``inventory`` runs discovery at most once."""
+    """Inputs shared by all modifiers of one create; ``inventory`` runs discovery at most once.
+
+    Mutable on purpose, in one field only: the MIG-lease modifier (first in the pipeline)
+    replaces ``request`` with one naming the leased MIG UUIDs instead of profile tokens, so every
+    later modifier sees the devices the container actually got. No other modifier writes it."""
 
     config: Config
     request: Optional[DeviceRequest]
     container_id: str = ""
+    runtime_root: str = ""
+    """The low-level runtime's state root for this call (``--root`` or its default); a MIG
+    lease records it to tell later whether the runtime still knows the container."""
+    bundle: str = ""
     host: HostFacts = field(default_factory=HostFacts)
     discover: Optional[Callable[[], Inventory]] = None
     _inventory: Optional[Inventory] = field(default=None, repr=False)

@@ -6,12 +6,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from runtime_shim.context import Context, Notes, Spec
-from runtime_shim.modifiers import cgroup_parent, devices, hook_injection, numa, oom_score, policy
+from runtime_shim.modifiers import (
+    cgroup_parent,
+    devices,
+    hook_injection,
+    mig_lease,
+    numa,
+    oom_score,
+    policy,
+)
 
 Modifier = Callable[[Spec, Context], "tuple[Spec, Notes]"]
 """A pure function of (spec, context) returning the new spec (the same object if unchanged)."""
 
 ORDER: tuple[tuple[str, Modifier], ...] = (
+    ("mig-lease", mig_lease.apply),  # first: turns profile tokens into the UUIDs all others see
     ("devices", devices.apply),
     ("hook", hook_injection.apply),
     ("policy", policy.apply),

@@ -164,7 +164,8 @@ class Host:
         return self.running.get(pid)
 
 
-def lease(cid: str = "c1", root: str = "/run/runc", shim: int = 100, shim_start: int = 7,
+def lease(cid: str = "c1", root: str = "/run/runc", shim: int = 100,
+          shim_start: Optional[int] = 7,
           init: Optional[int] = None, init_start: Optional[int] = None) -> Lease:
     return Lease(holder=Holder(container_id=cid, runtime_root=root, bundle="/b", shim_pid=shim,
                                shim_start=shim_start, init_pid=init, init_start=init_start),

@@ -20,7 +20,7 @@ CASES = [
     ("global root named create", ["--root", "create", "state", "x"], "state", None, None),
     ("global flag equals form", ["--root=/r", "--systemd-cgroup", "create", "x"],
      "create", None, "x"),
-    ("unknown global boolean", ["--weird", "delete", "x"], "delete", None, None),
+    ("unknown global boolean", ["--weird", "delete", "x"], "delete", None, "x"),
     ("create options before id", ["create", "--console-socket", "/s", "--pid-file", "/p",
                                   "--no-pivot", "-b", "/b", "cid"], "create", "/b", "cid"),
     ("pass-through state", ["state", "abc"], "state", None, None),

@@ -1,0 +1,147 @@
+"""Lease MIG devices by profile and make config.json name them (design.md field problem 6).
+
+``mig-1g.10gb`` (any GPU) and ``0.mig-3g.40gb`` / ``GPU-<uuid>.mig-3g.40gb`` (that GPU) become
+concrete MIG UUIDs that no live container holds, recorded in the node-local lease store
+(``hook.lease_store``) under this container's id. The request in config.json is rewritten to
+those UUIDs (``NVIDIA_VISIBLE_DEVICES`` in ``process.env``, or the ``/dev/null`` device-list
+mounts when the request came from there), so the hook and every later reader agree on the
+devices, and ``ctx.request`` is replaced likewise so later modifiers (devices first) declare
+exactly them. Explicit MIG requests (``MIG-<uuid>``, ``<gpu>:<mig>``) take an exclusive lease too
+when ``mig.exclusive_explicit`` is set (the default).
+
+Runs first. Not pure like the others: taking a lease is the point. It is still idempotent: a
+second run finds only concrete UUIDs, leases them again under the same id and leaves the spec
+as it is. A ``poststop`` entry of our hook releases the lease when the runtime destroys the
+container; the shim's ``delete`` does too, and stale leases are reclaimed on every allocation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import posixpath
+import time
+from collections.abc import Mapping
+from typing import Any, Optional
+
+from hook import lease_store
+from hook import leases as leases_mod
+from hook.errors import ShimError
+from hook.request import DEVICE_LIST_ROOT, VISIBLE_DEVICES, DeviceRequest, device_token_kind
+from hook.selection import assign_profiles, profile_requests, select
+from runtime_shim.context import Context, Notes, Spec
+from runtime_shim.modifiers import hook_injection
+
+EXPLICIT_KINDS = frozenset({"mig-uuid", "mig-index"})
+"""Token shapes that name one MIG device directly."""
+
+DEFAULT_STATE_ROOTS = {"runc": "/run/runc", "crun": "/run/crun"}
+"""Where runc and crun keep container state when run as root without ``--root``."""
+
+
+def runtime_state_root(runtime_path: str, root_flag: Optional[str]) -> str:
+    """The runtime's state root: its ``--root`` (absolute), else its default, else unknown."""
+    if root_flag:
+        return os.path.abspath(root_flag)
+    return DEFAULT_STATE_ROOTS.get(os.path.basename(runtime_path), "")
+
+
+def faults_enabled(ctx: Context) -> bool:
+    """Test fault points are honoured only against a simulated host (see hook.lease_store)."""
+    return bool(ctx.config.section("simulation").get("dir"))
+
+
+def lease_dir(ctx: Context) -> str:
+    return str(ctx.config.section("mig")["lease_dir"])
+
+
+def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
+    request = ctx.request
+    if request is None:
+        return spec, []
+    profiles = profile_requests(request)
+    exclusive = bool(ctx.config.section("mig").get("exclusive_explicit", True))
+    explicit = tuple(t for t in request.devices
+                     if exclusive and device_token_kind(t) in EXPLICIT_KINDS)
+    if not profiles and not explicit:
+        return spec, []
+    if not ctx.container_id:
+        raise ShimError(leases_mod.STAGE, "a MIG lease needs the container id")
+    inventory = ctx.inventory()
+    explicit_migs = (select(dataclasses.replace(request, devices=explicit), inventory).mig_devices
+                     if explicit else ())
+    holder = leases_mod.Holder(
+        container_id=ctx.container_id, runtime_root=ctx.runtime_root, bundle=ctx.bundle,
+        shim_pid=os.getpid(), shim_start=lease_store.process_start(os.getpid()))
+    chosen: list[leases_mod.Resolution] = []
+
+    def decide(others: Mapping[str, leases_mod.Lease]) -> leases_mod.Lease:
+        resolution = leases_mod.resolve(profiles, explicit_migs, inventory,
+                                        leases_mod.held_by(list(others.values())))
+        chosen.append(resolution)
+        return leases_mod.Lease(holder=holder, devices=resolution.devices, created=time.time())
+
+    faults = faults_enabled(ctx)
+    allocation = lease_store.allocate(lease_dir(ctx), ctx.container_id, decide, faults=faults)
+    lease_store.fault_point("mig-lease-after-commit", faults)
+    resolution = chosen[-1]
+    leased = assign_profiles(request, [d.uuid for d in resolution.profiles])
+    ctx.request = leased  # the one documented Context mutation (see Context)
+    new_spec = rewrite_request(spec, request, leased)
+    new_spec = with_poststop_hook(new_spec, ctx)
+    notes = [f"mig-lease: {d.token} -> {d.uuid} ({d.profile} on {d.gpu})"
+             for d in resolution.devices]
+    notes += [f"mig-lease: reclaimed stale lease of {r.lease.container_id} "
+              f"({', '.join(d.uuid for d in r.lease.devices)}): {r.reason}"
+              for r in allocation.reclaimed if r.lease.container_id != ctx.container_id]
+    notes += [f"mig-lease: removed incomplete write {name}" for name in allocation.removed_temps]
+    notes += [f"mig-lease: {problem}" for problem in allocation.problems]
+    return new_spec, notes
+
+
+def rewrite_request(spec: Spec, before: DeviceRequest, after: DeviceRequest) -> Spec:
+    """``spec`` with profile tokens swapped for leased UUIDs where the request came from."""
+    if after.devices == before.devices:
+        return spec
+    if before.source == "mounts":
+        return _rewrite_mounts(spec, before, after)
+    process = spec.get("process")
+    if not isinstance(process, dict) or not isinstance(process.get("env"), list):
+        return spec
+    value = f"{VISIBLE_DEVICES}={','.join(after.devices)}"
+    env = [value if isinstance(e, str) and e.partition("=")[0] == VISIBLE_DEVICES else e
+           for e in process["env"]]
+    if env == process["env"]:
+        return spec
+    return {**spec, "process": {**process, "env": env}}
+
+
+def _rewrite_mounts(spec: Spec, before: DeviceRequest, after: DeviceRequest) -> Spec:
+    """Device-list mounts name one token each (repeats collapse), so map token -> UUID."""
+    swap = {b: a for b, a in zip(before.devices, after.devices) if b != a}
+    mounts = spec.get("mounts")
+    if not isinstance(mounts, list):
+        return spec
+    new_mounts: list[Any] = []
+    for mount in mounts:
+        if isinstance(mount, dict) and isinstance(mount.get("destination"), str):
+            dest = posixpath.normpath(mount["destination"])
+            token = dest[len(DEVICE_LIST_ROOT) + 1:] if dest.startswith(DEVICE_LIST_ROOT + "/") \
+                else ""
+            if token in swap:
+                mount = {**mount, "destination": f"{DEVICE_LIST_ROOT}/{swap[token]}"}
+        new_mounts.append(mount)
+    return {**spec, "mounts": new_mounts}
+
+
+def with_poststop_hook(spec: Spec, ctx: Context) -> Spec:
+    """``spec`` with our hook's ``poststop`` entry (which releases the lease), added once."""
+    entry = hook_injection.our_entry(ctx)
+    entry = {**entry, "args": [*entry["args"][:-1], "poststop"]}
+    hooks = spec.get("hooks")
+    hooks = hooks if isinstance(hooks, dict) else {}
+    poststop = hooks.get("poststop")
+    poststop = poststop if isinstance(poststop, list) else []
+    if entry in poststop:
+        return spec
+    return {**spec, "hooks": {**hooks, "poststop": [*poststop, entry]}}
