@@ -13,8 +13,12 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hook.errors import ShimError, one_line
+
+if TYPE_CHECKING:
+    import cffi
 
 Version = tuple[int, int, int]
 """A release as (major, minor, patch)."""
@@ -164,6 +168,15 @@ def abi_cdef(version: str) -> str:
     functions = set(exported_functions(version))
     parts += [decl for name, decl in _FUNCTION_DECLS if name in functions]
     return "\n".join(part for part in parts if part)
+
+
+def open_library(path: Path, version: str) -> tuple[cffi.FFI, Any]:
+    """(ffi, lib) of a built library through ``abi_cdef(version)`` (tests and tools)."""
+    import cffi
+
+    ffi = cffi.FFI()
+    ffi.cdef(abi_cdef(version))
+    return ffi, ffi.dlopen(str(path))
 
 
 _CTX = "struct nvc_context *"

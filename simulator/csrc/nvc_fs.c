@@ -116,8 +116,10 @@ static char *splice_link(const char *target, const char *rest)
     return out;
 }
 
-/* The user-space twin of openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS). */
-static int walk_in_root(int root_fd, const char *path, int flags, mode_t mode)
+/* The user-space twin of openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS). With mkdir_mode >= 0
+   every missing component is made a directory on the way (links are still followed inside the
+   root, so a dangling link gets its target made under the root, never outside it). */
+static int walk_in_root(int root_fd, const char *path, int flags, mode_t mode, int mkdir_mode)
 {
     struct walk_stack st = {0};
     char *work, *rest, *comp, *spliced, target[PATH_MAX];
@@ -159,6 +161,11 @@ static int walk_in_root(int root_fd, const char *path, int flags, mode_t mode)
         }
 
         fd = openat(st.fds[st.n - 1], comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT && mkdir_mode >= 0) {
+            if (mkdirat(st.fds[st.n - 1], comp, (mode_t)mkdir_mode) < 0 && errno != EEXIST)
+                goto out;
+            fd = openat(st.fds[st.n - 1], comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        }
         if (fd < 0) {
             if (errno == ENOENT && last && (flags & O_CREAT))
                 ret = openat(st.fds[st.n - 1], comp, flags | O_NOFOLLOW | O_CLOEXEC, mode);
@@ -241,7 +248,7 @@ int nvc_open_in_root(int root_fd, const char *path, int flags, mode_t mode)
         have_openat2 = 0;
     }
 #endif
-    return walk_in_root(root_fd, path, flags, mode);
+    return walk_in_root(root_fd, path, flags, mode, -1);
 }
 
 /* Split path into a freshly allocated copy; *base points at its last component. */
@@ -272,44 +279,8 @@ static bool usable_name(const char *name)
 
 int nvc_mkdir_in_root(int root_fd, const char *path, mode_t mode)
 {
-    char prefix[PATH_MAX], *copy, *comp, *save = NULL;
-    size_t used = 0;
-    int dir, next, saved;
-
-    if ((dir = nvc_open_in_root(root_fd, "/", O_PATH | O_DIRECTORY, 0)) < 0)
-        return -1;
-    if ((copy = strdup(path)) == NULL) {
-        close(dir);
-        return -1;
-    }
-    prefix[0] = '\0';
-    for (comp = strtok_r(copy, "/", &save); comp != NULL; comp = strtok_r(NULL, "/", &save)) {
-        if (used + strlen(comp) + 2 > sizeof(prefix)) {
-            errno = ENAMETOOLONG;
-            goto fail;
-        }
-        used += (size_t)sprintf(prefix + used, "/%s", comp);
-        next = nvc_open_in_root(root_fd, prefix, O_PATH | O_DIRECTORY, 0);
-        if (next < 0 && errno == ENOENT && usable_name(comp)) {
-            /* Created in the directory the prefix resolved to so far, never through a link. */
-            if (mkdirat(dir, comp, mode) < 0 && errno != EEXIST)
-                goto fail;
-            next = nvc_open_in_root(root_fd, prefix, O_PATH | O_DIRECTORY, 0);
-        }
-        if (next < 0)
-            goto fail;
-        close(dir);
-        dir = next;
-    }
-    free(copy);
-    return dir;
-
-fail:
-    saved = errno;
-    free(copy);
-    close(dir);
-    errno = saved;
-    return -1;
+    /* Always the walk: openat2 cannot create directories on the way. */
+    return walk_in_root(root_fd, path, O_PATH | O_DIRECTORY, 0, (int)(mode & 07777));
 }
 
 int nvc_mkfile_in_root(int root_fd, const char *path, mode_t mode)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,6 +56,24 @@ fail:
     _exit(EXIT_FAILURE);
 }
 
+/* A container sharing the caller's mount namespace would get its mounts on the host itself
+   (and keep them after it is gone); the real engines always give containers their own. */
+static int own_namespace(struct nvc_context *ctx, const struct nvc_container *cnt)
+{
+    struct stat mine, theirs;
+
+    if (stat("/proc/self/ns/mnt", &mine) < 0 || fstat(cnt->mnt_ns, &theirs) < 0) {
+        nvc_err_set(&ctx->err, "stat failed: mount namespace");
+        return -1;
+    }
+    if (mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino) {
+        nvc_err_setx(&ctx->err, "container process %d shares the caller's mount namespace; "
+                                "refusing to mount into it", (int)cnt->pid);
+        return -1;
+    }
+    return 0;
+}
+
 int nvc_ns_run(struct nvc_context *ctx, const struct nvc_container *cnt, const struct nvc_ns_job *job)
 {
     char message[MESSAGE_MAX];
@@ -63,6 +82,8 @@ int nvc_ns_run(struct nvc_context *ctx, const struct nvc_container *cnt, const s
     ssize_t n;
     pid_t pid;
 
+    if (own_namespace(ctx, cnt) < 0)
+        return -1;
     if (pipe2(fds, O_CLOEXEC) < 0) {
         nvc_err_set(&ctx->err, "process creation failed");
         return -1;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -154,7 +155,7 @@ class TestCompile:
     def test_missing_gcc_is_a_clear_error(self, header_dir: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
         """Without gcc on PATH the build says so."""
-        monkeypatch.setattr(nvc_build.shutil, "which", lambda _name: None)
+        monkeypatch.setattr(shutil, "which", lambda _name: None)
         with pytest.raises(ShimError, match="gcc not found"):
             nvc_build.compile_nvc(header_dir, tmp_path / "lib.so", nvc_build.DEFAULT_VERSION)
 
