@@ -170,7 +170,7 @@ def _query_nvml(library: str) -> tuple[str, str, list[dict[str, Any]]]:
     """Init NVML, read the driver and every GPU (with its MIG devices), always shut down."""
     import pynvml
 
-    _bind_library(pynvml, library)
+    bind_library(pynvml, library)
     _call(pynvml, "nvmlInitWithFlags", pynvml.nvmlInitWithFlags, 0)
     try:
         driver = _text(_call(pynvml, "nvmlSystemGetDriverVersion",
@@ -186,7 +186,7 @@ def _query_nvml(library: str) -> tuple[str, str, list[dict[str, Any]]]:
     return driver, f"{cuda // 1000}.{(cuda % 1000) // 10}", gpus
 
 
-def _bind_library(pynvml: Any, library: str) -> None:
+def bind_library(pynvml: Any, library: str) -> None:
     """Point pynvml at ``library``: it only ever dlopens ``libnvidia-ml.so.1`` by name, so set
     its module-level handle ourselves, under its own lock, and drop function pointers cached from
     a library loaded before (a process may discover several simulated hosts)."""

@@ -127,7 +127,7 @@ class NvmlProbe:
         from hook import discovery
 
         # Same binding discovery uses: pynvml only dlopens libnvidia-ml.so.1 by name.
-        discovery._bind_library(pynvml, self.library)
+        discovery.bind_library(pynvml, self.library)
         self._pynvml = pynvml
         return self
 

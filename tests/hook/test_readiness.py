@@ -163,7 +163,7 @@ class TestNvmlProbe:
             if len(calls) == 1:
                 raise FakeNvmlError(9)
 
-        monkeypatch.setattr(discovery, "_bind_library", lambda module, library: None)
+        monkeypatch.setattr(discovery, "bind_library", lambda module, library: None)
         monkeypatch.setattr(pynvml, "NVMLError", FakeNvmlError)
         monkeypatch.setattr(pynvml, "nvmlInitWithFlags", init)
         monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: calls.append("shutdown"))
