@@ -16,7 +16,7 @@ from typing import Optional
 from hook import config as config_mod
 from hook.errors import ShimError, one_line
 from runtime_shim import argv as argv_mod
-from runtime_shim import lowlevel
+from runtime_shim import fastpath, lowlevel
 
 COMMAND = "gpu-container-runtime"
 
@@ -29,16 +29,26 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     from runtime_shim import bundle as bundle_mod
     from runtime_shim import host, logs, pipeline
     from runtime_shim.context import Context
+    from runtime_shim.modifiers import mig_lease
 
     started = time.monotonic()
     bundle = os.path.abspath(invocation.bundle or os.getcwd())
     loaded = bundle_mod.load_spec(bundle)
     request = parse_request(loaded.spec, config)
     ctx = Context(config=config, request=request, container_id=invocation.container_id or "",
-                  host=host.read_facts(invocation.systemd_cgroup, runtime=runtime))
-    result = pipeline.run(loaded.spec, ctx)
-    if result.changed:
-        bundle_mod.write_spec(loaded, result.spec)
+                  host=host.read_facts(invocation.systemd_cgroup, runtime=runtime),
+                  bundle=bundle,
+                  runtime_root=mig_lease.runtime_state_root(runtime, invocation.root))
+    try:
+        result = pipeline.run(loaded.spec, ctx)
+        if result.changed:
+            bundle_mod.write_spec(loaded, result.spec)
+    except ShimError:
+        if ctx.container_id and ctx.request is not request:  # MIG devices were leased
+            from hook import lease_store
+
+            lease_store.release_if_mine(mig_lease.lease_dir(ctx), ctx.container_id)
+        raise
     log_file = str(config.section("log")["file"])
     if log_file:
         changes = "; ".join(note for _, notes in result.notes for note in notes) or "none"
@@ -61,14 +71,44 @@ def report(error: ShimError, invocation: argv_mod.Invocation) -> None:
         logs.to_runc_log(invocation.log_path, invocation.log_format, "error", line)
 
 
+def delete_releasing(invocation: argv_mod.Invocation, config: config_mod.Config,
+                     runtime: lowlevel.LowLevelRuntime, args: Sequence[str]) -> Optional[int]:
+    """``delete`` of a container holding MIG leases: run the runtime as a child, then release
+    the leases if the runtime no longer knows the container. None (exec as usual) for every
+    other container, which costs one stat."""
+    cid = invocation.container_id or ""
+    lease_dir = str(config.section("mig")["lease_dir"])
+    if not cid or "/" in cid or cid in (".", "..") or not lease_dir:
+        return None
+    try:
+        os.stat(os.path.join(lease_dir, cid + ".json"))
+    except (OSError, ValueError):
+        return None
+    import subprocess
+
+    from hook import lease_store
+
+    code = subprocess.call([runtime.path, *args])
+    try:
+        lease_store.release_if_stale(lease_dir, cid)
+    except ShimError as error:
+        report(error, invocation)  # the delete itself happened: keep its exit status
+    return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell says
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     invocation = argv_mod.parse(args)
     try:
         config = config_mod.load()
+        fastpath.remember(config)  # lets the shell launcher skip Python next time
         runtime = lowlevel.find(config.runtimes)
         if invocation.rewrites:
             prepare(invocation, config, runtime.path)
+        elif invocation.command == "delete":
+            code = delete_releasing(invocation, config, runtime, args)
+            if code is not None:
+                return code
         runtime.exec(args)
     except ShimError as error:
         report(error, invocation)

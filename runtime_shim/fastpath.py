@@ -1,0 +1,143 @@
+"""The entry the shell launcher (launcher.sh) reads to exec the low-level runtime without Python.
+
+Engines call the runtime for every container operation; only create and run need Python. For
+the rest the launcher needs the ``runtimes`` list of the configuration in force, and it must be
+the list Python would use. So an entry binds exact configuration bytes to the runtimes parsed
+from them: the bytes are kept in an immutable, content-named copy that the launcher compares
+with the live file (``cmp``), and the runtimes come from the digest-keyed validated-config cache,
+never from a second read that could have changed in between. A default configuration that does
+not exist is recorded as ``absent``; the launcher checks that again on every call.
+
+Two slots, ``default`` and ``named`` (``GPU_CONTAINER_SHIM_CONFIG`` set), because the launcher
+cannot hash a path without starting a process. Failing to write is harmless: the launcher then
+starts Python, which is always right.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Mapping, Sequence
+from typing import Optional
+
+from hook import config as config_mod
+
+STATE_DIR = "/run/gpu-container-shim/fastpath"
+MAGIC = "gpu-container-shim fastpath 1"
+ABSENT = "absent"
+
+
+def entry_text(path: str, how: str, runtimes: Sequence[str]) -> Optional[str]:
+    """The entry's lines; None when a value cannot be one line (the launcher reads lines)."""
+    if any("\n" in value or "\r" in value for value in (path, how, *runtimes)):
+        return None
+    if "end" in runtimes:
+        return None
+    return "\n".join([MAGIC, path, how, *runtimes, "end"]) + "\n"
+
+
+def slot_name(environ: Mapping[str, str]) -> str:
+    return "named" if environ.get(config_mod.ENV_VAR, "") else "default"
+
+
+def copy_name(digest: str) -> str:
+    return "copy-" + digest
+
+
+def replace_file(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a private temp name, then rename)."""
+    temp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o600)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def read_bytes(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError:
+        return None
+
+
+def wanted(config: config_mod.Config, environ: Mapping[str, str],
+           cache_dir: str) -> Optional[tuple[str, Optional[bytes]]]:
+    """The entry text for the configuration in force and the bytes its copy must hold."""
+    import hashlib
+
+    path, named = config_mod.config_path(environ)
+    if config.source == "<defaults>":
+        if named or os.path.lexists(path):
+            return None
+        text = entry_text(path, ABSENT, config.runtimes)
+        return (text, None) if text is not None else None
+    data = read_bytes(path)
+    if data is None:
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    validated = config_mod.cached(path, digest, cache_dir)
+    if validated is None:
+        return None
+    text = entry_text(path, "copy " + copy_name(digest), validated.runtimes)
+    return (text, data) if text is not None else None
+
+
+def ensure_private_dir(state_dir: str) -> bool:
+    """Create the state directory owner-only; refuse one that others could write into."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    info = os.lstat(state_dir)
+    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+            and not info.st_mode & 0o022)
+
+
+def referenced_copies(state_dir: str) -> set[str]:
+    names: set[str] = set()
+    for slot in ("default", "named"):
+        data = read_bytes(os.path.join(state_dir, slot)) or b""
+        lines = data.decode("utf-8", "replace").split("\n")
+        if len(lines) > 2 and lines[2].startswith("copy "):
+            names.add(lines[2][len("copy "):])
+    return names
+
+
+def remember(config: config_mod.Config, environ: Optional[Mapping[str, str]] = None,
+             state_dir: Optional[str] = None, cache_dir: str = config_mod.CACHE_DIR) -> bool:
+    """Make the launcher's entry for the configuration in force current; True if written.
+
+    Cheap when it already is (two small reads): this runs on every call that reaches Python.
+    ``STATE_DIR`` is read at call time: a launcher installed with another state directory sets
+    it before calling main (launcher.entry_code), never through the environment.
+    """
+    env = os.environ if environ is None else environ
+    state_dir = STATE_DIR if state_dir is None else state_dir
+    want = wanted(config, env, cache_dir)
+    if want is None:
+        return False
+    text, data = want
+    entry = os.path.join(state_dir, slot_name(env))
+    current = read_bytes(entry)
+    copy = os.path.join(state_dir, text.split("\n")[2][len("copy "):]) if data else ""
+    if current == text.encode("utf-8", "surrogateescape") and (not copy or os.path.exists(copy)):
+        return False
+    try:
+        if not ensure_private_dir(state_dir):
+            return False
+        if data is not None and read_bytes(copy) != data:
+            replace_file(copy, data)
+        replace_file(entry, text.encode("utf-8", "surrogateescape"))
+        keep = referenced_copies(state_dir)
+        for name in os.listdir(state_dir):
+            if name.startswith("copy-") and "." not in name and name not in keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(state_dir, name))
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,128 @@
+#!/bin/sh
+# gpu-container-runtime: the command engines call for every container operation.
+#
+# Only create and run rewrite config.json; they start Python. Every other command (state, kill,
+# delete, start, exec probes ...) execs the low-level runtime from here, without paying for an
+# interpreter, when the fast-path entry the Python side wrote (runtime_shim/fastpath.py) still
+# matches the configuration byte for byte. Anything unusual goes to Python, which is always
+# right: this script may only do what the Python shim would do, never decide differently.
+#
+# runtime_shim.launcher.render_runtime sets PYTHON, PYCODE and STATE at install time.
+PYTHON=/usr/bin/python3
+PYCODE='import site,sys;site.main();from runtime_shim.main import main;sys.exit(main())'
+STATE=/run/gpu-container-shim/fastpath
+CMP='/usr/bin/cmp /bin/cmp'
+
+# Whatever PATH this shell searches is the one both paths use (dash and bash give an unset PATH
+# a default value without exporting it; Python would otherwise search a different one).
+export PATH
+
+slow() {
+    exec "$PYTHON" -I -S -c "$PYCODE" "$@"
+}
+
+# Find the command exactly as runtime_shim/argv.py does: global flags first (those in the list
+# take a value, also as --flag=value; -flag is --flag), "--" makes the next word the command.
+command=
+scan=flag
+for arg do
+    case $scan in
+        value) scan=flag; continue ;;
+        command) command=$arg; break ;;
+    esac
+    case $arg in
+        --) scan=command; continue ;;
+        -) command=$arg; break ;;
+        -*) ;;
+        *) command=$arg; break ;;
+    esac
+    case $arg in
+        *=*) continue ;;
+    esac
+    case $arg in
+        --*) name=$arg ;;
+        -??*) name=-$arg ;;
+        *) name=$arg ;;
+    esac
+    case $name in
+        --root|--log|--log-format|--criu|--rootless) scan=value ;;
+    esac
+done
+case $command in
+    create|run) slow "$@" ;;
+esac
+
+# The runtimes list of the configuration in force, or failure. An entry is a few lines:
+# magic, the config path it was made for, "absent" (the default file does not exist, so the
+# defaults apply) or "copy NAME" (the exact bytes that were validated), the runtimes, "end".
+runtimes() {
+    if [ -n "${GPU_CONTAINER_SHIM_CONFIG:-}" ]; then slot=named; else slot=default; fi
+    entry=$STATE/$slot
+    [ -f "$entry" ] && [ -O "$entry" ] && [ -O "$STATE" ] || return 1
+    list=
+    complete=
+    {
+        IFS= read -r magic && IFS= read -r path && IFS= read -r how || return 1
+        while IFS= read -r name; do
+            if [ "$name" = end ]; then complete=1; break; fi
+            list=$list$name$nl
+        done
+    } 2>/dev/null <"$entry" || return 1
+    [ "$magic" = "gpu-container-shim fastpath 1" ] && [ -n "$complete" ] || return 1
+    case $slot:$how in
+        default:absent)
+            # open() would fail with ENOENT: no file and no symlink, and a parent that is a
+            # directory or itself absent under a directory.
+            parent=${path%/*}
+            [ ! -e "$path" ] && [ ! -L "$path" ] || return 1
+            [ -d "$parent" ] || { [ ! -e "$parent" ] && [ ! -L "$parent" ] &&
+                                  [ -d "${parent%/*}/" ]; } || return 1
+            ;;
+        *:"copy copy-"*)
+            copy=${how#copy }
+            case $copy in */*) return 1 ;; esac
+            config=${GPU_CONTAINER_SHIM_CONFIG:-$path}
+            [ -f "$config" ] || return 1
+            same=
+            for tool in $CMP; do
+                if [ -x "$tool" ]; then
+                    "$tool" -s -- "$config" "$STATE/$copy" </dev/null >/dev/null 2>&1 && same=1
+                    break
+                fi
+            done
+            [ -n "$same" ] || return 1
+            ;;
+        *) return 1 ;;
+    esac
+}
+
+# The first runtime found as an absolute path or on PATH, as runtime_shim/lowlevel.py finds it.
+find_runtime() {
+    set -f
+    IFS=$nl
+    for name in $list; do
+        case $name in
+            /*) if [ -f "$name" ] && [ -x "$name" ]; then found=$name; return 0; fi
+                continue ;;
+            */*) continue ;;
+        esac
+        IFS=:
+        for dir in $PATH; do
+            [ -n "$dir" ] || continue
+            case $dir in
+                */) candidate=$dir$name ;;
+                *) candidate=$dir/$name ;;
+            esac
+            if [ -f "$candidate" ] && [ -x "$candidate" ]; then found=$candidate; return 0; fi
+        done
+        IFS=$nl
+    done
+    return 1
+}
+
+nl='
+'
+if runtimes && find_runtime; then
+    exec "$found" "$@"
+fi
+slow "$@"

@@ -1,0 +1,334 @@
+"""The shell launcher: it finds the command and the runtime exactly as the Python shim does,
+takes the fast path only with a current entry, and otherwise starts Python."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hook import config as config_mod
+from hook.errors import ShimError
+from runtime_shim import argv as argv_mod
+from runtime_shim import fastpath, launcher, lowlevel
+
+HERE = Path(__file__).resolve().parent
+
+
+def argv_table() -> list[tuple[str, list[str]]]:
+    """The parser's own table (tests/runtime_shim/test_argv.py), so both read the same cases."""
+    spec = importlib.util.spec_from_file_location("argv_table", HERE / "test_argv.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [(case[0], list(case[1])) for case in module.CASES]
+
+
+EXTRA = [
+    ("create as a --root value with equals", ["--root=create", "state", "x"]),
+    ("single-dash root takes a value", ["-root", "run", "state", "x"]),
+    ("single-dash log-format takes a value", ["-log-format", "create", "kill", "x"]),
+    ("short unknown flag takes no value", ["-r", "create", "x"]),
+    ("value flag at the very end", ["--log"]),
+    ("double dash at the end", ["--"]),
+    ("double dash then a flag-like command", ["--", "--root", "run"]),
+    ("lone dash is the command", ["-", "create"]),
+    ("empty word is the command", ["", "create"]),
+    ("boolean flag with a value", ["--systemd-cgroup=false", "run", "x"]),
+    ("rootless with equals", ["--rootless=true", "create", "x"]),
+    ("criu takes a value", ["--criu", "run", "state", "x"]),
+    ("glob and spaces survive", ["state", "*", "a b", "$HOME", "'q'", "\\n"]),
+    ("newline in an argument", ["kill", "x\ny", "KILL"]),
+    ("exec probe", ["--root", "/run/containerd/runc/k8s.io", "exec", "--process", "/p", "id"]),
+    ("uppercase is not create", ["CREATE", "x"]),
+    ("create with a prefix is not create", ["createx", "x"]),
+]
+
+
+@dataclass
+class Env:
+    """A rendered launcher with a fake Python and a fake runc, and a current fast-path entry."""
+
+    root: Path
+    launcher: Path
+    config: Path
+    state: Path
+    cache: Path
+    bin: Path
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        return {"PATH": f"{self.bin}:/usr/bin:/bin",
+                "GPU_CONTAINER_SHIM_CONFIG": str(self.config), **extra}
+
+    def run(self, argv: Sequence[str], environ: Optional[dict[str, str]] = None,
+            **kwargs: Any) -> str:
+        done = subprocess.run([str(self.launcher), *argv], capture_output=True, text=True,
+                              env=self.environ() if environ is None else environ, check=False,
+                              **kwargs)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def remember(self, environ: Optional[dict[str, str]] = None) -> bool:
+        env = self.environ() if environ is None else environ
+        config = config_mod.load(env, cache_dir=str(self.cache))
+        return fastpath.remember(config, env, state_dir=str(self.state),
+                                 cache_dir=str(self.cache))
+
+
+def script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def expected_runtime(path: Path, argv: Sequence[str]) -> str:
+    return f"RUNTIME {path}" + "".join(f" [{a}]" for a in argv) + "\n"
+
+
+def expected_python(argv: Sequence[str]) -> str:
+    return "PYTHON" + "".join(f" [{a}]" for a in argv) + "\n"
+
+
+PRINT_ARGS = "for a do printf ' [%s]' \"$a\"; done; echo\n"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script(bin_dir / "runc", "printf 'RUNTIME %s' \"$0\"; " + PRINT_ARGS)
+    # The fake interpreter drops "-I -S -c CODE" and prints what the shim would receive.
+    python = script(tmp_path / "python", "shift 4; printf PYTHON; " + PRINT_ARGS)
+    state = tmp_path / "state"
+    path = tmp_path / "sh-launcher"
+    path.write_text(launcher.render_runtime(str(python), ["/nowhere"], str(state)))
+    path.chmod(0o755)
+    config = tmp_path / "config.yaml"
+    config.write_text("runtimes: [runc, crun]\nlog: {file: ''}\n")
+    made = Env(root=tmp_path, launcher=path, config=config, state=state,
+               cache=tmp_path / "cache", bin=bin_dir)
+    assert made.remember()
+    return made
+
+
+CASES = [(d, a) for d, a in argv_table()] + EXTRA
+
+
+@pytest.mark.parametrize(("description", "argv"), CASES, ids=[c[0] for c in CASES])
+def test_launcher_picks_python_exactly_for_create_and_run(env: Env, description: str,
+                                                          argv: list[str]) -> None:
+    """Each argv of the parser's table goes to Python iff the parser says it rewrites."""
+    want = (expected_python(argv) if argv_mod.parse(argv).rewrites
+            else expected_runtime(env.bin / "runc", argv))
+    assert env.run(argv) == want
+
+
+TOKENS = ["create", "run", "state", "kill", "--root", "-root", "--root=create", "--log",
+          "-log", "--log-format", "--log-format=json", "--criu", "--rootless", "-b",
+          "--bundle", "--bundle=create", "--", "-", "", "--debug", "--systemd-cgroup", "x y",
+          "*", "a=b", "--weird=create", "-r", "-rootless", "--=x", "-=", "create=run"]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.sampled_from(TOKENS),
+                          st.text(alphabet="-=abcrt ex\n", max_size=6)), max_size=6))
+def test_launcher_agrees_with_the_parser_on_any_argv(env: Env, argv: list[str]) -> None:
+    """For any argv over runc's flag vocabulary, the launcher and the parser pick the same
+    path, and the runtime receives the arguments unchanged."""
+    want = (expected_python(argv) if argv_mod.parse(argv).rewrites
+            else expected_runtime(env.bin / "runc", argv))
+    assert env.run(argv) == want
+
+
+def test_changed_config_goes_to_python(env: Env) -> None:
+    """A configuration whose bytes differ from the remembered ones is never trusted."""
+    env.config.write_text("runtimes: [crun]\nlog: {file: ''}\n")
+    assert env.run(["state", "x"]) == expected_python(["state", "x"])
+
+
+def test_touched_but_identical_config_stays_fast(env: Env) -> None:
+    """The check is on content, so rewriting the same bytes keeps the fast path."""
+    env.config.write_bytes(env.config.read_bytes())
+    assert env.run(["state", "x"]) == expected_runtime(env.bin / "runc", ["state", "x"])
+
+
+def test_missing_entry_goes_to_python(env: Env) -> None:
+    """Without an entry (first call after boot) the launcher starts Python."""
+    (env.state / "named").unlink()
+    assert env.run(["delete", "x"]) == expected_python(["delete", "x"])
+
+
+def test_missing_copy_goes_to_python(env: Env) -> None:
+    """An entry whose copy was removed by a concurrent writer is a miss, not an error."""
+    for copy in env.state.glob("copy-*"):
+        copy.unlink()
+    assert env.run(["delete", "x"]) == expected_python(["delete", "x"])
+
+
+@pytest.mark.parametrize("damage", ["magic", "truncated", "absent-for-named"])
+def test_damaged_entry_goes_to_python(env: Env, damage: str) -> None:
+    """An entry that is not exactly what the writer writes is ignored."""
+    entry = env.state / "named"
+    lines = entry.read_text().split("\n")
+    if damage == "magic":
+        lines[0] = "gpu-container-shim fastpath 0"
+    elif damage == "truncated":
+        lines = lines[:-2]
+    else:
+        lines[2] = fastpath.ABSENT
+    entry.write_text("\n".join(lines))
+    assert env.run(["state", "x"]) == expected_python(["state", "x"])
+
+
+def test_named_config_missing_goes_to_python(env: Env) -> None:
+    """A named file that disappeared is Python's error to report."""
+    env.config.unlink()
+    assert env.run(["state", "x"]) == expected_python(["state", "x"])
+
+
+def test_default_slot_is_not_used_for_a_named_config(env: Env) -> None:
+    """Without GPU_CONTAINER_SHIM_CONFIG the launcher reads the default slot only."""
+    environ = env.environ()
+    del environ["GPU_CONTAINER_SHIM_CONFIG"]
+    assert env.run(["state", "x"], environ) == expected_python(["state", "x"])
+
+
+def absent_entry(env: Env, default_path: Path, runtimes: Sequence[str] = ("runc",)) -> None:
+    text = fastpath.entry_text(str(default_path), fastpath.ABSENT, runtimes)
+    assert text is not None
+    (env.state / "default").write_text(text)
+
+
+def test_absent_default_config_uses_defaults_fast(env: Env) -> None:
+    """No default file (and a real parent directory): the recorded defaults apply."""
+    absent_entry(env, env.root / "etc" / "config.yaml")
+    (env.root / "etc").mkdir()
+    environ = {"PATH": env.environ()["PATH"]}
+    assert env.run(["state", "x"], environ) == expected_runtime(env.bin / "runc", ["state", "x"])
+
+
+@pytest.mark.parametrize("what", ["file", "dangling symlink", "parent is a file"])
+def test_present_default_config_goes_to_python(env: Env, what: str) -> None:
+    """Anything where open() would not fail with ENOENT sends the call to Python."""
+    etc = env.root / "etc"
+    default = etc / "config.yaml"
+    absent_entry(env, default)
+    if what == "parent is a file":
+        etc.write_text("")
+    else:
+        etc.mkdir()
+        if what == "file":
+            default.write_text("runtimes: [crun]\n")
+        else:
+            default.symlink_to(env.root / "nowhere")
+    environ = {"PATH": env.environ()["PATH"]}
+    assert env.run(["state", "x"], environ) == expected_python(["state", "x"])
+
+
+RESOLUTION = [
+    # (description, runtimes, PATH entries relative to tmp ("" = empty entry), files)
+    ("first on PATH wins", ["runc", "crun"], ["a", "b"], ["b/runc", "a/crun", "b/crun"]),
+    ("later candidate when the first is missing", ["runc", "crun"], ["a"], ["a/crun"]),
+    ("absolute candidate", ["@abs/rt", "runc"], ["a"], ["abs/rt", "a/runc"]),
+    ("missing absolute falls through", ["@abs/none", "runc"], ["a"], ["a/runc"]),
+    ("relative with a slash is skipped", ["a/runc", "crun"], ["a", "."], ["a/runc", "a/crun"]),
+    ("empty PATH entries are skipped", ["runc"], ["", "a", ""], ["a/runc"]),
+    ("trailing slash joins once", ["runc"], ["a/"], ["a/runc"]),
+    ("not executable is skipped", ["runc"], ["a", "b"], ["a/runc:noexec", "b/runc"]),
+    ("a directory is skipped", ["runc"], ["a", "b"], ["a/runc:dir", "b/runc"]),
+    ("name with a space", ["my runc"], ["a"], ["a/my runc"]),
+]
+
+
+@pytest.mark.parametrize(("description", "runtimes", "path", "files"), RESOLUTION,
+                         ids=[r[0] for r in RESOLUTION])
+def test_launcher_finds_the_runtime_lowlevel_finds(env: Env, description: str,
+                                                  runtimes: list[str], path: list[str],
+                                                  files: list[str]) -> None:
+    """The runtime the launcher execs is the one runtime_shim.lowlevel.find returns."""
+    base = env.root / "r"
+    for spec in files:
+        name, _, kind = spec.partition(":")
+        target = base / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "dir":
+            target.mkdir()
+        else:
+            script(target, "printf 'RUNTIME %s' \"$0\"; " + PRINT_ARGS)
+            if kind == "noexec":
+                target.chmod(0o644)
+    names = [str(base) + r[1:] if r.startswith("@") else r for r in runtimes]
+    search = ":".join(str(base / p) if p not in ("", ".") else p for p in path)
+    if path[-1] == "a/":
+        search += "/"
+    env.config.write_text("runtimes: [" + ", ".join(f"'{n}'" for n in names) + "]\n")
+    environ = {**env.environ(), "PATH": search}
+    assert env.remember(environ)
+    found = lowlevel.find(names, {"PATH": search})
+    assert env.run(["state", "x"], environ, cwd=base) == expected_runtime(Path(found.path),
+                                                                          ["state", "x"])
+
+
+def test_no_runtime_found_goes_to_python(env: Env) -> None:
+    """When nothing is found, Python reports the error with everything it tried."""
+    with pytest.raises(ShimError):
+        lowlevel.find(["runc", "crun"], {"PATH": "/nowhere"})
+    environ = {**env.environ(), "PATH": "/nowhere"}
+    assert env.run(["state", "x"], environ) == expected_python(["state", "x"])
+
+
+def test_callers_file_descriptors_reach_the_runtime(env: Env) -> None:
+    """fds 3 and up (runc --preserve-fds, exec's console) pass through untouched."""
+    script(env.bin / "runc", "cat <&3; cat <&5\n")
+    (env.root / "three").write_text("three\n")
+    (env.root / "five").write_text("five\n")
+    done = subprocess.run(
+        ["/bin/sh", "-c", 'exec "$0" exec --preserve-fds 3 x true 3<"$1" 5<"$2"',
+         str(env.launcher), str(env.root / "three"), str(env.root / "five")],
+        capture_output=True, text=True, env=env.environ(), check=False)
+    assert (done.returncode, done.stdout) == (0, "three\nfive\n"), done.stderr
+
+
+def test_stdin_reaches_the_runtime(env: Env) -> None:
+    """exec probes read stdin; the launcher never consumes it."""
+    script(env.bin / "runc", "cat\n")
+    assert env.run(["exec", "x", "cat"], input="probe\n") == "probe\n"
+
+
+def test_rendered_launcher_runs_the_real_shim(tmp_path: Path) -> None:
+    """With the real interpreter, a pass-through call without an entry runs the Python shim,
+    which execs the configured runtime."""
+    runtime = script(tmp_path / "rt", "echo ran \"$@\"\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"runtimes: [{runtime}]\nlog: {{file: ''}}\n")
+    path = tmp_path / "gpu-container-runtime"
+    launcher.install("runtime", str(path), sys.executable, state_dir=str(tmp_path / "state"))
+    done = subprocess.run([str(path), "state", "x"], capture_output=True, text=True, check=False,
+                          env={"PATH": "/usr/bin:/bin", "GPU_CONTAINER_SHIM_CONFIG": str(config)})
+    assert (done.returncode, done.stdout) == (0, "ran state x\n"), done.stderr
+
+
+def test_rendered_hook_starts_isolated_without_site(tmp_path: Path) -> None:
+    """The hook launcher's #! line runs Python with -I -S and our import path."""
+    path = tmp_path / "gpu-container-hook"
+    launcher.install("hook", str(path), sys.executable)
+    first = path.read_text().splitlines()[0]
+    assert first == f"#!{sys.executable} -IS"
+    done = subprocess.run([str(path), "bogus-stage"], capture_output=True, text=True,
+                          check=False, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": "/evil"})
+    assert done.returncode != 0 and "usage" in done.stderr
+
+
+def test_template_without_a_setting_is_refused() -> None:
+    """Rendering fails loudly when the template lost one of the lines it sets."""
+    with pytest.raises(ValueError, match="PYTHON"):
+        launcher.set_line("STATE=x\n", "PYTHON", "/usr/bin/python3")
