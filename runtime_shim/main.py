@@ -10,35 +10,52 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import Optional
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from hook import config as config_mod
 from hook.errors import ShimError, one_line
 from runtime_shim import argv as argv_mod
 from runtime_shim import fastpath, lowlevel
 
+if TYPE_CHECKING:
+    from runtime_shim.context import Context
+
 COMMAND = "gpu-container-runtime"
+
+
+def build_context(spec: Mapping[str, Any], config: config_mod.Config, *, bundle: str,
+                  container_id: str, systemd_cgroup: bool, runtime: str = "",
+                  root: Optional[str] = None) -> Context:
+    """The Context the pipeline gets for one create: the request parsed from ``spec`` and this
+    process's host facts. ``gpu-ctk plan`` builds its own through here, so it sees what the
+    shim would."""
+    from hook.request import parse_request
+    from runtime_shim import host
+    from runtime_shim.context import Context
+    from runtime_shim.modifiers import mig_lease
+
+    return Context(config=config, request=parse_request(spec, config), container_id=container_id,
+                   host=host.read_facts(systemd_cgroup, runtime=runtime), bundle=bundle,
+                   runtime_root=mig_lease.runtime_state_root(runtime, root))
 
 
 def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             runtime: str = "") -> None:
     """Rewrite the bundle's config.json for a create/run (the slow path) for ``runtime``, the
     low-level runtime's path."""
-    from hook.request import parse_request
     from runtime_shim import bundle as bundle_mod
-    from runtime_shim import host, logs, pipeline
-    from runtime_shim.context import Context
+    from runtime_shim import logs, pipeline
     from runtime_shim.modifiers import mig_lease
 
     started = time.monotonic()
     bundle = os.path.abspath(invocation.bundle or os.getcwd())
     loaded = bundle_mod.load_spec(bundle)
-    request = parse_request(loaded.spec, config)
-    ctx = Context(config=config, request=request, container_id=invocation.container_id or "",
-                  host=host.read_facts(invocation.systemd_cgroup, runtime=runtime),
-                  bundle=bundle,
-                  runtime_root=mig_lease.runtime_state_root(runtime, invocation.root))
+    ctx = build_context(loaded.spec, config, bundle=bundle,
+                        container_id=invocation.container_id or "",
+                        systemd_cgroup=invocation.systemd_cgroup, runtime=runtime,
+                        root=invocation.root)
+    request = ctx.request
     try:
         result = pipeline.run(loaded.spec, ctx)
         if result.changed:
