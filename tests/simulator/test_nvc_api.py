@@ -209,6 +209,19 @@ class TestContainer:
         assert newest.error(ctx) == f"stat failed: /proc/{dead.pid}: No such file or directory"
 
 
+    @pytest.mark.parametrize("version", ["1.16.2", "1.17.8"])
+    def test_missing_imex_channel_is_reported(self, hosts: Callable[[str], SimHost],
+                                              rootfs: Path, version: str) -> None:
+        """From 1.15, mounting an IMEX channel the host lacks names the missing node."""
+        nvc = Nvc(hosts(version), version)
+        ctx = nvc.initialized()
+        cnt = nvc.container(ctx, rootfs, b"standalone")
+        channel = nvc.ffi.new("struct nvc_imex_channel *", {"id": 7})
+        assert nvc.lib.nvc_imex_channel_mount(ctx, cnt, channel) == -1
+        assert nvc.error(ctx) == (f"stat failed: {nvc.host.dev_dir}/nvidia-caps-imex-channels/"
+                                  f"channel7: No such file or directory")
+
+
 class TestDriverInfo:
     def test_driver_versions(self, nvc: Nvc) -> None:
         """The driver and CUDA versions of the topology."""
@@ -233,6 +246,21 @@ class TestDriverInfo:
         assert str(driver / f"usr/lib/x86_64-linux-gnu/libcuda.so.{version}") in libs
         assert str(driver / f"usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{version}") in libs
         assert all(Path(path).is_file() for path in bins + libs)
+
+    def test_configured_driver_root_is_honoured(self, newest: Nvc) -> None:
+        """nvc_config.root naming the driver tree gives the same files as the default."""
+        def libraries(root: Optional[bytes]) -> list[str]:
+            ctx, cfg = newest.context(), newest.config()
+            keep = newest.ffi.new("char[]", root) if root is not None else newest.ffi.NULL
+            cfg.root = keep
+            assert newest.lib.nvc_init(ctx, cfg, b"") == 0, newest.error(ctx)
+            info = newest.lib.nvc_driver_info_new(ctx, b"")
+            try:
+                return newest.strings(info.libs, info.nlibs)
+            finally:
+                newest.lib.nvc_driver_info_free(info)
+
+        assert libraries(str(newest.host.driver_dir).encode()) == libraries(None) != []
 
     def test_control_devices(self, nvc: Nvc) -> None:
         """nvidiactl, nvidia-uvm, nvidia-uvm-tools, nvidia-modeset with their numbers."""
@@ -349,6 +377,15 @@ int main(int argc, char **argv)
         if (nvc_nvcaps_device_from_proc_path(ctx, argv[2], &node) != 0) return 7;
         free(node.path);
         if (nvc_nvcaps_device_from_proc_path(ctx, "/no/such", &node) == 0) return 8;
+#endif
+        /* Our own pid shares our mount namespace: each mount call builds its plan, refuses,
+           and must free everything on the way out. */
+        if (nvc_driver_mount(ctx, cnt, drv) == 0 || nvc_ldcache_update(ctx, cnt) == 0 ||
+            nvc_device_mount(ctx, cnt, &dev->gpus[0]) == 0) return 10;
+#if NVC_HAS_MIG
+        if (nvc_mig_config_global_caps_mount(ctx, cnt) == 0 ||
+            nvc_mig_device_access_caps_mount(ctx, cnt, dev->gpus[0].mig_devices.devices) == 0)
+            return 11;
 #endif
         nvc_container_free(cnt);
         nvc_container_config_free(ccfg);

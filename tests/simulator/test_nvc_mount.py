@@ -266,6 +266,18 @@ class TestDeviceMount:
             (509, minor)
 
 
+    def test_imex_channel(self, library: Library, container: Container) -> None:
+        """From 1.15, an IMEX channel node of the host is bound at the same path."""
+        channels = library.host.dev_dir / "nvidia-caps-imex-channels"
+        channels.mkdir(exist_ok=True)
+        if not (channels / "channel3").exists():
+            os.mknod(channels / "channel3", 0o666 | stat.S_IFCHR, os.makedev(508, 3))
+        channel = library.ffi.new("struct nvc_imex_channel *", {"id": 3})
+        library.check(library.lib.nvc_imex_channel_mount(library.ctx,
+                                                         library.container(container), channel))
+        assert char_device(container.inside("dev/nvidia-caps-imex-channels/channel3")) == (508, 3)
+
+
 class TestLdcache:
     def test_cache_lists_the_mounted_libraries(self, library: Library,
                                                container: Container) -> None:
@@ -339,6 +351,20 @@ int main(void)
     return fclose(out) == 0 ? 0 : 1;
 }
 """
+
+
+def test_mount_calls_leave_no_descriptors(library: Library, container: Container) -> None:
+    """Mounting and the ld cache update close everything they open in the caller."""
+    cnt = library.container(container)
+    before = sorted(os.listdir("/proc/self/fd"))
+    library.check(library.lib.nvc_driver_mount(library.ctx, cnt, library.driver))
+    library.check(library.lib.nvc_device_mount(library.ctx, cnt,
+                                               library.ffi.addressof(library.devices.gpus[0])))
+    library.check(library.lib.nvc_mig_config_global_caps_mount(library.ctx, cnt))
+    library.check(library.lib.nvc_device_mig_caps_mount(library.ctx, cnt,
+                                                        library.ffi.addressof(library.devices.gpus[0])))
+    library.check(library.lib.nvc_ldcache_update(library.ctx, cnt))
+    assert sorted(os.listdir("/proc/self/fd")) == before
 
 
 class TestImageSafety:
