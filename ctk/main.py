@@ -18,6 +18,7 @@ PROG = "gpu-ctk"
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("ctk.simulate", "build a simulated GPU host (libraries, devices, driver tree)"),
     "leases": ("ctk.leases", "list or reclaim the node's MIG leases (holder, device, age)"),
+    "plan": ("ctk.plan", "show what the shim and the hook would do to a bundle, touching nothing"),
 }
 """Subcommand name -> (module, one-line help)."""
 

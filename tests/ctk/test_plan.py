@@ -1,0 +1,229 @@
+"""``gpu-ctk plan``: the shim's edits and diff, the hook's mounts, and that nothing is touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pytest
+
+from ctk import plan as plan_mod
+from ctk.main import main
+from hook import lease_store
+from hook.leases import Holder, Lease, LeasedDevice
+
+if TYPE_CHECKING:
+    from simulator.testing import SimHost
+
+SimHostFactory = Callable[..., "SimHost"]
+
+DEAD_PID = 2 ** 30
+"""Above any pid_max: a holder that certainly does not run."""
+
+
+def write_bundle(directory: Path, env: list[str], annotations: dict[str, str] | None = None,
+                 debian: bool = True) -> Path:
+    """A bundle with a busybox-like rootfs and the given process env; returns its directory."""
+    (directory / "rootfs" / "etc").mkdir(parents=True)
+    if debian:
+        (directory / "rootfs" / "etc" / "debian_version").write_text("12.0\n")
+    spec: dict[str, Any] = {
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/",
+                    "env": ["PATH=/bin", *env], "capabilities": {"bounding": ["CAP_KILL"]}},
+        "root": {"path": "rootfs"},
+        "linux": {"resources": {"memory": {"limit": 1 << 30}},
+                  "namespaces": [{"type": "mount"}]},
+    }
+    if annotations:
+        spec["annotations"] = annotations
+    (directory / "config.json").write_text(json.dumps(spec, separators=(",", ":")))
+    return directory
+
+
+@pytest.fixture
+def use_host(monkeypatch: pytest.MonkeyPatch) -> Callable[[SimHost], SimHost]:
+    """Point the configuration at a simulated host."""
+    def use(host: SimHost) -> SimHost:
+        monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(host.config_path))
+        return host
+    return use
+
+
+@pytest.fixture
+def mig_host(sim_host_factory: SimHostFactory,
+             use_host: Callable[[SimHost], SimHost]) -> SimHost:
+    return use_host(sim_host_factory("dgx-a100-mig"))
+
+
+@pytest.fixture
+def t4_host(sim_host_factory: SimHostFactory, use_host: Callable[[SimHost], SimHost]) -> SimHost:
+    return use_host(sim_host_factory("t4"))
+
+
+def mig_uuids(host: SimHost, profile: str) -> list[str]:
+    return [d["uuid"] for gpu in host.topology["gpus"] for d in gpu["mig"]["devices"]
+            if d["profile"] == profile]
+
+
+def run_plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(["plan", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_mig_profile_plan_touches_nothing(mig_host: SimHost, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A MIG profile request shows the device a start would lease, yet the bundle stays
+    byte-identical and the lease store stays empty."""
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=mig-1g.10gb"])
+    before = (bundle / "config.json").read_bytes()
+    listing = sorted(os.listdir(bundle))
+    status, out, _ = run_plan(capsys, str(bundle))
+    assert status == 0
+    first = mig_uuids(mig_host, "1g.10gb")[0]
+    assert f"mig-lease: would lease mig-1g.10gb -> {first}" in out
+    assert f'+      "NVIDIA_VISIBLE_DEVICES={first}"' in out
+    assert (bundle / "config.json").read_bytes() == before
+    assert sorted(os.listdir(bundle)) == listing
+    assert os.listdir(mig_host.dir / "run" / "leases") == []
+
+
+def test_mig_profile_plan_skips_devices_live_containers_hold(
+        mig_host: SimHost, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A device a live container holds is not offered; a dead holder's lease would be
+    reclaimed, and the plan says so without reclaiming it."""
+    held, free = mig_uuids(mig_host, "1g.10gb")[:2]
+    lease_dir = str(mig_host.dir / "run" / "leases")
+    gpu = mig_host.topology["gpus"][0]["uuid"]
+    for cid, pid, uuid in (("alive", os.getpid(), held), ("gone", DEAD_PID, "MIG-none")):
+        lease = Lease(holder=Holder(container_id=cid, runtime_root="", bundle="/b",
+                                    shim_pid=pid, shim_start=lease_store.process_start(pid)),
+                      devices=(LeasedDevice(uuid=uuid, profile="1g.10gb", gpu=gpu,
+                                            token="mig-1g.10gb"),),
+                      created=time.time())
+        with lease_store.locked(lease_dir):
+            lease_store.write_lease(lease_dir, lease)
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=mig-1g.10gb"])
+    status, out, _ = run_plan(capsys, str(bundle))
+    assert status == 0
+    assert f"would lease mig-1g.10gb -> {free}" in out
+    assert "would reclaim the stale lease of gone" in out
+    assert sorted(os.listdir(lease_dir)) == [".lock", "alive.json", "gone.json"]
+
+
+def test_policy_annotation_shows_policy_and_each_edit(
+        t4_host: SimHost, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The policy named by the annotation is reported with everything it asks, and each edit it
+    made appears both as a note and in the diff."""
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=0"],
+                          {"ai.scheduling.policy": "guaranteed"})
+    status, out, _ = run_plan(capsys, str(bundle))
+    assert status == 0
+    assert ("policy: guaranteed (from annotation): oom_score_adj -800, swap off, numa "
+            "placement, blkio weight 800") in out
+    assert "policy: linux.resources.memory.swap 1073741824" in out
+    assert '+        "swap": 1073741824' in out
+    assert "numa: policy guaranteed: GPU 0 on node 0" in out
+    assert '+        "cpus": "0-7",' in out
+    assert "oom: " in out and '"oomScoreAdj"' in out
+
+
+def test_hook_part_lists_device_nodes_and_driver_files(
+        t4_host: SimHost, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """For GPU 0 with the default capabilities: its node, the control nodes, the utility and
+    compute files at the multiarch paths, no graphics library, and the ldcache run."""
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=0"])
+    status, out, _ = run_plan(capsys, str(bundle))
+    uuid = t4_host.topology["gpus"][0]["uuid"]
+    lib = f"{t4_host.driver_dir}/usr/lib/x86_64-linux-gnu"
+    assert status == 0
+    assert f"device GPU 0 ({uuid}): /dev/nvidia0 (195:0)" in out
+    assert "node   /dev/nvidiactl (195:255)" in out
+    assert "node   /dev/nvidia-uvm (510:0)" in out
+    assert "/dev/nvidia-modeset" not in out.split("gpu-container-hook prestart would")[1]
+    assert (f"lib    {lib}/libcuda.so.535.104.05 -> "
+            "/usr/lib/x86_64-linux-gnu/libcuda.so.535.104.05") in out
+    assert f"bin    {t4_host.driver_dir}/usr/bin/nvidia-smi -> /usr/bin/nvidia-smi" in out
+    assert "libGLX_nvidia" not in out
+    assert "link   /usr/lib/x86_64-linux-gnu/libcuda.so -> libcuda.so.1" in out
+    assert "ldcache: host /sbin/ldconfig over /usr/lib/x86_64-linux-gnu" in out
+
+
+def test_non_debian_image_gets_lib64_paths(t4_host: SimHost, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Without /etc/debian_version in the image, libraries land in /usr/lib64."""
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=0"], debian=False)
+    _, out, _ = run_plan(capsys, str(bundle))
+    assert "-> /usr/lib64/libcuda.so.535.104.05" in out
+
+
+def test_non_gpu_container_is_left_alone(t4_host: SimHost, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """No request: no edits, no diff, no hook."""
+    bundle = write_bundle(tmp_path / "ctr", [])
+    status, out, _ = run_plan(capsys, str(bundle))
+    assert status == 0
+    assert "request: none: not a GPU container" in out
+    assert "would leave config.json as it is" in out
+    assert "---" not in out
+    assert "gpu-container-hook: not injected" in out
+
+
+def test_unknown_device_is_the_shims_refusal(t4_host: SimHost, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A device the host lacks: exit 1 with the shim's own error in one line."""
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=9"])
+    status, out, err = run_plan(capsys, str(bundle))
+    assert status == 1
+    assert out == ""
+    assert err == ("gpu-ctk: plan: the shim would refuse this container: request: unknown "
+                   "device 9; this host has GPUs 0\n")
+
+
+def test_unmet_requirement_is_the_hooks_failure(t4_host: SimHost, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A CUDA requirement the driver cannot meet: the plan is printed, the hook's failure is
+    marked, and the exit status is 1."""
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=0",
+                                             "NVIDIA_REQUIRE_CUDA=cuda>=13.0"])
+    status, out, err = run_plan(capsys, str(bundle))
+    assert status == 1
+    assert "  FAIL: gpu-container-hook: requirements: " in out
+    assert err.startswith("gpu-ctk: plan: the hook would fail this start: requirements: ")
+
+
+def test_json_names_modifiers_diff_and_outcome(t4_host: SimHost, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--json: one object whose edits name each modifier that changed something."""
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=0"])
+    status, out, _ = run_plan(capsys, str(bundle), "--json", "--id", "abc")
+    document = json.loads(out)
+    assert status == 0
+    assert document["container_id"] == "abc"
+    assert [e["modifier"] for e in document["edits"]] == ["devices", "hook", "oom"]
+    assert document["changed"] is True and document["diff"].startswith("--- config.json")
+    assert document["outcome"] == "start"
+    assert {"host": f"{t4_host.driver_dir}/usr/bin/nvidia-smi", "container": "/usr/bin/nvidia-smi",
+            "kind": "bin"} in document["hook"]["files"]
+
+
+def test_plan_order_swaps_only_the_lease() -> None:
+    """The planned pipeline is the shim's, in order, with only mig-lease replaced."""
+    from runtime_shim import pipeline
+
+    order = plan_mod.plan_order()
+    assert [name for name, _ in order] == [name for name, _ in pipeline.ORDER]
+    assert [fn for _, fn in order][1:] == [fn for _, fn in pipeline.ORDER][1:]
+    assert order[0][1] is plan_mod.planned_mig_lease
+
+
+def test_spec_diff_is_empty_for_equal_specs() -> None:
+    """Equal specs give no diff; a change gives a unified diff of the pretty JSON."""
+    assert plan_mod.spec_diff({"a": 1}, {"a": 1}) == ""
+    assert plan_mod.spec_diff({"a": 1}, {"a": 2}).splitlines()[2:] == ["@@ -1,3 +1,3 @@", " {",
+                                                                      '-  "a": 1', '+  "a": 2',
+                                                                      " }"]
