@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -42,10 +45,25 @@ def reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def reject_constant(name: str) -> Any:
+    """``json`` hook for NaN and Infinity: Python accepts them, runc's JSON parser does not."""
+    raise ShimError("config.json", f"{name} is not a JSON number")
+
+
+def finite_float(text: str) -> float:
+    """``json`` hook for numbers: one that overflows to infinity would be written back as
+    ``Infinity``, which runc cannot read."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ShimError("config.json", f"number {one_line(text, 40)} is out of range")
+    return value
+
+
 def parse_spec(data: bytes, path: str = "config.json") -> dict[str, Any]:
     """Parse config.json bytes into a dict, unknown fields preserved."""
     try:
-        spec = json.loads(data, object_pairs_hook=reject_duplicates)
+        spec = json.loads(data, object_pairs_hook=reject_duplicates,
+                          parse_constant=reject_constant, parse_float=finite_float)
     except RecursionError:
         raise ShimError("config.json", f"{path}: nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
@@ -61,11 +79,14 @@ def load_spec(bundle: str) -> LoadedSpec:
     """Read ``bundle/config.json``."""
     path = os.path.join(bundle, "config.json")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO in its place must not hang the engine's create (checked below).
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise ShimError("config.json", f"{path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ShimError("config.json", f"{path}: not a regular file")
         if info.st_size > MAX_SPEC_BYTES:
             raise ShimError("config.json", f"{path}: {info.st_size} bytes exceeds the "
                                            f"{MAX_SPEC_BYTES} byte limit")
@@ -81,12 +102,20 @@ def load_spec(bundle: str) -> LoadedSpec:
 
 def serialise(spec: dict[str, Any]) -> bytes:
     """The bytes we write: compact like containerd's, key order kept."""
-    return json.dumps(spec, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text = json.dumps(spec, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate escape (\ud800) that JSON let through
+        raise ShimError("config.json", f"string with an unpaired surrogate "
+                                       f"{one_line(ascii(exc.object[exc.start:exc.end]), 20)} "
+                                       f"cannot be written as UTF-8") from None
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] = None,
-                 gid: Optional[int] = None) -> None:
-    """Replace ``path`` with ``data`` atomically, keeping mode and owner."""
+                 gid: Optional[int] = None,
+                 before_replace: Optional[Callable[[], None]] = None) -> None:
+    """Replace ``path`` with ``data`` atomically, keeping mode and owner; ``before_replace`` runs
+    once the complete temp file is on disk (tests stop the process there)."""
     directory = os.path.dirname(path) or "."
     fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
     try:
@@ -101,6 +130,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] =
             os.fsync(fd)
         finally:
             os.close(fd)
+        if before_replace is not None:
+            before_replace()
         os.replace(temp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -113,6 +144,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] =
         os.close(dir_fd)
 
 
-def write_spec(loaded: LoadedSpec, spec: dict[str, Any]) -> None:
+def write_spec(loaded: LoadedSpec, spec: dict[str, Any],
+               before_replace: Optional[Callable[[], None]] = None) -> None:
     """Write ``spec`` back over the file ``loaded`` came from."""
-    write_atomic(loaded.path, serialise(spec), loaded.mode, loaded.uid, loaded.gid)
+    write_atomic(loaded.path, serialise(spec), loaded.mode, loaded.uid, loaded.gid,
+                 before_replace)

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from hook.config import DEFAULT_PATH, ENV_VAR
+from hook.errors import ShimError
 from runtime_shim.context import Context, Notes, Spec
 
 HOOK_STAGES = ("prestart", "createRuntime")
@@ -38,7 +39,9 @@ def is_replaced(entry: Any, ours: dict[str, Any]) -> bool:
     if not isinstance(path, str):
         return False
     name = os.path.basename(path)
-    if path == ours["path"] and entry.get("args", [])[: len(ours["args"]) - 1] == ours["args"][:-1]:
+    args = entry.get("args")
+    if path == ours["path"] and isinstance(args, list) and \
+            args[: len(ours["args"]) - 1] == ours["args"][:-1]:
         return True
     return name in OUR_NAMES or name in LEGACY_NAMES
 
@@ -48,25 +51,32 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         return spec, []
     ours = our_entry(ctx)
     stage = ours["args"][-1]
-    hooks = spec.get("hooks") if isinstance(spec.get("hooks"), dict) else {}
-    assert isinstance(hooks, dict)
+    hooks = spec.get("hooks")
+    if hooks is None:
+        hooks = {}
+    elif not isinstance(hooks, dict):
+        # The runtime would reject it; replacing it would silently drop the engine's hooks.
+        raise ShimError("hook", f"config.json hooks is {type(hooks).__name__}, not an object")
     new_hooks = dict(hooks)
     removed = 0
     for name in HOOK_STAGES:
         entries = hooks.get(name)
-        if not isinstance(entries, list):
+        if entries is None:
             continue
+        if not isinstance(entries, list):
+            raise ShimError("hook", f"config.json hooks.{name} is {type(entries).__name__}, "
+                                    f"not a list")
         kept = [e for e in entries if not is_replaced(e, ours)]
         removed += len(entries) - len(kept)
         new_hooks[name] = kept
-    new_hooks[stage] = [*new_hooks.get(stage, []), ours]
+    new_hooks[stage] = [*(new_hooks.get(stage) or []), ours]
     for name in HOOK_STAGES:
         if name in new_hooks and not new_hooks[name] and name not in hooks:
             del new_hooks[name]
     if new_hooks == hooks:
         return spec, []
     notes = [f"hook: {stage} {ours['path']} {' '.join(ours['args'][1:])}"]
-    stale = removed - (1 if ours in hooks.get(stage, []) else 0)
+    stale = removed - (1 if ours in (hooks.get(stage) or []) else 0)
     if stale:
         notes.append(f"hook: removed {stale} stale or legacy hook entries")
     return {**spec, "hooks": new_hooks}, notes

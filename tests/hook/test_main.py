@@ -49,6 +49,13 @@ def no_library(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(libnvc_bindings, "load", refuse)
 
 
+@pytest.fixture(autouse=True)
+def any_pid_is_a_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's own pid stands in for the container's here; hook.container_pid, which
+    refuses it, is tested in tests/hook/test_container_pid.py and tests/badinput."""
+    monkeypatch.setattr("hook.container_pid.check_container_pid", lambda pid, proc="/proc": None)
+
+
 @pytest.fixture
 def run_hook(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Hook:
     """Run ``main(args)`` in-process with ``data`` on stdin; return (exit code, stderr)."""
