@@ -106,12 +106,14 @@ def _selected(capabilities: Iterable[str], flags: dict[str, frozenset[str]]) -> 
     return frozenset(classes)
 
 
+MULTIARCH_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/i386-linux-gnu")
+LIB64_DIRS = ("/usr/lib64", "/usr/lib32")
+
+
 def container_dirs(multiarch: bool) -> tuple[str, str]:
     """(libs dir, 32-bit libs dir) libnvidia-container picks: Debian's multiarch directories when
     the image has ``/etc/debian_version``, else the lib64/lib32 pair."""
-    if multiarch:
-        return "/usr/lib/x86_64-linux-gnu", "/usr/lib/i386-linux-gnu"
-    return "/usr/lib64", "/usr/lib32"
+    return MULTIARCH_DIRS if multiarch else LIB64_DIRS
 
 
 def under_root(path: str, root: str) -> str:
@@ -124,11 +126,13 @@ def under_root(path: str, root: str) -> str:
 
 
 def mounts(info: DriverInfo, capabilities: Iterable[str], *, driver_root: str = "/",
-           multiarch: bool = True, bins_dir: str = "/usr/bin") -> list[FileMount]:
+           dirs: tuple[str, str] = MULTIARCH_DIRS,
+           bins_dir: str = "/usr/bin") -> list[FileMount]:
     """The files ``nvc_driver_mount`` mounts for a container with ``capabilities``, in its
-    order: binaries, libraries, 32-bit libraries (``compat32``), firmware, IPC sockets."""
+    order: binaries, libraries, 32-bit libraries (``compat32``), firmware, IPC sockets.
+    ``dirs`` are the container's (libs, 32-bit libs) directories."""
     wanted = frozenset(capabilities)
-    libs_dir, libs32_dir = container_dirs(multiarch)
+    libs_dir, libs32_dir = dirs
     lib_classes = _selected(wanted, LIBRARY_FLAGS)
     bin_classes = _selected(wanted, BINARY_FLAGS)
     found: list[FileMount] = []

@@ -202,7 +202,7 @@ def _library_part(config: Config, draft: _Draft, request: DeviceRequest, selecti
     draft.nodes += [f"{n.path} ({n.major}:{n.minor})"
                     for n in driver_files.control_devices(driver, capabilities)]
     draft.files += driver_files.mounts(driver, capabilities, driver_root=driver_root,
-                                       multiarch=multiarch)
+                                       dirs=driver_files.container_dirs(multiarch))
     draft.links += driver_files.symlinks(draft.files)
     libs_dir = driver_files.container_dirs(multiarch)[0]
     draft.ldcache = f"host {ldconfig.lstrip('@')} over {libs_dir} in the container's root"
