@@ -40,6 +40,15 @@ def build_context(spec: Mapping[str, Any], config: config_mod.Config, *, bundle:
                    runtime_root=mig_lease.runtime_state_root(runtime, root))
 
 
+def fault_point(config: config_mod.Config, name: str) -> None:
+    """A test-only stop (``hook.lease_store.fault_point``: SIGKILL or sleep at ``name``), honoured
+    only by a simulated host's configuration; production never imports the mechanism."""
+    if config.section("simulation").get("dir"):
+        from hook.lease_store import fault_point as stop
+
+        stop(name, True)
+
+
 def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             runtime: str = "") -> None:
     """Rewrite the bundle's config.json for a create/run (the slow path) for ``runtime``, the
@@ -51,6 +60,7 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     started = time.monotonic()
     bundle = os.path.abspath(invocation.bundle or os.getcwd())
     loaded = bundle_mod.load_spec(bundle)
+    fault_point(config, "shim-after-load")
     ctx = build_context(loaded.spec, config, bundle=bundle,
                         container_id=invocation.container_id or "",
                         systemd_cgroup=invocation.systemd_cgroup, runtime=runtime,
@@ -58,8 +68,11 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     request = ctx.request
     try:
         result = pipeline.run(loaded.spec, ctx)
+        fault_point(config, "shim-before-write")
         if result.changed:
-            bundle_mod.write_spec(loaded, result.spec)
+            bundle_mod.write_spec(loaded, result.spec,
+                                  lambda: fault_point(config, "shim-before-rename"))
+        fault_point(config, "shim-after-write")
     except ShimError:
         if ctx.container_id and ctx.request is not request:  # MIG devices were leased
             from hook import lease_store
