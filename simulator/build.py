@@ -115,10 +115,21 @@ def config_document(sim_dir: Path, topo: Topology) -> dict[str, Any]:
         "host": {"dev_root": f"{d}/dev", "driver_root": f"{d}/driver", "sysfs_root": f"{d}/sys"},
         "log": {"file": f"{d}/log/gpu-container-shim.log"},
         "mig": {"lease_dir": f"{d}/run/leases"},
-        # This Python, isolated, runs the hook: no PYTHONPATH or user site of the caller.
-        "hook": {"path": python, "args": [python, "-I", "-m", "hook"]},
+        "hook": hook_entry(python),
         "simulation": {"dir": d, "topology": topo["name"]},
     }
+
+
+def hook_entry(python: str) -> dict[str, Any]:
+    """This Python, isolated (no PYTHONPATH or user site of the caller), runs the hook from the
+    tree this process imported it from: ``-m hook`` alone would miss a tree on no default path,
+    such as the packages' private /usr/lib/gpu-container-shim."""
+    import hook
+
+    tree = os.path.dirname(os.path.dirname(os.path.abspath(hook.__file__)))
+    code = (f"import sys; sys.path.insert(0, {json.dumps(tree)}); "
+            f"from hook.main import main; sys.exit(main())")
+    return {"path": python, "args": [python, "-I", "-c", code]}
 
 
 def render_config(sim_dir: Path, topo: Topology) -> str:

@@ -195,11 +195,13 @@ class TestConfig:
              f"{d}/dev", f"{d}/driver", f"{d}/sys", f"{d}/run/leases", d)
 
     def test_hook_runs_this_python_isolated(self, sim_host_factory: Any) -> None:
-        """The hook entry is this interpreter with -I -m hook."""
+        """The hook entry is this interpreter with -I, importing the hook from this tree."""
         host = sim_host_factory("t4")
         hook = config_mod.parse(host.config_path.read_text(), "x").section("hook")
         assert hook["path"].startswith("/")
-        assert hook["args"] == [hook["path"], "-I", "-m", "hook"]
+        assert hook["args"][:3] == [hook["path"], "-I", "-c"]
+        tree = str(Path(config_mod.__file__).resolve().parent.parent)
+        assert f"sys.path.insert(0, {json.dumps(tree)})" in hook["args"][3]
 
     def test_library_paths_exist(self, sim_host_factory: Any) -> None:
         """Both simulated libraries are in DIR/lib."""
