@@ -24,17 +24,20 @@ from typing import Optional
 from hook import config as config_mod
 
 STATE_DIR = "/run/gpu-container-shim/fastpath"
-MAGIC = "gpu-container-shim fastpath 1"
+MAGIC = "gpu-container-shim fastpath 2"
 ABSENT = "absent"
 
 
-def entry_text(path: str, how: str, runtimes: Sequence[str]) -> Optional[str]:
-    """The entry's lines; None when a value cannot be one line (the launcher reads lines)."""
-    if any("\n" in value or "\r" in value for value in (path, how, *runtimes)):
+def entry_text(path: str, how: str, lease_dir: str, runtimes: Sequence[str]) -> Optional[str]:
+    """The entry's lines; None when a value cannot be one line (the launcher reads lines).
+
+    ``lease_dir`` is there because ``delete`` of a container holding MIG leases is not a
+    pass-through (runtime_shim.main.delete_releasing): the launcher checks for the lease file.
+    """
+    values = (path, how, lease_dir, *runtimes)
+    if any("\n" in value or "\r" in value for value in values) or "end" in runtimes:
         return None
-    if "end" in runtimes:
-        return None
-    return "\n".join([MAGIC, path, how, *runtimes, "end"]) + "\n"
+    return "\n".join([MAGIC, path, how, "lease-dir " + lease_dir, *runtimes, "end"]) + "\n"
 
 
 def slot_name(environ: Mapping[str, str]) -> str:
@@ -68,6 +71,10 @@ def read_bytes(path: str) -> Optional[bytes]:
         return None
 
 
+def lease_dir(config: config_mod.Config) -> str:
+    return str(config.section("mig")["lease_dir"])  # as main.delete_releasing reads it
+
+
 def wanted(config: config_mod.Config, environ: Mapping[str, str],
            cache_dir: str) -> Optional[tuple[str, Optional[bytes]]]:
     """The entry text for the configuration in force and the bytes its copy must hold."""
@@ -77,7 +84,7 @@ def wanted(config: config_mod.Config, environ: Mapping[str, str],
     if config.source == "<defaults>":
         if named or os.path.lexists(path):
             return None
-        text = entry_text(path, ABSENT, config.runtimes)
+        text = entry_text(path, ABSENT, lease_dir(config), config.runtimes)
         return (text, None) if text is not None else None
     data = read_bytes(path)
     if data is None:
@@ -86,7 +93,8 @@ def wanted(config: config_mod.Config, environ: Mapping[str, str],
     validated = config_mod.cached(path, digest, cache_dir)
     if validated is None:
         return None
-    text = entry_text(path, "copy " + copy_name(digest), validated.runtimes)
+    text = entry_text(path, "copy " + copy_name(digest), lease_dir(validated),
+                      validated.runtimes)
     return (text, data) if text is not None else None
 
 

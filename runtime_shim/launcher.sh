@@ -1,11 +1,13 @@
 #!/bin/sh
 # gpu-container-runtime: the command engines call for every container operation.
 #
-# Only create and run rewrite config.json; they start Python. Every other command (state, kill,
-# delete, start, exec probes ...) execs the low-level runtime from here, without paying for an
-# interpreter, when the fast-path entry the Python side wrote (runtime_shim/fastpath.py) still
-# matches the configuration byte for byte. Anything unusual goes to Python, which is always
-# right: this script may only do what the Python shim would do, never decide differently.
+# Only create and run rewrite config.json, and delete of a container holding MIG leases releases
+# them; those start Python. Every other call (state, kill, delete, start, exec probes ...) execs
+# the low-level runtime from here, without paying for an interpreter, when the fast-path entry
+# the Python side wrote (runtime_shim/fastpath.py) still matches the configuration byte for
+# byte. Anything unusual goes to Python, which is always right: this script may only do what the
+# Python shim would do, never decide differently (tests/runtime_shim/test_launcher.py runs both
+# on the same argv). A new command the Python shim treats specially must be added here too.
 #
 # runtime_shim.launcher.render_runtime sets PYTHON, PYCODE and STATE at install time.
 PYTHON=/usr/bin/python3
@@ -23,9 +25,12 @@ slow() {
 
 # Find the command exactly as runtime_shim/argv.py does: global flags first (those in the list
 # take a value, also as --flag=value; -flag is --flag), "--" makes the next word the command.
+# $n counts the words up to and including the command.
 command=
 scan=flag
+n=0
 for arg do
+    n=$((n + 1))
     case $scan in
         value) scan=flag; continue ;;
         command) command=$arg; break ;;
@@ -52,9 +57,41 @@ case $command in
     create|run) slow "$@" ;;
 esac
 
+# The container id among the words after the command, as argv.command_operands finds it.
+container_id() {
+    skip=$n
+    cid=
+    have=
+    operands=
+    want=
+    for arg do
+        if [ "$skip" -gt 0 ]; then skip=$((skip - 1)); continue; fi
+        if [ -n "$want" ]; then want=; continue; fi
+        if [ -z "$operands" ]; then
+            case $arg in
+                --) operands=1; continue ;;
+                -) ;;
+                -*=*) continue ;;
+                -*)
+                    case $arg in
+                        --*) name=$arg ;;
+                        -??*) name=-$arg ;;
+                        *) name=$arg ;;
+                    esac
+                    case $name in
+                        --bundle|-b|--console-socket|--pid-file|--preserve-fds) want=1 ;;
+                    esac
+                    continue ;;
+            esac
+        fi
+        if [ -z "$have" ]; then cid=$arg; have=1; fi
+    done
+}
+
 # The runtimes list of the configuration in force, or failure. An entry is a few lines:
 # magic, the config path it was made for, "absent" (the default file does not exist, so the
-# defaults apply) or "copy NAME" (the exact bytes that were validated), the runtimes, "end".
+# defaults apply) or "copy NAME" (the exact bytes that were validated), "lease-dir DIR" (MIG
+# leases, empty when off), the runtimes, "end".
 runtimes() {
     if [ -n "${GPU_CONTAINER_SHIM_CONFIG:-}" ]; then slot=named; else slot=default; fi
     entry=$STATE/$slot
@@ -62,13 +99,18 @@ runtimes() {
     list=
     complete=
     {
-        IFS= read -r magic && IFS= read -r path && IFS= read -r how || return 1
+        IFS= read -r magic && IFS= read -r path && IFS= read -r how &&
+            IFS= read -r leases || return 1
         while IFS= read -r name; do
             if [ "$name" = end ]; then complete=1; break; fi
             list=$list$name$nl
         done
     } 2>/dev/null <"$entry" || return 1
-    [ "$magic" = "gpu-container-shim fastpath 1" ] && [ -n "$complete" ] || return 1
+    [ "$magic" = "gpu-container-shim fastpath 2" ] && [ -n "$complete" ] || return 1
+    case $leases in
+        "lease-dir "*) lease_dir=${leases#lease-dir } ;;
+        *) return 1 ;;
+    esac
     case $slot:$how in
         default:absent)
             # open() would fail with ENOENT: no file and no symlink, and a parent that is a
@@ -120,9 +162,19 @@ find_runtime() {
     return 1
 }
 
+# delete of a container holding MIG leases: Python runs the runtime, then releases them.
+holds_leases() {
+    [ "$command" = delete ] && [ -n "$lease_dir" ] || return 1
+    container_id "$@"
+    case $cid in
+        ''|*/*|.|..) return 1 ;;
+    esac
+    [ -e "$lease_dir/$cid.json" ]
+}
+
 nl='
 '
-if runtimes && find_runtime; then
+if runtimes && ! holds_leases "$@" && find_runtime; then
     exec "$found" "$@"
 fi
 slow "$@"

@@ -31,7 +31,8 @@ def test_entry_binds_the_validated_bytes_to_their_runtimes(tmp_path: Path,
     assert load_and_remember(config, dirs)
     lines = (dirs[0] / "named").read_text().split("\n")
     assert lines[0] == fastpath.MAGIC and lines[1] == str(config)
-    assert lines[3:] == ["crun", "/opt/runc", "end", ""]
+    assert lines[3:] == ["lease-dir " + config_mod.DEFAULTS["mig"]["lease_dir"], "crun",
+                         "/opt/runc", "end", ""]
     assert (dirs[0] / lines[2].split(" ", 1)[1]).read_bytes() == config.read_bytes()
 
 
@@ -76,13 +77,14 @@ def test_absent_default_config_is_recorded_as_absent(tmp_path: Path) -> None:
                              cache_dir=str(tmp_path / "cache"))
     lines = (state / "default").read_text().split("\n")
     assert lines[1:3] == [config_mod.DEFAULT_PATH, fastpath.ABSENT]
-    assert lines[3:-2] == list(config_mod.DEFAULTS["runtimes"])
+    assert lines[4:-2] == list(config_mod.DEFAULTS["runtimes"])
 
 
-@pytest.mark.parametrize("runtimes", [["run\nc"], ["end"], ["a\rb"]])
-def test_runtimes_that_are_not_one_line_get_no_entry(runtimes: list[str]) -> None:
+@pytest.mark.parametrize(("lease_dir", "runtimes"), [("/l", ["run\nc"]), ("/l", ["end"]),
+                                                     ("/l", ["a\rb"]), ("/l\n", ["runc"])])
+def test_values_that_are_not_one_line_get_no_entry(lease_dir: str, runtimes: list[str]) -> None:
     """A value the launcher could not read back line by line is never written."""
-    assert fastpath.entry_text("/c.yaml", "copy copy-x", runtimes) is None
+    assert fastpath.entry_text("/c.yaml", "copy copy-x", lease_dir, runtimes) is None
 
 
 def test_state_directory_others_can_write_is_refused(tmp_path: Path,

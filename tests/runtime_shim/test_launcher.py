@@ -4,6 +4,7 @@ takes the fast path only with a current entry, and otherwise starts Python."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -112,7 +113,9 @@ def env(tmp_path: Path) -> Env:
     path.write_text(launcher.render_runtime(str(python), ["/nowhere"], str(state)))
     path.chmod(0o755)
     config = tmp_path / "config.yaml"
-    config.write_text("runtimes: [runc, crun]\nlog: {file: ''}\n")
+    config.write_text(f"runtimes: [runc, crun]\nlog: {{file: ''}}\n"
+                      f"mig: {{lease_dir: {tmp_path / 'leases'}}}\n")
+    (tmp_path / "leases").mkdir()
     made = Env(root=tmp_path, launcher=path, config=config, state=state,
                cache=tmp_path / "cache", bin=bin_dir)
     assert made.remember()
@@ -145,6 +148,104 @@ def test_launcher_agrees_with_the_parser_on_any_argv(env: Env, argv: list[str]) 
     """For any argv over runc's flag vocabulary, the launcher and the parser pick the same
     path, and the runtime receives the arguments unchanged."""
     want = (expected_python(argv) if argv_mod.parse(argv).rewrites
+            else expected_runtime(env.bin / "runc", argv))
+    assert env.run(argv) == want
+
+
+def hold_lease(env: Env, cid: str) -> None:
+    (env.root / "leases" / f"{cid}.json").write_text("{}")
+
+
+DELETES = [
+    ("plain", ["delete", "c1"]),
+    ("force", ["delete", "--force", "c1"]),
+    ("short force after the id", ["--root", "/r", "delete", "c1", "-f"]),
+    ("after double dash", ["delete", "--", "c1"]),
+    ("single-dash global", ["-root", "delete", "delete", "c1"]),
+    ("value option before the id", ["delete", "-b", "c2", "c1"]),
+    ("single-dash value option", ["delete", "-pid-file", "c2", "c1"]),
+    ("value option with equals", ["delete", "--pid-file=c2", "c1"]),
+]
+
+
+@pytest.mark.parametrize(("description", "argv"), DELETES, ids=[d[0] for d in DELETES])
+def test_delete_of_a_lease_holder_goes_to_python(env: Env, description: str,
+                                                 argv: list[str]) -> None:
+    """delete of a container with a MIG lease file needs Python (it releases the lease)."""
+    hold_lease(env, "c1")
+    assert argv_mod.parse(argv).container_id == "c1"
+    assert env.run(argv) == expected_python(argv)
+
+
+@pytest.mark.parametrize(("description", "argv"), DELETES, ids=[d[0] for d in DELETES])
+def test_delete_of_other_containers_stays_fast(env: Env, description: str,
+                                               argv: list[str]) -> None:
+    """Another container's lease does not send this delete to Python."""
+    hold_lease(env, "c2")
+    assert env.run(argv) == expected_runtime(env.bin / "runc", argv)
+
+
+@pytest.mark.parametrize("cid", ["..", ".", "a/b", ""])
+def test_delete_ids_python_never_looks_up_stay_fast(env: Env, cid: str) -> None:
+    """Ids delete_releasing ignores (empty, dot names, with a slash) are never looked up."""
+    (env.root / "leases" / "a").mkdir()
+    for name in ("...json", "..json", "a/b.json", ".json"):
+        (env.root / "leases" / name).write_text("{}")
+    assert env.run(["delete", cid]) == expected_runtime(env.bin / "runc", ["delete", cid])
+
+
+class Exec(Exception):
+    """The shim reached exec of the runtime."""
+
+
+class Child(Exception):
+    """The shim started the runtime as a child: it had more to do than exec."""
+
+
+def python_does_more_than_exec(env: Env, argv: list[str]) -> bool:
+    """Run the real shim in-process: False when it execs the runtime with argv unchanged
+    straight away, True when it does anything else (a rewrite, a child runtime)."""
+    from unittest import mock
+
+    from runtime_shim import main as main_mod
+
+    runtime = str(env.bin / "runc")
+    calls: list[tuple[str, list[str]]] = []
+
+    def fake_exec(path: str, args: list[str]) -> None:
+        calls.append((path, list(args)))
+        raise Exec
+
+    def fake_call(*args: Any, **kwargs: Any) -> int:
+        raise Child
+
+    if argv_mod.parse(argv).rewrites:
+        return True
+    with mock.patch.dict(os.environ, env.environ(), clear=True), \
+            mock.patch.object(os, "execv", fake_exec), \
+            mock.patch("subprocess.call", fake_call), \
+            mock.patch.object(fastpath, "STATE_DIR", str(env.root / "python-state")):
+        try:
+            main_mod.main(argv)
+        except Child:
+            return True
+        except Exec:
+            assert calls == [(runtime, [runtime, *argv])]
+            return False
+    raise AssertionError("the shim neither exec'd nor started a child")
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(["delete", "c1", "c2", "-f", "--force", "--", "-", "-b",
+                                 "--root", "state", "kill", "--bundle=x", "-root", ""]),
+                max_size=5))
+def test_launcher_goes_to_python_whenever_the_shim_does_more_than_exec(
+        env: Env, argv: list[str]) -> None:
+    """Against the real shim: the launcher execs the runtime itself exactly when the Python
+    shim would do nothing but exec it (c1 holds a MIG lease)."""
+    hold_lease(env, "c1")
+    want = (expected_python(argv) if python_does_more_than_exec(env, argv)
             else expected_runtime(env.bin / "runc", argv))
     assert env.run(argv) == want
 
@@ -203,7 +304,7 @@ def test_default_slot_is_not_used_for_a_named_config(env: Env) -> None:
 
 
 def absent_entry(env: Env, default_path: Path, runtimes: Sequence[str] = ("runc",)) -> None:
-    text = fastpath.entry_text(str(default_path), fastpath.ABSENT, runtimes)
+    text = fastpath.entry_text(str(default_path), fastpath.ABSENT, "", runtimes)
     assert text is not None
     (env.state / "default").write_text(text)
 
