@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("ctk.simulate", "build a simulated GPU host (libraries, devices, driver tree)"),
     "leases": ("ctk.leases", "list or reclaim the node's MIG leases (holder, device, age)"),
     "plan": ("ctk.plan", "show what the shim and the hook would do to a bundle, touching nothing"),
+    "doctor": ("ctk.doctor", "check this host's GPU container setup; each problem with its fix"),
     "cdi": ("ctk.cdi", "generate a CDI spec of this host's GPUs and MIG devices"),
 }
 """Subcommand name -> (module, one-line help)."""

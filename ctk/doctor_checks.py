@@ -1,0 +1,736 @@
+"""The checks of ``gpu-ctk doctor``: each a small function of the host's facts returning findings
+(status, what is wrong, why it matters, the command that fixes it); ``CHECKS`` is the table.
+
+``Host`` is the I/O edge: it reads each fact once, on the first check that asks, and never
+writes. Checks only read its attributes, so tests give them a ``Host`` built over a simulated
+host or over files in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from hook.errors import ShimError, one_line
+
+if TYPE_CHECKING:
+    from hook.config import Config
+    from hook.lease_store import Snapshot
+    from hook.leases import Lease
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+RUNTIME_NAME = "gpu-container-runtime"
+CONFIGURE_FIX = "gpu-ctk runtime configure --runtime {engine}"
+"""How to point an engine at our runtime (``gpu-ctk runtime configure``)."""
+DEV_CHAR_FIX = "gpu-ctk doctor --create-dev-char-links"
+
+NVML_GPU_IS_LOST = 15
+NVML_ADVICE: dict[int, tuple[str, str]] = {
+    9: ("the NVIDIA kernel module is not loaded", "modprobe nvidia"),
+    12: ("libnvidia-ml.so.1 is not installed or not found",
+         "install the NVIDIA driver's user-space libraries, or set nvml.library in the "
+         "configuration"),
+    18: ("the driver's libraries and the loaded kernel module differ in version (the driver "
+         "was upgraded without a reboot)", "reboot, or unload and reload the nvidia modules"),
+}
+"""NVML init error code -> (meaning, fix)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the report: ``status`` is ok, warn or fail; ``why`` and ``fix`` are '' for
+    ok findings."""
+
+    check: str
+    status: str
+    what: str
+    why: str = ""
+    fix: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"check": self.check, "status": self.status, "what": self.what, "why": self.why,
+                "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the host-wide files are; tests point them into a temporary directory."""
+
+    docker_config: str = "/etc/docker/daemon.json"
+    containerd_config: str = "/etc/containerd/config.toml"
+    mountinfo: str = "/proc/self/mountinfo"
+    systemd_marker: str = "/run/systemd/system"
+    """Exists when systemd is the init system (sd_booted's test)."""
+
+
+@dataclass(frozen=True)
+class NvmlGpu:
+    """One GPU as NVML answered for it: ``error`` set when any query failed."""
+
+    index: int
+    uuid: str = ""
+    minor: Optional[int] = None
+    persistence: Optional[bool] = None
+    error: str = ""
+    code: int = 0
+
+
+@dataclass(frozen=True)
+class NvmlReport:
+    """NVML's answers, or why it did not answer (``error``, with NVML's code when it had one)."""
+
+    error: str = ""
+    code: int = 0
+    driver: str = ""
+    cuda: str = ""
+    gpus: tuple[NvmlGpu, ...] = ()
+
+
+@dataclass(frozen=True)
+class EngineFile:
+    """An engine's configuration file: absent, unreadable (``error``), or parsed."""
+
+    path: str
+    exists: bool = False
+    error: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Node:
+    """An NVIDIA character device under the device root."""
+
+    name: str
+    """Relative to the device root: ``nvidia0``, ``nvidia-caps/nvidia-cap1``."""
+    major: int
+    minor: int
+
+
+class Host:
+    """The facts the checks read, each read at most once."""
+
+    def __init__(self, paths: Paths = Paths()) -> None:
+        self.paths = paths
+
+    @cached_property
+    def config_and_error(self) -> tuple[Config, Optional[ShimError]]:
+        from hook import config as config_mod
+
+        try:
+            return config_mod.load(), None
+        except ShimError as error:
+            return config_mod.defaults(), error
+
+    @property
+    def config(self) -> Config:
+        return self.config_and_error[0]
+
+    def host_path(self, key: str) -> str:
+        return str(self.config.section("host")[key])
+
+    @cached_property
+    def nvml(self) -> NvmlReport:
+        return probe_nvml(str(self.config.section("nvml").get("library", "")))
+
+    @cached_property
+    def libnvc(self) -> tuple[str, str, int]:
+        """(library version and path, error, GPUs it sees) after load + init + device info."""
+        return probe_libnvc(self.config)
+
+    @cached_property
+    def majors(self) -> dict[str, int]:
+        # Discovery's own reader, so doctor judges nodes by the majors the shim declares.
+        from hook.discovery import _char_majors
+
+        return _char_majors(self.host_path("dev_root"), self.host_path("driver_root"))
+
+    @cached_property
+    def nodes(self) -> list[Node]:
+        return nvidia_nodes(self.host_path("dev_root"))
+
+    @cached_property
+    def mountinfo(self) -> str:
+        return read_text(self.paths.mountinfo) or ""
+
+    @cached_property
+    def systemd_init(self) -> bool:
+        return os.path.isdir(self.paths.systemd_marker)
+
+    @cached_property
+    def docker(self) -> EngineFile:
+        return read_engine_file(self.paths.docker_config, json_mapping)
+
+    @cached_property
+    def containerd(self) -> EngineFile:
+        return read_engine_file(self.paths.containerd_config, toml_mapping)
+
+    @cached_property
+    def leases(self) -> tuple[Snapshot, dict[str, Optional[str]]]:
+        """The lease store and each holder's stale reason (None: live)."""
+        from hook import lease_store
+        from hook.leases import stale_reason
+
+        snapshot = lease_store.read_all(str(self.config.section("mig")["lease_dir"]))
+        return snapshot, {lease.container_id: stale_reason(lease, lease_store.HOST)
+                          for lease in snapshot.leases}
+
+
+# --- reading the host ----------------------------------------------------------------------------
+
+def read_text(path: str, limit: int = 1 << 20) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            return stream.read(limit)
+    except OSError:
+        return None
+
+
+def json_mapping(text: str) -> Mapping[str, Any]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object, got {type(data).__name__}")
+    return data
+
+
+def toml_mapping(text: str) -> Mapping[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.9/3.10 read TOML with tomli when it is installed
+        import importlib
+
+        tomllib = importlib.import_module("tomli")
+    data: Mapping[str, Any] = tomllib.loads(text)
+    return data
+
+
+def read_engine_file(path: str, parse: Callable[[str], Mapping[str, Any]]) -> EngineFile:
+    if not os.path.exists(path):
+        return EngineFile(path)
+    text = read_text(path)
+    if text is None:
+        return EngineFile(path, exists=True, error="cannot be read")
+    try:
+        return EngineFile(path, exists=True, data=parse(text))
+    except ImportError:
+        return EngineFile(path, exists=True, error="needs Python 3.11 or tomli to be read")
+    except ValueError as exc:  # json and toml errors are ValueErrors
+        return EngineFile(path, exists=True, error=one_line(str(exc), 200))
+
+
+def probe_nvml(library: str) -> NvmlReport:
+    """Init NVML, then ask each GPU for its UUID, minor and persistence mode on its own, so a lost
+    GPU is named while the others still answer; always shut down."""
+    import contextlib
+
+    import pynvml
+
+    from hook import discovery
+
+    try:
+        discovery.bind_library(pynvml, library)
+        pynvml.nvmlInitWithFlags(0)
+    except ShimError as error:
+        return NvmlReport(error=error.cause, code=12)
+    except pynvml.NVMLError as exc:
+        return NvmlReport(error=_nvml_text(pynvml, exc), code=int(exc.value))
+    try:
+        driver = _decode(pynvml.nvmlSystemGetDriverVersion())
+        cuda = int(pynvml.nvmlSystemGetCudaDriverVersion())
+        count = int(pynvml.nvmlDeviceGetCount())
+        gpus = tuple(_probe_gpu(pynvml, index) for index in range(count))
+    except pynvml.NVMLError as exc:
+        return NvmlReport(error=_nvml_text(pynvml, exc), code=int(exc.value))
+    finally:
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
+    return NvmlReport(driver=driver, cuda=f"{cuda // 1000}.{(cuda % 1000) // 10}", gpus=gpus)
+
+
+def _probe_gpu(pynvml: Any, index: int) -> NvmlGpu:
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        uuid = _decode(pynvml.nvmlDeviceGetUUID(handle))
+        minor = int(pynvml.nvmlDeviceGetMinorNumber(handle))
+        pynvml.nvmlDeviceGetMemoryInfo(handle)  # a query a lost or fallen-off GPU fails
+        mode = pynvml.nvmlDeviceGetPersistenceMode(handle)
+    except pynvml.NVMLError as exc:
+        return NvmlGpu(index=index, error=_nvml_text(pynvml, exc), code=int(exc.value))
+    return NvmlGpu(index=index, uuid=uuid, minor=minor,
+                   persistence=mode == pynvml.NVML_FEATURE_ENABLED)
+
+
+def _nvml_text(pynvml: Any, exc: Any) -> str:
+    try:
+        return _decode(pynvml.nvmlErrorString(exc.value)) or str(exc)
+    except Exception:  # no library, or no such symbol: pynvml's own text will do
+        return str(exc)
+
+
+def _decode(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def probe_libnvc(config: Config) -> tuple[str, str, int]:
+    """Load libnvidia-container as the hook does, init it (no kernel modules) and count the
+    GPUs it sees: (what loaded, error, GPUs)."""
+    import libnvc_bindings
+
+    settings = config.section("libnvidia_container")
+    try:
+        library = libnvc_bindings.load(str(settings.get("library", "")))
+    except libnvc_bindings.NvcLoadError as error:
+        return "", one_line(str(error)), 0
+    loaded = f"libnvidia-container {library.version_string} ({library.path})"
+    try:
+        with libnvc_bindings.Session(library,
+                                     root=str(config.section("host")["driver_root"])) as session:
+            session.init(load_kmods=False)
+            return loaded, "", len(session.device_info().gpus)
+    except libnvc_bindings.NvcError as error:
+        return loaded, one_line(str(error)), 0
+
+
+def nvidia_nodes(dev_root: str) -> list[Node]:
+    """The NVIDIA character devices under ``dev_root`` (and its nvidia-caps directory)."""
+    found = []
+    for sub in ("", "nvidia-caps"):
+        directory = os.path.join(dev_root, sub)
+        try:
+            names = sorted(os.listdir(directory))
+        except OSError:
+            continue
+        for name in names:
+            if not name.startswith("nvidia"):
+                continue
+            try:
+                info = os.lstat(os.path.join(directory, name))
+            except OSError:
+                continue
+            if stat.S_ISCHR(info.st_mode):
+                found.append(Node(os.path.join(sub, name) if sub else name,
+                                  os.major(info.st_rdev), os.minor(info.st_rdev)))
+    return found
+
+
+# --- pure helpers --------------------------------------------------------------------------------
+
+def cgroup_layout(mountinfo: str) -> str:
+    """``v2`` (unified), ``v1``, ``hybrid`` (v1 controllers plus a v2 mount) or ``none``, from
+    the cgroup mounts under /sys/fs/cgroup in a mountinfo text."""
+    v1 = v2 = False
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, kind = left.split(), right.split()[:1]
+        if len(fields) < 5 or not kind or not fields[4].startswith("/sys/fs/cgroup"):
+            continue
+        v1 |= kind[0] == "cgroup"
+        v2 |= kind[0] == "cgroup2"
+    if v1 and v2:
+        return "hybrid"
+    return "v2" if v2 else ("v1" if v1 else "none")
+
+
+NODE_DRIVER = (("nvidia-uvm", "nvidia-uvm"), ("nvidia-caps/", "nvidia-caps"),
+               ("nvidia", "nvidia-frontend"))
+"""Node name prefix -> the /proc/devices driver whose major it must carry (first match)."""
+
+
+def node_driver(name: str) -> str:
+    return next(driver for prefix, driver in NODE_DRIVER if name.startswith(prefix))
+
+
+def containerd_runtimes(data: Mapping[str, Any]) -> tuple[str, dict[str, Mapping[str, Any]]]:
+    """(default runtime name, runtime name -> its table) of the CRI plugin, for config versions
+    1 (``cri``), 2 (``io.containerd.grpc.v1.cri``) and 3 (``io.containerd.cri.v1.runtime``)."""
+    plugins = data.get("plugins")
+    plugins = plugins if isinstance(plugins, dict) else {}
+    for key in ("io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri", "cri"):
+        cri = plugins.get(key)
+        containerd = cri.get("containerd") if isinstance(cri, dict) else None
+        if isinstance(containerd, dict):
+            runtimes = containerd.get("runtimes")
+            runtimes = runtimes if isinstance(runtimes, dict) else {}
+            default = str(containerd.get("default_runtime_name", "runc"))
+            return default, {k: v for k, v in runtimes.items() if isinstance(v, dict)}
+    return "runc", {}
+
+
+def _options(table: Mapping[str, Any]) -> Mapping[str, Any]:
+    options = table.get("options")
+    return options if isinstance(options, dict) else {}
+
+
+def is_ours(path: Any) -> bool:
+    return isinstance(path, str) and os.path.basename(path) == RUNTIME_NAME
+
+
+def docker_runtimes(data: Mapping[str, Any]) -> list[str]:
+    """Names of Docker runtimes whose path is our runtime."""
+    runtimes = data.get("runtimes")
+    runtimes = runtimes if isinstance(runtimes, dict) else {}
+    return sorted(name for name, body in runtimes.items()
+                  if isinstance(body, dict) and is_ours(body.get("path")))
+
+
+def docker_cgroup_driver(data: Mapping[str, Any], layout: str, systemd_init: bool) -> str:
+    """``systemd`` or ``cgroupfs``: ``native.cgroupdriver`` in exec-opts, else Docker's default
+    (systemd on cgroup v2 under systemd, cgroupfs otherwise)."""
+    opts = data.get("exec-opts")
+    for opt in opts if isinstance(opts, list) else []:
+        key, _, value = str(opt).partition("=")
+        if key.strip() == "native.cgroupdriver":
+            return value.strip()
+    return "systemd" if layout == "v2" and systemd_init else "cgroupfs"
+
+
+def gpus(count: int) -> str:
+    return f"{count} GPU" + ("" if count == 1 else "s")
+
+
+# --- the checks ----------------------------------------------------------------------------------
+
+def check_config(host: Host) -> list[Finding]:
+    config, error = host.config_and_error
+    if error is not None:
+        return [Finding("config", FAIL, one_line(f"configuration {error.cause}"),
+                        "every shim and hook call fails closed on an invalid configuration: no "
+                        "GPU container starts", "correct each problem listed, then run gpu-ctk "
+                        "doctor again")]
+    source = config.source
+    what = "no configuration file: documented defaults apply" if source == "<defaults>" \
+        else f"configuration {source} is valid"
+    return [Finding("config", OK, what)]
+
+
+def check_hook(host: Host) -> list[Finding]:
+    path = str(host.config.section("hook")["path"])
+    if os.path.isfile(path) and os.access(path, os.X_OK):
+        return [Finding("hook", OK, f"hook {path} is executable")]
+    return [Finding("hook", FAIL, f"hook {path} is missing or not executable",
+                    "the shim injects it into every GPU container, and runc then fails the start "
+                    "with 'error running hook'",
+                    "install gpu-container-shim (it ships /usr/bin/gpu-container-hook), or set "
+                    f"hook.path in {host.config.source}")]
+
+
+def check_runtime(host: Host) -> list[Finding]:
+    from runtime_shim import lowlevel
+
+    try:
+        found = lowlevel.find(host.config.runtimes)
+    except ShimError as error:
+        return [Finding("runtime", FAIL, error.cause,
+                        "the shim hands every call to it; without one no container starts",
+                        "apt-get install runc (or set runtimes in the configuration)")]
+    return [Finding("runtime", OK, f"low-level runtime {found.path}")]
+
+
+def check_driver(host: Host) -> list[Finding]:
+    module = os.path.join(host.host_path("sysfs_root"), "module", "nvidia")
+    if not os.path.isdir(module):
+        return [Finding("driver", FAIL, f"NVIDIA kernel module not loaded ({module} missing)",
+                        "without it there are no GPUs to give to containers",
+                        "modprobe nvidia (install the NVIDIA driver first if that fails)")]
+    version = (read_text(os.path.join(module, "version")) or "").strip()
+    shown = f" ({version})" if version else ""
+    return [Finding("driver", OK, f"NVIDIA kernel module loaded{shown}")]
+
+
+def check_nvml(host: Host) -> list[Finding]:
+    report = host.nvml
+    if report.error:
+        meaning, fix = NVML_ADVICE.get(report.code, ("", "check dmesg and run nvidia-smi"))
+        what = f"NVML does not answer: {report.error}" + (f" ({meaning})" if meaning else "")
+        return [Finding("nvml", FAIL, what, "discovery, readiness and requirements all ask "
+                        "NVML: every GPU container start fails", fix)]
+    return [Finding("nvml", OK, f"NVML answers: {gpus(len(report.gpus))}, driver "
+                                f"{report.driver}, CUDA {report.cuda}")]
+
+
+def check_gpus(host: Host) -> list[Finding]:
+    report = host.nvml
+    if report.error:
+        return []
+    findings = []
+    for gpu in report.gpus:
+        if not gpu.error:
+            continue
+        if gpu.code == NVML_GPU_IS_LOST:
+            findings.append(Finding(
+                "gpus", FAIL, f"GPU {gpu.index}: {gpu.error}",
+                f"GPU {gpu.index} fell off the bus or hung (see Xid 79/48 in dmesg): containers "
+                f"asking for it, or for all GPUs, fail to start",
+                f"nvidia-smi -r -i {gpu.index} (resets it once nothing uses it), else reboot; "
+                "dmesg | grep -i xid shows why"))
+        else:
+            findings.append(Finding(
+                "gpus", FAIL, f"GPU {gpu.index}: NVML says {gpu.error}",
+                "containers asking for it, or for all GPUs, fail to start",
+                f"nvidia-smi -q -i {gpu.index} and dmesg show more; a reset (nvidia-smi -r -i "
+                f"{gpu.index}) or reboot clears most states"))
+    return findings or [Finding("gpus", OK, f"all {gpus(len(report.gpus))} answer NVML")]
+
+
+def check_persistence(host: Host) -> list[Finding]:
+    report = host.nvml
+    if report.error:
+        return []
+    off = [gpu.index for gpu in report.gpus if gpu.persistence is False]
+    if not off:
+        return [Finding("persistence", OK, "persistence mode on for every GPU that answers")]
+    return [Finding("persistence", WARN,
+                    f"persistence mode off on GPU {', '.join(str(i) for i in off)}",
+                    "the driver then tears a GPU down when its last client exits and sets it up "
+                    "again on the next open: each container start waits seconds per GPU",
+                    "systemctl enable --now nvidia-persistenced (or nvidia-smi -pm 1)")]
+
+
+def check_libnvc(host: Host) -> list[Finding]:
+    loaded, error, seen = host.libnvc
+    cli = str(host.config.section("libnvidia_container").get("cli", ""))
+    if not loaded:
+        if cli:
+            return [Finding("libnvidia-container", WARN, error,
+                            f"the hook falls back to {cli}, which retries less precisely",
+                            "install libnvidia-container1 (or set libnvidia_container.library)")]
+        return [Finding("libnvidia-container", FAIL, error,
+                        "the hook mounts the driver through it: every GPU container start fails",
+                        "install libnvidia-container1 1.x (or set libnvidia_container.library)")]
+    if error:
+        return [Finding("libnvidia-container", FAIL, f"{loaded}: {error}",
+                        "the hook's first call fails the same way (retried, then the start "
+                        "fails)", "check dmesg and nvidia-smi; a driver RPC error usually needs "
+                        "the driver reloaded or the node rebooted")]
+    expected = len(host.nvml.gpus)
+    if not host.nvml.error and seen != expected:
+        return [Finding("libnvidia-container", WARN, f"{loaded} sees {gpus(seen)}, NVML "
+                                                     f"{expected}",
+                        "a GPU NVML lists but the library lacks fails the hook's mount",
+                        "check that both come from the same driver (nvml.library, "
+                        "host.driver_root)")]
+    return [Finding("libnvidia-container", OK, f"{loaded}: ABI supported, initialises, sees "
+                                               f"{gpus(seen)}")]
+
+
+def check_nodes(host: Host) -> list[Finding]:
+    dev_root = host.host_path("dev_root")
+    majors, nodes = host.majors, {node.name: node for node in host.nodes}
+    findings = []
+    wanted = [("nvidiactl", "nvidia-modprobe -c 0")]
+    wanted += [(f"nvidia{gpu.minor}", f"nvidia-modprobe -c {gpu.minor}")
+               for gpu in host.nvml.gpus if gpu.minor is not None]
+    if "nvidia-uvm" in majors or not majors:
+        wanted.append(("nvidia-uvm", "nvidia-modprobe -u -c 0"))
+    else:
+        findings.append(Finding("nodes", FAIL, "the nvidia-uvm module is not loaded (no "
+                                "nvidia-uvm in /proc/devices)", "CUDA needs /dev/nvidia-uvm: "
+                                "compute containers start but find no device", "modprobe "
+                                "nvidia-uvm"))
+    for name, fix in wanted:
+        if name not in nodes:
+            findings.append(Finding("nodes", FAIL, f"{os.path.join(dev_root, name)} is missing",
+                                    "the shim refuses GPUs whose node is missing, and CUDA "
+                                    "needs the control nodes", fix))
+    for node in nodes.values():
+        driver = node_driver(node.name)
+        major = majors.get(driver)
+        if major is not None and node.major != major:
+            path = os.path.join(dev_root, node.name)
+            findings.append(Finding(
+                "nodes", FAIL, f"{path} is {node.major}:{node.minor} but {driver} has major "
+                               f"{major} now", "a node left from before the module was reloaded "
+                               "points at nothing (or at another driver): opening it fails",
+                f"rm {path}; nvidia-modprobe creates it again with the right numbers"))
+    if findings:
+        return findings
+    shown = ", ".join(f"{d} {majors[d]}" for d in ("nvidia-frontend", "nvidia-uvm",
+                                                    "nvidia-caps") if d in majors)
+    return [Finding("nodes", OK, f"{len(nodes)} NVIDIA device nodes in {dev_root}; majors match "
+                                 f"/proc/devices ({shown or 'not listed'})")]
+
+
+def check_cgroup(host: Host) -> list[Finding]:
+    layout = cgroup_layout(host.mountinfo)
+    text = {"v2": "cgroup v2 (unified): device access is an eBPF program the runtime builds from "
+                  "config.json",
+            "v1": "cgroup v1: device access through the devices controller",
+            "hybrid": "cgroup v1 with a v2 mount (hybrid): devices controller on v1; crun "
+                      "refuses this layout, runc works",
+            "none": "no cgroup mounts under /sys/fs/cgroup"}[layout]
+    status = WARN if layout == "none" else OK
+    return [Finding("cgroup", status, text,
+                    "runtimes need a cgroup hierarchy to start containers" if status == WARN
+                    else "", "mount cgroup2 on /sys/fs/cgroup" if status == WARN else "")]
+
+
+def engine_cgroup_drivers(host: Host) -> list[tuple[str, str]]:
+    """(what, driver) for each configured engine/runtime: Docker's native.cgroupdriver and
+    containerd's SystemdCgroup of each runtime of ours."""
+    drivers = []
+    layout = cgroup_layout(host.mountinfo)
+    if host.docker.exists and not host.docker.error:
+        drivers.append(("docker", docker_cgroup_driver(host.docker.data, layout,
+                                                       host.systemd_init)))
+    if host.containerd.exists and not host.containerd.error:
+        _, runtimes = containerd_runtimes(host.containerd.data)
+        for name, table in runtimes.items():
+            if is_ours(_options(table).get("BinaryName")):
+                systemd = _options(table).get("SystemdCgroup") is True
+                drivers.append((f"containerd runtime {name}", "systemd" if systemd
+                                else "cgroupfs"))
+    return drivers
+
+
+def check_cgroup_driver(host: Host) -> list[Finding]:
+    findings = []
+    if host.containerd.exists and not host.containerd.error:
+        default, runtimes = containerd_runtimes(host.containerd.data)
+        base = _options(runtimes.get(default, {})).get("SystemdCgroup") is True
+        for name, table in runtimes.items():
+            mine = _options(table).get("SystemdCgroup") is True
+            if is_ours(_options(table).get("BinaryName")) and mine != base:
+                findings.append(Finding(
+                    "cgroup-driver", FAIL,
+                    f"containerd runtime {name} has SystemdCgroup = {str(mine).lower()}, the "
+                    f"default runtime {default} {str(base).lower()}",
+                    "the kubelet's cgroupDriver matches one of them: pods of the other runtime "
+                    "class fail ('expected cgroupsPath to be of format slice:prefix:name') or "
+                    "escape the pod's cgroup",
+                    f"set SystemdCgroup = {str(base).lower()} in [...runtimes.{name}.options] of "
+                    f"{host.containerd.path}, then systemctl restart containerd"))
+    drivers = engine_cgroup_drivers(host)
+    if cgroup_layout(host.mountinfo) == "v2" and host.systemd_init:
+        for what, driver in drivers:
+            if driver == "cgroupfs":
+                findings.append(Finding(
+                    "cgroup-driver", WARN, f"{what} uses the cgroupfs driver on cgroup v2 under "
+                    "systemd", "two managers of one hierarchy: systemd may move or remove what "
+                    "the runtime set up", "docker: \"exec-opts\": [\"native.cgroupdriver="
+                    "systemd\"] in daemon.json; containerd: SystemdCgroup = true"))
+    if findings:
+        return findings
+    shown = ", ".join(f"{what}: {driver}" for what, driver in drivers) or \
+        "no engine configured for our runtime"
+    return [Finding("cgroup-driver", OK, f"cgroup drivers consistent ({shown})")]
+
+
+def check_engines(host: Host) -> list[Finding]:
+    findings = []
+    configured = []
+    for engine, file in (("docker", host.docker), ("containerd", host.containerd)):
+        if file.error:
+            findings.append(Finding("engines", WARN, f"{file.path}: {file.error}",
+                                    f"{engine} refuses a configuration it cannot parse",
+                                    f"correct {file.path}"))
+            continue
+        if not file.exists:
+            continue
+        if engine == "docker":
+            names = docker_runtimes(file.data)
+            default = str(file.data.get("default-runtime", "runc"))
+        else:
+            default, runtimes = containerd_runtimes(file.data)
+            names = sorted(n for n, t in runtimes.items() if is_ours(_options(t).get("BinaryName")))
+        configured += [f"{engine} runtime {n}{' (default)' if n == default else ''}"
+                       for n in names]
+    if not configured:
+        engines = [e for e, f in (("docker", host.docker), ("containerd", host.containerd))
+                   if f.exists] or ["docker", "containerd"]
+        findings.append(Finding("engines", WARN, f"no engine is configured for {RUNTIME_NAME} "
+                                f"(read {host.docker.path}, {host.containerd.path})",
+                                "containers start without the shim: no GPU, or NVIDIA's own "
+                                "runtime instead", ", or ".join(CONFIGURE_FIX.format(engine=e)
+                                                              for e in engines)))
+    return findings or [Finding("engines", OK, "configured: " + ", ".join(configured))]
+
+
+def check_dev_char(host: Host) -> list[Finding]:
+    dev_root = host.host_path("dev_root")
+    missing = [node for node in host.nodes if not _links_to(dev_root, node)]
+    if not missing:
+        return [Finding("dev-char", OK, f"/dev/char links present for {len(host.nodes)} NVIDIA "
+                                        "nodes")]
+    systemd = [what for what, driver in engine_cgroup_drivers(host) if driver == "systemd"]
+    what = f"{len(missing)} NVIDIA nodes lack their {dev_root}/char/<major>:<minor> link " \
+        f"({', '.join(n.name for n in missing[:4])}{', ...' if len(missing) > 4 else ''})"
+    if not systemd:
+        return [Finding("dev-char", OK, what + "; needed only with the systemd cgroup driver, "
+                                               "which no engine of ours uses")]
+    return [Finding("dev-char", WARN, what, f"{', '.join(systemd)} uses the systemd cgroup "
+                    "driver: systemd grants DeviceAllow= through /dev/char/<major>:<minor>, and "
+                    "without the link it drops the rule (GPUs vanish after daemon-reload)",
+                    DEV_CHAR_FIX)]
+
+
+def _links_to(dev_root: str, node: Node) -> bool:
+    link = os.path.join(dev_root, "char", f"{node.major}:{node.minor}")
+    try:
+        return os.path.samefile(link, os.path.join(dev_root, node.name))
+    except OSError:
+        return False
+
+
+def check_leases(host: Host) -> list[Finding]:
+    try:
+        snapshot, reasons = host.leases
+    except ShimError as error:
+        return [Finding("leases", WARN, error.cause, "MIG profile requests cannot be served "
+                        "while the store is unreadable", "check mig.lease_dir's permissions")]
+    stale: list[Lease] = [lease for lease in snapshot.leases if reasons.get(lease.container_id)]
+    findings = []
+    if stale:
+        holders = ", ".join(f"{lease.container_id} ({len(lease.devices)} MIG)"
+                            for lease in stale[:5])
+        findings.append(Finding("leases", WARN, f"{len(stale)} stale MIG leases: {holders}",
+                                "their devices are reclaimed only at the next MIG allocation; "
+                                "until then gpu-ctk leases list shows them held",
+                                "gpu-ctk leases gc"))
+    if snapshot.problems:
+        findings.append(Finding("leases", WARN, "; ".join(snapshot.problems[:3]),
+                                "a killed writer left these behind", "gpu-ctk leases gc"))
+    live = len(snapshot.leases) - len(stale)
+    return findings or [Finding("leases", OK, f"{live} live MIG leases, none stale")]
+
+
+Check = Callable[[Host], "list[Finding]"]
+"""One check: the host's facts in, its findings out (at least one when it ran)."""
+
+CHECKS: tuple[tuple[str, Check], ...] = (
+    ("config", check_config),
+    ("hook", check_hook),
+    ("runtime", check_runtime),
+    ("driver", check_driver),
+    ("nvml", check_nvml),
+    ("gpus", check_gpus),
+    ("persistence", check_persistence),
+    ("libnvidia-container", check_libnvc),
+    ("nodes", check_nodes),
+    ("cgroup", check_cgroup),
+    ("cgroup-driver", check_cgroup_driver),
+    ("engines", check_engines),
+    ("dev-char", check_dev_char),
+    ("leases", check_leases),
+)
+"""Every check, in report order."""
+
+
+def run_checks(host: Host, checks: Sequence[tuple[str, Check]] = CHECKS) -> list[Finding]:
+    """All findings; a check that raises becomes a failed finding naming it, never a crash."""
+    findings: list[Finding] = []
+    for name, check in checks:
+        try:
+            findings += check(host)
+        except ShimError as error:
+            findings.append(Finding(name, FAIL, f"{error.stage}: {error.cause}",
+                                    "the check itself could not complete", ""))
+        except Exception as error:  # one broken check must not hide the others' findings
+            findings.append(Finding(name, FAIL, one_line(f"{type(error).__name__}: {error}"),
+                                    "the check itself could not complete",
+                                    "report this as a gpu-ctk bug"))
+    return findings
