@@ -15,7 +15,8 @@ import os
 import sys
 import textwrap
 
-from ctk.doctor_checks import FAIL, WARN, Finding, Host, Paths, run_checks
+from ctk.doctor_checks import FAIL, WARN, Finding, run_checks
+from ctk.host_facts import Host, Paths
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

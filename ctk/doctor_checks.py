@@ -1,31 +1,34 @@
-"""The checks of ``gpu-ctk doctor``: each a small function of the host's facts returning findings
-(status, what is wrong, why it matters, the command that fixes it); ``CHECKS`` is the table.
-
-``Host`` is the I/O edge: it reads each fact once, on the first check that asks, and never
-writes. Checks only read its attributes, so tests give them a ``Host`` built over a simulated
-host or over files in a temporary directory.
+"""The checks of ``gpu-ctk doctor``: each a small function of the host's facts
+(``ctk.host_facts.Host``) returning findings (status, what is wrong, why it matters, the command
+that fixes it); ``CHECKS`` is the table, in report order.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import stat
-import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
+from ctk.host_facts import (
+    RUNTIME_NAME,
+    Host,
+    Node,
+    cgroup_layout,
+    containerd_ours,
+    containerd_runtimes,
+    docker_cgroup_driver,
+    docker_runtimes,
+    node_driver,
+    read_text,
+    runtime_options,
+)
 from hook.errors import ShimError, one_line
 
 if TYPE_CHECKING:
-    from hook.config import Config
-    from hook.lease_store import Snapshot
     from hook.leases import Lease
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-RUNTIME_NAME = "gpu-container-runtime"
 CONFIGURE_FIX = "gpu-ctk runtime configure --runtime {engine}"
 """How to point an engine at our runtime (``gpu-ctk runtime configure``)."""
 DEV_CHAR_FIX = "gpu-ctk doctor --create-dev-char-links"
@@ -56,337 +59,6 @@ class Finding:
     def to_json(self) -> dict[str, str]:
         return {"check": self.check, "status": self.status, "what": self.what, "why": self.why,
                 "fix": self.fix}
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where the host-wide files are; tests point them into a temporary directory."""
-
-    docker_config: str = "/etc/docker/daemon.json"
-    containerd_config: str = "/etc/containerd/config.toml"
-    mountinfo: str = "/proc/self/mountinfo"
-    systemd_marker: str = "/run/systemd/system"
-    """Exists when systemd is the init system (sd_booted's test)."""
-
-
-@dataclass(frozen=True)
-class NvmlGpu:
-    """One GPU as NVML answered for it: ``error`` set when any query failed."""
-
-    index: int
-    uuid: str = ""
-    minor: Optional[int] = None
-    persistence: Optional[bool] = None
-    error: str = ""
-    code: int = 0
-
-
-@dataclass(frozen=True)
-class NvmlReport:
-    """NVML's answers, or why it did not answer (``error``, with NVML's code when it had one)."""
-
-    error: str = ""
-    code: int = 0
-    driver: str = ""
-    cuda: str = ""
-    gpus: tuple[NvmlGpu, ...] = ()
-
-
-@dataclass(frozen=True)
-class EngineFile:
-    """An engine's configuration file: absent, unreadable (``error``), or parsed."""
-
-    path: str
-    exists: bool = False
-    error: str = ""
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Node:
-    """An NVIDIA character device under the device root."""
-
-    name: str
-    """Relative to the device root: ``nvidia0``, ``nvidia-caps/nvidia-cap1``."""
-    major: int
-    minor: int
-
-
-class Host:
-    """The facts the checks read, each read at most once."""
-
-    def __init__(self, paths: Paths = Paths()) -> None:
-        self.paths = paths
-
-    @cached_property
-    def config_and_error(self) -> tuple[Config, Optional[ShimError]]:
-        from hook import config as config_mod
-
-        try:
-            return config_mod.load(), None
-        except ShimError as error:
-            return config_mod.defaults(), error
-
-    @property
-    def config(self) -> Config:
-        return self.config_and_error[0]
-
-    def host_path(self, key: str) -> str:
-        return str(self.config.section("host")[key])
-
-    @cached_property
-    def nvml(self) -> NvmlReport:
-        return probe_nvml(str(self.config.section("nvml").get("library", "")))
-
-    @cached_property
-    def libnvc(self) -> tuple[str, str, int]:
-        """(library version and path, error, GPUs it sees) after load + init + device info."""
-        return probe_libnvc(self.config)
-
-    @cached_property
-    def majors(self) -> dict[str, int]:
-        # Discovery's own reader, so doctor judges nodes by the majors the shim declares.
-        from hook.discovery import _char_majors
-
-        return _char_majors(self.host_path("dev_root"), self.host_path("driver_root"))
-
-    @cached_property
-    def nodes(self) -> list[Node]:
-        return nvidia_nodes(self.host_path("dev_root"))
-
-    @cached_property
-    def mountinfo(self) -> str:
-        return read_text(self.paths.mountinfo) or ""
-
-    @cached_property
-    def systemd_init(self) -> bool:
-        return os.path.isdir(self.paths.systemd_marker)
-
-    @cached_property
-    def docker(self) -> EngineFile:
-        return read_engine_file(self.paths.docker_config, json_mapping)
-
-    @cached_property
-    def containerd(self) -> EngineFile:
-        return read_engine_file(self.paths.containerd_config, toml_mapping)
-
-    @cached_property
-    def leases(self) -> tuple[Snapshot, dict[str, Optional[str]]]:
-        """The lease store and each holder's stale reason (None: live)."""
-        from hook import lease_store
-        from hook.leases import stale_reason
-
-        snapshot = lease_store.read_all(str(self.config.section("mig")["lease_dir"]))
-        return snapshot, {lease.container_id: stale_reason(lease, lease_store.HOST)
-                          for lease in snapshot.leases}
-
-
-# --- reading the host ----------------------------------------------------------------------------
-
-def read_text(path: str, limit: int = 1 << 20) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as stream:
-            return stream.read(limit)
-    except OSError:
-        return None
-
-
-def json_mapping(text: str) -> Mapping[str, Any]:
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"expected an object, got {type(data).__name__}")
-    return data
-
-
-def toml_mapping(text: str) -> Mapping[str, Any]:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.9/3.10 read TOML with tomli when it is installed
-        import importlib
-
-        tomllib = importlib.import_module("tomli")
-    data: Mapping[str, Any] = tomllib.loads(text)
-    return data
-
-
-def read_engine_file(path: str, parse: Callable[[str], Mapping[str, Any]]) -> EngineFile:
-    if not os.path.exists(path):
-        return EngineFile(path)
-    text = read_text(path)
-    if text is None:
-        return EngineFile(path, exists=True, error="cannot be read")
-    try:
-        return EngineFile(path, exists=True, data=parse(text))
-    except ImportError:
-        return EngineFile(path, exists=True, error="needs Python 3.11 or tomli to be read")
-    except ValueError as exc:  # json and toml errors are ValueErrors
-        return EngineFile(path, exists=True, error=one_line(str(exc), 200))
-
-
-def probe_nvml(library: str) -> NvmlReport:
-    """Init NVML, then ask each GPU for its UUID, minor and persistence mode on its own, so a lost
-    GPU is named while the others still answer; always shut down."""
-    import contextlib
-
-    import pynvml
-
-    from hook import discovery
-
-    try:
-        discovery.bind_library(pynvml, library)
-        pynvml.nvmlInitWithFlags(0)
-    except ShimError as error:
-        return NvmlReport(error=error.cause, code=12)
-    except pynvml.NVMLError as exc:
-        return NvmlReport(error=_nvml_text(pynvml, exc), code=int(exc.value))
-    try:
-        driver = _decode(pynvml.nvmlSystemGetDriverVersion())
-        cuda = int(pynvml.nvmlSystemGetCudaDriverVersion())
-        count = int(pynvml.nvmlDeviceGetCount())
-        gpus = tuple(_probe_gpu(pynvml, index) for index in range(count))
-    except pynvml.NVMLError as exc:
-        return NvmlReport(error=_nvml_text(pynvml, exc), code=int(exc.value))
-    finally:
-        with contextlib.suppress(pynvml.NVMLError):
-            pynvml.nvmlShutdown()
-    return NvmlReport(driver=driver, cuda=f"{cuda // 1000}.{(cuda % 1000) // 10}", gpus=gpus)
-
-
-def _probe_gpu(pynvml: Any, index: int) -> NvmlGpu:
-    try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        uuid = _decode(pynvml.nvmlDeviceGetUUID(handle))
-        minor = int(pynvml.nvmlDeviceGetMinorNumber(handle))
-        pynvml.nvmlDeviceGetMemoryInfo(handle)  # a query a lost or fallen-off GPU fails
-        mode = pynvml.nvmlDeviceGetPersistenceMode(handle)
-    except pynvml.NVMLError as exc:
-        return NvmlGpu(index=index, error=_nvml_text(pynvml, exc), code=int(exc.value))
-    return NvmlGpu(index=index, uuid=uuid, minor=minor,
-                   persistence=mode == pynvml.NVML_FEATURE_ENABLED)
-
-
-def _nvml_text(pynvml: Any, exc: Any) -> str:
-    try:
-        return _decode(pynvml.nvmlErrorString(exc.value)) or str(exc)
-    except Exception:  # no library, or no such symbol: pynvml's own text will do
-        return str(exc)
-
-
-def _decode(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def probe_libnvc(config: Config) -> tuple[str, str, int]:
-    """Load libnvidia-container as the hook does, init it (no kernel modules) and count the
-    GPUs it sees: (what loaded, error, GPUs)."""
-    import libnvc_bindings
-
-    settings = config.section("libnvidia_container")
-    try:
-        library = libnvc_bindings.load(str(settings.get("library", "")))
-    except libnvc_bindings.NvcLoadError as error:
-        return "", one_line(str(error)), 0
-    loaded = f"libnvidia-container {library.version_string} ({library.path})"
-    try:
-        with libnvc_bindings.Session(library,
-                                     root=str(config.section("host")["driver_root"])) as session:
-            session.init(load_kmods=False)
-            return loaded, "", len(session.device_info().gpus)
-    except libnvc_bindings.NvcError as error:
-        return loaded, one_line(str(error)), 0
-
-
-def nvidia_nodes(dev_root: str) -> list[Node]:
-    """The NVIDIA character devices under ``dev_root`` (and its nvidia-caps directory)."""
-    found = []
-    for sub in ("", "nvidia-caps"):
-        directory = os.path.join(dev_root, sub)
-        try:
-            names = sorted(os.listdir(directory))
-        except OSError:
-            continue
-        for name in names:
-            if not name.startswith("nvidia"):
-                continue
-            try:
-                info = os.lstat(os.path.join(directory, name))
-            except OSError:
-                continue
-            if stat.S_ISCHR(info.st_mode):
-                found.append(Node(os.path.join(sub, name) if sub else name,
-                                  os.major(info.st_rdev), os.minor(info.st_rdev)))
-    return found
-
-
-# --- pure helpers --------------------------------------------------------------------------------
-
-def cgroup_layout(mountinfo: str) -> str:
-    """``v2`` (unified), ``v1``, ``hybrid`` (v1 controllers plus a v2 mount) or ``none``, from
-    the cgroup mounts under /sys/fs/cgroup in a mountinfo text."""
-    v1 = v2 = False
-    for line in mountinfo.splitlines():
-        left, _, right = line.partition(" - ")
-        fields, kind = left.split(), right.split()[:1]
-        if len(fields) < 5 or not kind or not fields[4].startswith("/sys/fs/cgroup"):
-            continue
-        v1 |= kind[0] == "cgroup"
-        v2 |= kind[0] == "cgroup2"
-    if v1 and v2:
-        return "hybrid"
-    return "v2" if v2 else ("v1" if v1 else "none")
-
-
-NODE_DRIVER = (("nvidia-uvm", "nvidia-uvm"), ("nvidia-caps/", "nvidia-caps"),
-               ("nvidia", "nvidia-frontend"))
-"""Node name prefix -> the /proc/devices driver whose major it must carry (first match)."""
-
-
-def node_driver(name: str) -> str:
-    return next(driver for prefix, driver in NODE_DRIVER if name.startswith(prefix))
-
-
-def containerd_runtimes(data: Mapping[str, Any]) -> tuple[str, dict[str, Mapping[str, Any]]]:
-    """(default runtime name, runtime name -> its table) of the CRI plugin, for config versions
-    1 (``cri``), 2 (``io.containerd.grpc.v1.cri``) and 3 (``io.containerd.cri.v1.runtime``)."""
-    plugins = data.get("plugins")
-    plugins = plugins if isinstance(plugins, dict) else {}
-    for key in ("io.containerd.cri.v1.runtime", "io.containerd.grpc.v1.cri", "cri"):
-        cri = plugins.get(key)
-        containerd = cri.get("containerd") if isinstance(cri, dict) else None
-        if isinstance(containerd, dict):
-            runtimes = containerd.get("runtimes")
-            runtimes = runtimes if isinstance(runtimes, dict) else {}
-            default = str(containerd.get("default_runtime_name", "runc"))
-            return default, {k: v for k, v in runtimes.items() if isinstance(v, dict)}
-    return "runc", {}
-
-
-def _options(table: Mapping[str, Any]) -> Mapping[str, Any]:
-    options = table.get("options")
-    return options if isinstance(options, dict) else {}
-
-
-def is_ours(path: Any) -> bool:
-    return isinstance(path, str) and os.path.basename(path) == RUNTIME_NAME
-
-
-def docker_runtimes(data: Mapping[str, Any]) -> list[str]:
-    """Names of Docker runtimes whose path is our runtime."""
-    runtimes = data.get("runtimes")
-    runtimes = runtimes if isinstance(runtimes, dict) else {}
-    return sorted(name for name, body in runtimes.items()
-                  if isinstance(body, dict) and is_ours(body.get("path")))
-
-
-def docker_cgroup_driver(data: Mapping[str, Any], layout: str, systemd_init: bool) -> str:
-    """``systemd`` or ``cgroupfs``: ``native.cgroupdriver`` in exec-opts, else Docker's default
-    (systemd on cgroup v2 under systemd, cgroupfs otherwise)."""
-    opts = data.get("exec-opts")
-    for opt in opts if isinstance(opts, list) else []:
-        key, _, value = str(opt).partition("=")
-        if key.strip() == "native.cgroupdriver":
-            return value.strip()
-    return "systemd" if layout == "v2" and systemd_init else "cgroupfs"
 
 
 def gpus(count: int) -> str:
@@ -580,8 +252,8 @@ def engine_cgroup_drivers(host: Host) -> list[tuple[str, str]]:
     if host.containerd.exists and not host.containerd.error:
         _, runtimes = containerd_runtimes(host.containerd.data)
         for name, table in runtimes.items():
-            if is_ours(_options(table).get("BinaryName")):
-                systemd = _options(table).get("SystemdCgroup") is True
+            if containerd_ours(table):
+                systemd = runtime_options(table).get("SystemdCgroup") is True
                 drivers.append((f"containerd runtime {name}", "systemd" if systemd
                                 else "cgroupfs"))
     return drivers
@@ -591,10 +263,10 @@ def check_cgroup_driver(host: Host) -> list[Finding]:
     findings = []
     if host.containerd.exists and not host.containerd.error:
         default, runtimes = containerd_runtimes(host.containerd.data)
-        base = _options(runtimes.get(default, {})).get("SystemdCgroup") is True
+        base = runtime_options(runtimes.get(default, {})).get("SystemdCgroup") is True
         for name, table in runtimes.items():
-            mine = _options(table).get("SystemdCgroup") is True
-            if is_ours(_options(table).get("BinaryName")) and mine != base:
+            mine = runtime_options(table).get("SystemdCgroup") is True
+            if containerd_ours(table) and mine != base:
                 findings.append(Finding(
                     "cgroup-driver", FAIL,
                     f"containerd runtime {name} has SystemdCgroup = {str(mine).lower()}, the "
@@ -636,7 +308,7 @@ def check_engines(host: Host) -> list[Finding]:
             default = str(file.data.get("default-runtime", "runc"))
         else:
             default, runtimes = containerd_runtimes(file.data)
-            names = sorted(n for n, t in runtimes.items() if is_ours(_options(t).get("BinaryName")))
+            names = sorted(n for n, t in runtimes.items() if containerd_ours(t))
         configured += [f"{engine} runtime {n}{' (default)' if n == default else ''}"
                        for n in names]
     if not configured:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 
 from ctk import doctor_checks as checks
+from ctk import host_facts
 from ctk.main import main
 from hook import lease_store
 from hook.leases import Holder, Lease, LeasedDevice
@@ -275,7 +276,7 @@ def test_dev_char_links_warn_under_systemd_and_get_created(
 ])
 def test_cgroup_layout_from_mountinfo(mounts: list[str], layout: str) -> None:
     """Only mounts under /sys/fs/cgroup count: v2, v1, both (hybrid) or none."""
-    assert checks.cgroup_layout("\n".join(mounts)) == layout
+    assert host_facts.cgroup_layout("\n".join(mounts)) == layout
 
 
 @pytest.mark.parametrize(("data", "layout", "systemd", "driver"), [
@@ -288,17 +289,17 @@ def test_cgroup_layout_from_mountinfo(mounts: list[str], layout: str) -> None:
 def test_docker_cgroup_driver(data: dict[str, Any], layout: str, systemd: bool,
                               driver: str) -> None:
     """exec-opts wins; otherwise Docker's default: systemd only on v2 under systemd."""
-    assert checks.docker_cgroup_driver(data, layout, systemd) == driver
+    assert host_facts.docker_cgroup_driver(data, layout, systemd) == driver
 
 
 def test_a_crashing_check_becomes_a_failure() -> None:
     """A check that raises is reported as that check's failure; the others still run."""
-    def broken(host: checks.Host) -> list[checks.Finding]:
+    def broken(host: host_facts.Host) -> list[checks.Finding]:
         raise RuntimeError("boom")
 
-    def fine(host: checks.Host) -> list[checks.Finding]:
+    def fine(host: host_facts.Host) -> list[checks.Finding]:
         return [checks.Finding("fine", checks.OK, "fine")]
 
-    found = checks.run_checks(checks.Host(), (("broken", broken), ("fine", fine)))
+    found = checks.run_checks(host_facts.Host(), (("broken", broken), ("fine", fine)))
     assert [(f.check, f.status, f.what) for f in found] == [
         ("broken", "fail", "RuntimeError: boom"), ("fine", "ok", "fine")]
