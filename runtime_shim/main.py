@@ -54,12 +54,13 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     """Rewrite the bundle's config.json for a create/run (the slow path) for ``runtime``, the
     low-level runtime's path."""
     from runtime_shim import bundle as bundle_mod
-    from runtime_shim import logs, pipeline
+    from runtime_shim import logs, pipeline, rootfs_guard
     from runtime_shim.modifiers import mig_lease
 
     started = time.monotonic()
     bundle = os.path.abspath(invocation.bundle or os.getcwd())
     loaded = bundle_mod.load_spec(bundle)
+    rootfs_guard.check(loaded.spec, bundle)
     fault_point(config, "shim-after-load")
     ctx = build_context(loaded.spec, config, bundle=bundle,
                         container_id=invocation.container_id or "",

@@ -1,0 +1,51 @@
+"""runtime_shim.rootfs_guard: an image whose /dev is a symlink is refused before runc runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hook.errors import ShimError
+from runtime_shim.rootfs_guard import check
+
+
+def spec_for(path: Any) -> dict[str, Any]:
+    return {"root": {"path": path}}
+
+
+@pytest.mark.parametrize("target", ["/tmp/host-dev", "../../../../dev", "/proc/self/cwd/dev"])
+def test_symlinked_dev_is_refused_naming_its_target(tmp_path: Path, target: str) -> None:
+    """/dev -> anything is a ``rootfs`` error that names the link's target."""
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "rootfs" / "dev").symlink_to(target)
+    with pytest.raises(ShimError) as caught:
+        check(spec_for("rootfs"), str(tmp_path))
+    assert caught.value.stage == "rootfs"
+    assert caught.value.cause.startswith(f"/dev in the image is a symlink to {target!r};")
+
+
+@pytest.mark.parametrize("make_dev", [True, False], ids=["directory", "absent"])
+def test_a_dev_directory_or_none_passes(tmp_path: Path, make_dev: bool) -> None:
+    """A real /dev directory, or none at all (the runtime creates it), is fine."""
+    (tmp_path / "rootfs").mkdir()
+    if make_dev:
+        (tmp_path / "rootfs" / "dev").mkdir()
+    check(spec_for("rootfs"), str(tmp_path))
+
+
+def test_an_absolute_root_path_is_checked(tmp_path: Path) -> None:
+    """root.path may be absolute: the bundle directory is then ignored, as runc does."""
+    rootfs = tmp_path / "elsewhere"
+    rootfs.mkdir()
+    (rootfs / "dev").symlink_to("/dev")
+    with pytest.raises(ShimError, match=r"^rootfs: /dev in the image is a symlink"):
+        check(spec_for(str(rootfs)), "/nonexistent-bundle")
+
+
+@pytest.mark.parametrize("spec", [{}, {"root": "rootfs"}, spec_for(""), spec_for(3),
+                                  spec_for("a\x00b")])
+def test_unusable_root_is_left_to_the_runtime(tmp_path: Path, spec: dict[str, Any]) -> None:
+    """A config.json without a usable root.path passes: runc reports that itself."""
+    check(spec, str(tmp_path))
