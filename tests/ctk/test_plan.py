@@ -227,3 +227,51 @@ def test_spec_diff_is_empty_for_equal_specs() -> None:
     assert plan_mod.spec_diff({"a": 1}, {"a": 2}).splitlines()[2:] == ["@@ -1,3 +1,3 @@", " {",
                                                                       '-  "a": 1', '+  "a": 2',
                                                                       " }"]
+
+
+@pytest.mark.e2e
+def test_plan_lists_what_the_hook_then_mounts(t4_host: SimHost, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Run the planned bundle for real (shim, runc, hook): the driver files and nodes inside the
+    container are exactly the ones the plan listed, in the directories it named."""
+    import subprocess
+
+    from containers import Bundle, Runtime, build_busybox_image
+
+    image = build_busybox_image(tmp_path / "image")
+    bundle = tmp_path / "ctr"
+    bundle.mkdir()
+    subprocess.run(["runc", "spec", "--bundle", str(bundle)], check=True)
+    upper, work, rootfs = bundle / "upper", bundle / "work", bundle / "rootfs"
+    for directory in (upper, work, rootfs):
+        directory.mkdir()
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={image},upperdir={upper},workdir={work}", str(rootfs)], check=True)
+    try:
+        spec = json.loads((bundle / "config.json").read_text())
+        spec["root"] = {"path": str(rootfs), "readonly": False}
+        spec["process"].update(terminal=False, env=[*spec["process"]["env"],
+                                                    "NVIDIA_VISIBLE_DEVICES=0"],
+                               args=["/bin/sh", "-c", "ls /usr/bin; echo --; ls /usr/lib64; "
+                                                      "echo --; ls /dev"])
+        (bundle / "config.json").write_text(json.dumps(spec))
+        status = main(["plan", "--json", str(bundle)])
+        planned = json.loads(capsys.readouterr().out)["hook"]
+        assert status == 0
+        runtime = Runtime(root=tmp_path / "state", config=t4_host.config_path)
+        runtime.root.mkdir()
+        result = runtime.run(Bundle(bundle))
+        runtime.cleanup()
+    finally:
+        subprocess.run(["umount", "-l", str(rootfs)], check=False)
+    assert result.returncode == 0, result.stderr
+    bins, libs, dev = (set(part.split()) for part in result.stdout.split("--\n"))
+    files = [f["container"] for f in planned["files"]]
+    assert files and all(f.startswith(("/usr/bin/", "/usr/lib64/")) for f in files)
+    assert {name for name in bins if name.startswith("nvidia-")} == {
+        os.path.basename(f) for f in files if f.startswith("/usr/bin/")}
+    assert {name for name in libs if name.endswith(".so.535.104.05")} == {
+        os.path.basename(f) for f in files if f.startswith("/usr/lib64/")}
+    assert {os.path.basename(link["path"]) for link in planned["links"]} <= libs
+    nodes = {line.split()[0].removeprefix("/dev/") for line in planned["nodes"]}
+    assert {name for name in dev if name.startswith("nvidia")} == nodes | {"nvidia0"}
