@@ -174,6 +174,10 @@ def _library_part(config: Config, draft: _Draft, request: DeviceRequest, selecti
             driver = session.driver_info()
             devices = session.device_info()
     except libnvc_bindings.NvcError as error:
+        if error.transient:  # the hook retries these; the plan does not wait to see
+            draft.notes.append(f"{error.stage} failed with a transient error the hook retries "
+                               f"({error.message}); driver files not listed")
+            return
         raise ShimError("initialization" if error.stage == "nvc_init" else "detection",
                         error.message) from None
     mounted = mounts.plan(request, selection, devices)

@@ -275,3 +275,22 @@ def test_plan_lists_what_the_hook_then_mounts(t4_host: SimHost, tmp_path: Path,
     assert {os.path.basename(link["path"]) for link in planned["links"]} <= libs
     nodes = {line.split()[0].removeprefix("/dev/") for line in planned["nodes"]}
     assert {name for name in dev if name.startswith("nvidia")} == nodes | {"nvidia0"}
+
+
+@pytest.mark.parametrize(("fault", "status", "line"), [
+    ("nvc-init-transient=1", 0, "  note: nvc_init failed with a transient error the hook retries "
+                                "(cuda error: unknown error); driver files not listed"),
+    ("nvc-init-permanent=driver rpc error: failed to process request", 1,
+     "  FAIL: gpu-container-hook: initialization: driver rpc error: failed to process request"),
+])
+def test_library_init_failures(sim_host_factory: SimHostFactory,
+                               use_host: Callable[[SimHost], SimHost], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str], fault: str, status: int,
+                               line: str) -> None:
+    """A transient nvc_init error is noted (the hook would retry it); a permanent one is the
+    hook's failure."""
+    use_host(sim_host_factory("t4", (fault,)))
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=0"])
+    code, out, _ = run_plan(capsys, str(bundle))
+    assert code == status
+    assert line in out.splitlines()
