@@ -21,12 +21,14 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_bundle(busybox_image: Path, tmp_path: Path) -> Iterator[Callable[..., Bundle]]:
-    """Build a bundle running ``args``; ``overlay=True`` gives the container a writable overlay
-    over the image (as engines do), so the image directory itself never changes."""
+    """Build a bundle running ``args``. By default the container gets a writable overlay over the
+    shared image, as engines give it: the hook mounts into the rootfs, so a bare shared image
+    would carry one test's mount targets into the next. ``overlay=False`` runs on the image
+    directory itself (read-only)."""
     made: list[Bundle] = []
 
     def build(args: Sequence[str] = ("/bin/true",), env: Sequence[str] = (),
-              annotations: Optional[dict[str, str]] = None, overlay: bool = False,
+              annotations: Optional[dict[str, str]] = None, overlay: bool = True,
               name: str = "") -> Bundle:
         path = tmp_path / (name or f"bundle-{len(made)}")
         path.mkdir()
