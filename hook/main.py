@@ -169,6 +169,8 @@ class Run:
         self.environ = environ
         """The environment to isolate before the library loads; None is ``os.environ``."""
         self.log: Optional[EventLog] = None
+        self.inventory: Optional[Inventory] = None
+        """What discovery found, once ``configure`` ran (the standalone hook reuses it)."""
 
     def event(self, event: str, level: str = "info", **fields: str) -> None:
         if self.log is not None:
@@ -220,7 +222,7 @@ class Run:
         lease_hooks.prestart(config, state.id, state.pid)  # a MIG lease's sign of life
         rootfs = rootfs_path(spec, state.bundle)
         ldconfig = host_ldconfig(config)
-        inventory = discover_from_config(config)
+        inventory = self.inventory = discover_from_config(config)
         selection = select(request, inventory)
         check_requirements(request, inventory, selection)
         self.wait_ready(config, budget, selection)
@@ -305,8 +307,9 @@ def report(error: ShimError, run: Optional[Run]) -> None:
         run.event("error", level="error", error_stage=error.stage, msg=line)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    run = Run(time.monotonic())
+def main(argv: Optional[Sequence[str]] = None, run: Optional[Run] = None) -> int:
+    """``run`` replaces the default ``Run`` (the standalone hook passes its own)."""
+    run = Run(time.monotonic()) if run is None else run
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         stage = usage(args)

@@ -6,13 +6,7 @@ program on v2 and systemd's ``DeviceAllow=``. systemd rewrites a unit's device p
 the runtime told it on every ``daemon-reload``; access added behind the runtime's back (as
 libnvidia-container's cgroup writes are) is lost then, access declared here is not.
 
-Which nodes, following libnvidia-container's ``nvc_driver_mount``/``nvc_device_mount``:
-- each selected GPU's ``/dev/nvidiaN``; a MIG device brings its parent's node plus the
-  ``/dev/nvidia-caps/nvidia-capN`` nodes of its GPU- and compute-instance access capabilities;
-- the control nodes, also for ``none`` (no GPU, but the driver libraries are mounted and
-  libnvidia-container mounts the driver's nodes with them): ``nvidiactl`` always,
-  ``nvidia-uvm`` and ``nvidia-uvm-tools`` with the ``compute`` capability, ``nvidia-modeset``
-  with ``display``; a control node the host lacks is skipped, as libnvidia-container does.
+Which nodes: ``hook.device_nodes.wanted_nodes`` (shared with the standalone hook).
 """
 
 from __future__ import annotations
@@ -20,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from hook.device_nodes import wanted_nodes
 from hook.errors import ShimError
-from hook.selection import Selection, select
+from hook.selection import select
 from runtime_shim.context import Context, Notes, Spec
 
 if TYPE_CHECKING:
-    from hook.discovery import DeviceNode, Inventory
+    from hook.discovery import DeviceNode
 
 ACCESS = "rw"
 """Read and write; the runtime creates the nodes, so the container never needs ``m`` (mknod)."""
@@ -38,36 +33,6 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     selection = select(ctx.request, inventory)
     nodes = wanted_nodes(selection, inventory, ctx.request.capabilities)
     return declare(spec, nodes)
-
-
-def wanted_nodes(selection: Selection, inventory: Inventory,
-                 capabilities: Iterable[str]) -> list[DeviceNode]:
-    """The host nodes a container with ``selection`` needs, each once, GPUs first."""
-    nodes: dict[str, DeviceNode] = {}
-    for gpu in selection.gpus:
-        _add(nodes, _gpu_node(inventory, gpu.minor, f"GPU {gpu.index}"))
-    for mig in selection.mig_devices:
-        what = f"MIG device {mig.parent_index}:{mig.index} ({mig.uuid})"
-        parent = next(g for g in selection.parents if g.uuid == mig.parent_uuid)
-        _add(nodes, _gpu_node(inventory, parent.minor, what))
-        for kind, minor in (("GPU instance", mig.gi_cap_minor), ("compute instance",
-                                                                 mig.ci_cap_minor)):
-            node = inventory.cap_nodes.get(minor) if minor is not None else None
-            if node is None:
-                raise ShimError("devices", f"no {kind} access capability node for {what}"
-                                + (f" (nvidia-cap{minor})" if minor is not None else ""))
-            _add(nodes, node)
-    wanted = set(capabilities)
-    controls = ["nvidiactl"]
-    if "compute" in wanted:
-        controls += ["nvidia-uvm", "nvidia-uvm-tools"]
-    if "display" in wanted:
-        controls.append("nvidia-modeset")
-    for name in controls:
-        control = inventory.control_node(name)
-        if control is not None:
-            _add(nodes, control)
-    return list(nodes.values())
 
 
 def declare(spec: Spec, nodes: Iterable[DeviceNode]) -> tuple[Spec, Notes]:
@@ -110,17 +75,6 @@ def _allows(rule: Any, node: DeviceNode) -> bool:
     return (isinstance(rule, dict) and rule.get("allow") is True and rule.get("type") == "c"
             and rule.get("major") == node.major and rule.get("minor") == node.minor
             and set(ACCESS) <= set(str(rule.get("access", ""))))
-
-
-def _gpu_node(inventory: Inventory, minor: int, what: str) -> DeviceNode:
-    node = inventory.gpu_nodes.get(minor)
-    if node is None:
-        raise ShimError("devices", f"no device node /dev/nvidia{minor} on this host for {what}")
-    return node
-
-
-def _add(nodes: dict[str, DeviceNode], node: DeviceNode) -> None:
-    nodes.setdefault(node.path, node)
 
 
 def _field(parent: dict[str, Any], key: str, kind: type, where: str) -> Any:

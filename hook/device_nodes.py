@@ -1,0 +1,64 @@
+"""Which host device nodes a container with a given selection needs.
+
+Shared by the shim's devices modifier, which declares them in config.json, and the standalone
+hook (``hook.compat``), which grants them in the device cgroup when no shim ran. The set follows
+libnvidia-container's ``nvc_driver_mount``/``nvc_device_mount``:
+- each selected GPU's ``/dev/nvidiaN``; a MIG device brings its parent's node plus the
+  ``/dev/nvidia-caps/nvidia-capN`` nodes of its GPU- and compute-instance access capabilities;
+- the control nodes, also for ``none`` (no GPU, but the driver libraries are mounted and
+  libnvidia-container mounts the driver's nodes with them): ``nvidiactl`` always,
+  ``nvidia-uvm`` and ``nvidia-uvm-tools`` with the ``compute`` capability, ``nvidia-modeset``
+  with ``display``; a control node the host lacks is skipped, as libnvidia-container does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from hook.errors import ShimError
+
+if TYPE_CHECKING:
+    from hook.discovery import DeviceNode, Inventory
+    from hook.selection import Selection
+
+
+def wanted_nodes(selection: Selection, inventory: Inventory,
+                 capabilities: Iterable[str]) -> list[DeviceNode]:
+    """The host nodes a container with ``selection`` needs, each once, GPUs first."""
+    nodes: dict[str, DeviceNode] = {}
+    for gpu in selection.gpus:
+        _add(nodes, _gpu_node(inventory, gpu.minor, f"GPU {gpu.index}"))
+    for mig in selection.mig_devices:
+        what = f"MIG device {mig.parent_index}:{mig.index} ({mig.uuid})"
+        parent = next(g for g in selection.parents if g.uuid == mig.parent_uuid)
+        _add(nodes, _gpu_node(inventory, parent.minor, what))
+        for kind, minor in (("GPU instance", mig.gi_cap_minor), ("compute instance",
+                                                                 mig.ci_cap_minor)):
+            node = inventory.cap_nodes.get(minor) if minor is not None else None
+            if node is None:
+                raise ShimError("devices", f"no {kind} access capability node for {what}"
+                                + (f" (nvidia-cap{minor})" if minor is not None else ""))
+            _add(nodes, node)
+    wanted = set(capabilities)
+    controls = ["nvidiactl"]
+    if "compute" in wanted:
+        controls += ["nvidia-uvm", "nvidia-uvm-tools"]
+    if "display" in wanted:
+        controls.append("nvidia-modeset")
+    for name in controls:
+        control = inventory.control_node(name)
+        if control is not None:
+            _add(nodes, control)
+    return list(nodes.values())
+
+
+def _gpu_node(inventory: Inventory, minor: int, what: str) -> DeviceNode:
+    node = inventory.gpu_nodes.get(minor)
+    if node is None:
+        raise ShimError("devices", f"no device node /dev/nvidia{minor} on this host for {what}")
+    return node
+
+
+def _add(nodes: dict[str, DeviceNode], node: DeviceNode) -> None:
+    nodes.setdefault(node.path, node)
