@@ -18,6 +18,7 @@ PROG = "gpu-ctk"
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("ctk.simulate", "build a simulated GPU host (libraries, devices, driver tree)"),
     "leases": ("ctk.leases", "list or reclaim the node's MIG leases (holder, device, age)"),
+    "runtime": ("ctk.runtime", "configure docker, containerd, CRI-O or podman to use the shim"),
     "plan": ("ctk.plan", "show what the shim and the hook would do to a bundle, touching nothing"),
     "doctor": ("ctk.doctor", "check this host's GPU container setup; each problem with its fix"),
     "cdi": ("ctk.cdi", "generate a CDI spec of this host's GPUs and MIG devices"),

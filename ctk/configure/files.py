@@ -1,0 +1,133 @@
+"""The one place ``gpu-ctk runtime`` reads and writes engine files.
+
+Writes are atomic (a temporary file in the target's directory, fsync, rename) and keep the
+file's mode and owner; a symlinked config is written through to its target, so the link
+survives. Before an admin's file first changes, its bytes are copied to ``PATH.gpu-ctk.bak``;
+the oldest backup is kept (a later configure never overwrites it) because unconfigure restores
+what the admin had before gpu-ctk, not some intermediate state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterable
+from typing import Optional
+
+from ctk.configure import Texts
+from ctk.configure.changes import Change
+from hook.errors import ShimError
+
+BACKUP_SUFFIX = ".gpu-ctk.bak"
+"""Not ``.toml``/``.json``/``.conf``: no engine's drop-in glob picks a backup up."""
+LIMIT = 4 << 20
+"""Engine configuration files are kilobytes; anything this large is not one."""
+NEW_MODE = 0o644
+
+
+def backup_path(path: str) -> str:
+    return path + BACKUP_SUFFIX
+
+
+def read(path: str) -> Optional[str]:
+    """The file's text, or None when it does not exist."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ShimError("runtime", f"{path}: not a regular file")
+    if info.st_size > LIMIT:
+        raise ShimError("runtime", f"{path}: larger than {LIMIT} bytes")
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(LIMIT + 1)
+    except OSError as exc:
+        raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ShimError("runtime", f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_all(paths: Iterable[str]) -> Texts:
+    return {path: read(path) for path in paths}
+
+
+def apply(changes: Iterable[Change], drop_backups: Iterable[str] = ()) -> list[str]:
+    """Carry out ``changes``; returns one line per file for the user. ``drop_backups``: files
+    whose backup was just restored, so it is removed."""
+    dropped = set(drop_backups)
+    report = []
+    for change in changes:
+        if not change.changed:
+            report.append(f"unchanged {change.path}")
+            continue
+        note = ""
+        if change.back_up and change.before is not None and change.path not in dropped:
+            backup = backup_path(change.path)
+            if read(backup) is None:
+                write(backup, change.before, like=change.path)
+            note = f" (backup {backup})"
+        if change.after is None:
+            remove(change.path)
+        else:
+            write(change.path, change.after, like=change.path)
+        if change.path in dropped:
+            remove(backup_path(change.path))
+            note = " (restored from its backup, which is removed)"
+        report.append(f"{change.verb} {change.path}{note}")
+    return report
+
+
+def write(path: str, text: str, like: Optional[str] = None) -> None:
+    """Atomically replace ``path`` (through a symlink, to its target) with ``text``; mode and
+    owner come from ``like`` when it exists, else 0644 and the caller's."""
+    target = os.path.realpath(path)
+    directory = os.path.dirname(target)
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        model = os.stat(like or target) if os.path.exists(like or target) else None
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.",
+                                    suffix=".tmp")
+    except OSError as exc:
+        raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fchmod(stream.fileno(), stat.S_IMODE(model.st_mode) if model else NEW_MODE)
+            if model is not None and (model.st_uid, model.st_gid) != (os.geteuid(),
+                                                                      os.getegid()):
+                os.fchown(stream.fileno(), model.st_uid, model.st_gid)
+            os.fsync(stream.fileno())
+        os.replace(temp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
+    _sync_dir(directory)
+
+
+def remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
+    _sync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def _sync_dir(directory: str) -> None:
+    """The rename or unlink survives a crash only once the directory itself is synced."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
