@@ -113,9 +113,9 @@ class Host:
     @cached_property
     def majors(self) -> dict[str, int]:
         # Discovery's own reader, so doctor judges nodes by the majors the shim declares.
-        from hook.discovery import _char_majors
+        from hook.discovery import char_majors
 
-        return _char_majors(self.host_path("dev_root"), self.host_path("driver_root"))
+        return char_majors(self.host_path("dev_root"), self.host_path("driver_root"))
 
     @cached_property
     def nodes(self) -> list[Node]:

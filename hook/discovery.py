@@ -130,7 +130,7 @@ def discover(nvml_library: str, dev_root: str, driver_root: str, sysfs_root: str
     """Query NVML (``nvml_library`` or the default ``libnvidia-ml.so.1``) and the host roots."""
     driver_version, cuda_version, raw_gpus = _query_nvml(nvml_library)
     caps_dir = os.path.join(driver_root, "proc/driver/nvidia/capabilities")
-    majors = _char_majors(dev_root, driver_root)
+    majors = char_majors(dev_root, driver_root)
     gpus: list[Gpu] = []
     cap_nodes: dict[int, DeviceNode] = {}
     for raw in raw_gpus:
@@ -410,7 +410,7 @@ def _add_cap_node(nodes: dict[int, DeviceNode], cap: Optional[tuple[int, int]], 
         nodes[minor] = node
 
 
-def _char_majors(dev_root: str, driver_root: str) -> dict[str, int]:
+def char_majors(dev_root: str, driver_root: str) -> dict[str, int]:
     """Character majors by driver name from ``/proc/devices``: beside the driver root, else
     beside the device root (a simulated host keeps its own), else the real one."""
     for path in (os.path.join(driver_root, "proc/devices"),
