@@ -60,20 +60,16 @@ def configure(texts: Texts, settings: Settings) -> Texts:
     main_text, drop_text = texts.get(main_path), texts.get(drop_path)
     document = parse(main_text, main_path)
     version = config_version(document, main_path)
-    drop_in = settings.drop_in if settings.drop_in is not None else version >= 3
-    if not drop_in:
-        edited = parse(main_text, main_path)
-        if main_text is None:
-            edited.add("version", version)
-        add_runtime(edited, version, settings)
-        return {main_path: _render(edited, main_text, document), drop_path: drop_text}
-    dropped = new_drop_in(document, version, settings, main_path)
     edited = parse(main_text, main_path)
     if main_text is None:
         edited.add("version", version)
-    add_import(edited, drop_path, main_path)
-    return {main_path: _render(edited, main_text, document),
-            drop_path: drop_text if drop_text == dropped else dropped}
+    if settings.drop_in if settings.drop_in is not None else version >= 3:
+        dropped = new_drop_in(document, version, settings, main_path)
+        add_import(edited, drop_path, main_path)
+        drop_text = drop_text if drop_text == dropped else dropped
+    else:
+        add_runtime(edited, version, settings)
+    return {main_path: _render(edited, main_text, document), drop_path: drop_text}
 
 
 def unconfigure(texts: Texts, backups: Texts, settings: Settings) -> Texts:
@@ -94,7 +90,10 @@ def unconfigure(texts: Texts, backups: Texts, settings: Settings) -> Texts:
             edited["imports"] = remaining
         else:
             del edited["imports"]
-    return {main_path: _render(edited, main_text, document), drop_path: None}
+    drop_text = texts.get(drop_path)
+    ours = drop_text is None or MARKER in drop_text.split("\n", 1)[0]
+    return {main_path: _render(edited, main_text, document),
+            drop_path: None if ours else drop_text}
 
 
 def same(path: str, a: str, b: str) -> bool:
@@ -123,8 +122,7 @@ def config_version(document: TOMLDocument, path: str) -> int:
 
 
 def runtime_entry(runtimes: Any, settings: Settings) -> dict[str, Any]:
-    """Our runtime: runc's entry (or the default runtime's, when that runs runc) with our
-    binary and the runc v2 shim."""
+    """Our runtime: a copy of runc's entry with our binary and the runc v2 shim."""
     source: Any = None
     if isinstance(runtimes, dict):
         source = runtimes.get("runc")
@@ -244,7 +242,7 @@ def _find(container: Any, keys: Sequence[str]) -> Any:
     return container if isinstance(container, dict) else None
 
 
-def _table(container: Any, keys: Sequence[str], depth: int = 0) -> Any:
+def _table(container: Any, keys: Sequence[str]) -> Any:
     """The table at ``keys`` below ``container``, created (as super tables) where missing."""
     for key in keys:
         found = container.get(key)

@@ -51,7 +51,8 @@ def unconfigure(texts: Texts, backups: Texts, settings: Settings) -> Texts:
     if text is None:
         return {path: None}
     document = parse(text, path)
-    runtime = document.get("crio", {}).get("runtime")
+    top = document.get("crio")
+    runtime = top.get("runtime") if isinstance(top, dict) else None
     if isinstance(runtime, dict):
         runtimes = runtime.get("runtimes")
         if isinstance(runtimes, dict) and settings.name in runtimes:

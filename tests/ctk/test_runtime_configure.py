@@ -283,6 +283,13 @@ def test_containerd_unconfigure_without_a_backup_keeps_the_admins_later_edits() 
     assert toml(restored[CONTAINERD]) == {**toml(V3), "oom_score": -999}
 
 
+def test_containerd_unconfigure_leaves_a_drop_in_it_did_not_write() -> None:
+    """A conf.d file of the same name without our header is the admin's: it stays."""
+    foreign = "# site runtime\nversion = 3\n"
+    restored = containerd.unconfigure({CONTAINERD: V3, DROP_IN: foreign}, {}, CTD)
+    assert restored == {CONTAINERD: V3, DROP_IN: foreign}
+
+
 def test_containerd_unconfigure_restores_the_previous_default() -> None:
     """In place with --set-as-default: unconfigure puts default_runtime_name back to runc."""
     chosen = dataclasses.replace(CTD, set_as_default=True)
