@@ -20,10 +20,10 @@ from engines import (
     ENXIO,
     EPERM,
     SHIM,
-    STANDALONE_HOOK,
     SYSTEM_PATH,
     Daemon,
     gpu_ctk,
+    installed_hook,
     listening,
 )
 
@@ -70,7 +70,7 @@ def docker(tmp_path_factory: pytest.TempPathFactory, sim_host_factory: SimHostFa
     bin_dir = root / "bin"
     bin_dir.mkdir()
     # dockerd offers --gpus only when this name is on its PATH: the venv's console script.
-    (bin_dir / "nvidia-container-runtime-hook").symlink_to(STANDALONE_HOOK)
+    (bin_dir / "nvidia-container-runtime-hook").symlink_to(installed_hook())
     socket = root / "docker.sock"
     daemon = Daemon(
         "dockerd", root,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pytest
-from engines import ENXIO, EPERM, STANDALONE_HOOK, SYSTEM_PATH, copy_rootfs, gpu_ctk, sweep
+from engines import ENXIO, EPERM, SYSTEM_PATH, copy_rootfs, gpu_ctk, installed_hook, sweep
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost
@@ -34,7 +34,7 @@ def hooks_dir(tmp_path_factory: pytest.TempPathFactory,
     host = sim_host_factory("dgx-a100")
     hooks = tmp_path_factory.mktemp("hooks.d")
     gpu_ctk("runtime", "configure", "--runtime", "podman", "--config",
-            str(hooks / "oci-gpu-container-hook.json"), "--hook-path", STANDALONE_HOOK,
+            str(hooks / "oci-gpu-container-hook.json"), "--hook-path", installed_hook(),
             "--shim-config", str(host.config_path))
     return hooks
 
@@ -63,7 +63,7 @@ def test_hooks_file_runs_the_standalone_hook(hooks_dir: Path) -> None:
     simulated host's config in its environment."""
     [written] = hooks_dir.glob("*.json")
     document = json.loads(written.read_text())
-    assert document["hook"]["path"] == STANDALONE_HOOK
+    assert document["hook"]["path"] == installed_hook()
     assert document["stages"] == ["prestart"] and document["when"] == {"always": True}
     assert any(item.startswith("GPU_CONTAINER_SHIM_CONFIG=") for item in document["hook"]["env"])
 

@@ -33,6 +33,13 @@ EPERM = "Operation not permitted"
 """What it gives when the device cgroup denies it."""
 
 
+def installed_hook() -> str:
+    """The venv's standalone hook script; a venv installed before it existed needs
+    ``pip install -e .`` again (scripts/bootstrap does that)."""
+    assert os.access(STANDALONE_HOOK, os.X_OK), f"{STANDALONE_HOOK} missing: reinstall the venv"
+    return STANDALONE_HOOK
+
+
 def gpu_ctk(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed ``gpu-ctk`` console script; a failure fails the test."""
     result = subprocess.run([GPU_CTK, *args], capture_output=True, text=True, timeout=60,
