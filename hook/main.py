@@ -217,6 +217,9 @@ class Run:
         state = parse_state(data)
         if state.pid is None:
             raise ShimError("state", "pid: missing; the hook needs the container's process")
+        from hook.container_pid import check_container_pid
+
+        check_container_pid(state.pid)  # before anything could mount into a host process
         from hook import lease_hooks
 
         lease_hooks.prestart(config, state.id, state.pid)  # a MIG lease's sign of life
