@@ -306,6 +306,46 @@ class TestMaintainerScripts:
             ["postinstall", "preuninstall", "posttrans"]
 
 
+LINK = "/usr/bin/nvidia-container-runtime-hook"
+INSTALL = (f"update-alternatives --install {LINK} nvidia-container-runtime-hook {COMPAT} 10")
+
+
+def post_install_scripts(deb: Path, rpm: Path) -> dict[str, tuple[str, str]]:
+    """name -> (text, argument) of the script that offers the compatibility name."""
+    text = run("rpm", "-qp", "--qf", "%{POSTIN}", str(rpm)).decode()
+    return {"deb postinst": (deb_scripts(deb)["postinst"], "configure"), "rpm %post": (text, "1")}
+
+
+class TestCompatibilityName:
+    @pytest.mark.parametrize("script", ["deb postinst", "rpm %post"])
+    @pytest.mark.parametrize(("state", "offered"), [
+        ("absent", True),
+        ("NVIDIA's file", False),
+        ("our alternatives link", True),
+        ("another symlink", False),
+    ])
+    def test_offered_only_where_nvidias_is_absent(self, scratch_root: ScratchRoot, deb: Path,
+                                                  rpm: Path, script: str, state: str,
+                                                  offered: bool) -> None:
+        """The post-install script registers the alternative for a free name or our own
+        link, and never replaces another program's file or link."""
+        root = scratch_root.path
+        (root / LIB.lstrip("/")).mkdir(parents=True)
+        link = root / LINK.lstrip("/")
+        if state == "NVIDIA's file":
+            link.write_text("#!/bin/sh\n")
+        elif state == "our alternatives link":
+            link.symlink_to("/etc/alternatives/nvidia-container-runtime-hook")
+        elif state == "another symlink":
+            link.symlink_to("/opt/nvidia/bin/nvidia-container-runtime-hook")
+        text, argument = post_install_scripts(deb, rpm)[script]
+        (root / "post").write_text(text)
+        done = subprocess.run(["chroot", str(root), "/bin/sh", "/post", argument],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert (INSTALL in scratch_root.calls()) == offered
+
+
 class TestShippedConfig:
     def test_it_behaves_as_an_empty_file(self) -> None:
         """Every setting is commented out: the defaults apply, and later defaults too."""
