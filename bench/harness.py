@@ -117,6 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 summary = measure_pair(ws, case, rounds)
             except Exception as exc:  # a failed row is reported, the others go on
                 failures += 1
+                log(f"{case.key} failed: {type(exc).__name__}: {exc}")
                 rows.append(failed_row(case.title, f"{type(exc).__name__}: {exc}"))
                 continue
             raw[case.key] = summary.__dict__
@@ -130,6 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 peak = max(memory.measure(ws) for _ in range(runs))
             except Exception as exc:  # as above
                 failures += 1
+                log(f"{memory.key} failed: {type(exc).__name__}: {exc}")
                 rows.append(failed_row(memory.title, f"{type(exc).__name__}: {exc}"))
                 continue
             raw[memory.key] = peak

@@ -30,7 +30,7 @@ class CommandFailed(Exception):
     """A measured command exited non-zero: its time would measure an error path."""
 
 
-def one_line(text: str, limit: int = 300) -> str:
+def one_line(text: str, limit: int = 2000) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 

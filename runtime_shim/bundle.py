@@ -13,7 +13,6 @@ import json
 import math
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -111,13 +110,26 @@ def serialise(spec: dict[str, Any]) -> bytes:
                                        f"cannot be written as UTF-8") from None
 
 
+def create_temp(directory: str, prefix: str) -> tuple[int, str]:
+    """A new owner-only file in ``directory`` (what tempfile.mkstemp does, without importing
+    tempfile, which pulls in random, shutil and the compression modules on every create)."""
+    for _ in range(100):
+        path = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(path, flags, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temporary name in {directory}")
+
+
 def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] = None,
                  gid: Optional[int] = None,
                  before_replace: Optional[Callable[[], None]] = None) -> None:
     """Replace ``path`` with ``data`` atomically, keeping mode and owner; ``before_replace`` runs
     once the complete temp file is on disk (tests stop the process there)."""
     directory = os.path.dirname(path) or "."
-    fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
+    fd, temp = create_temp(directory, "." + os.path.basename(path) + ".")
     try:
         try:
             os.fchmod(fd, mode)

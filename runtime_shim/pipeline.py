@@ -2,32 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from runtime_shim.context import Context, Notes, Spec
-from runtime_shim.modifiers import (
-    cgroup_parent,
-    devices,
-    hook_injection,
-    mig_lease,
-    numa,
-    oom_score,
-    policy,
-)
 
 Modifier = Callable[[Spec, Context], "tuple[Spec, Notes]"]
 """A pure function of (spec, context) returning the new spec (the same object if unchanged)."""
 
+
+def lazy(module: str) -> Modifier:
+    """``module``'s ``apply``, imported on the first call: a container without a GPU request
+    never pays for discovery, selection and lease modules it does not use."""
+
+    def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
+        modify = cast(Modifier, importlib.import_module(module).apply)
+        return modify(spec, ctx)
+
+    apply.__qualname__ = apply.__name__ = f"{module}.apply"
+    return apply
+
+
 ORDER: tuple[tuple[str, Modifier], ...] = (
-    ("mig-lease", mig_lease.apply),  # first: turns profile tokens into the UUIDs all others see
-    ("devices", devices.apply),
-    ("hook", hook_injection.apply),
-    ("policy", policy.apply),
-    ("numa", numa.apply),
-    ("cgroup", cgroup_parent.apply),
-    ("oom", oom_score.apply),
+    # first: turns profile tokens into the UUIDs all others see
+    ("mig-lease", lazy("runtime_shim.modifiers.mig_lease")),
+    ("devices", lazy("runtime_shim.modifiers.devices")),
+    ("hook", lazy("runtime_shim.modifiers.hook_injection")),
+    ("policy", lazy("runtime_shim.modifiers.policy")),
+    ("numa", lazy("runtime_shim.modifiers.numa")),
+    ("cgroup", lazy("runtime_shim.modifiers.cgroup_parent")),
+    ("oom", lazy("runtime_shim.modifiers.oom_score")),
 )
+
+GPU_ONLY = frozenset({"mig-lease", "devices", "hook", "numa"})
+"""Modifiers that return their input for a container without a GPU request; for such a
+container they are skipped, never imported (tests/runtime_shim/test_pipeline.py holds them to
+it)."""
 
 
 @dataclass
@@ -45,6 +57,8 @@ def run(spec: Spec, ctx: Context,
     current = spec
     notes: list[tuple[str, Notes]] = []
     for name, modify in order:
+        if ctx.request is None and name in GPU_ONLY:
+            continue
         current, these = modify(current, ctx)
         if these:
             notes.append((name, these))

@@ -24,11 +24,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from hook import lease_store
-from hook import leases as leases_mod
 from hook.errors import ShimError
 from hook.request import DEVICE_LIST_ROOT, VISIBLE_DEVICES, DeviceRequest, device_token_kind
-from hook.selection import assign_profiles, profile_requests, select
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.modifiers import hook_injection
 
@@ -59,6 +56,10 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     request = ctx.request
     if request is None:
         return spec, []
+    from hook import lease_store
+    from hook import leases as leases_mod
+    from hook.selection import assign_profiles, profile_requests, select
+
     profiles = profile_requests(request)
     exclusive = bool(ctx.config.section("mig").get("exclusive_explicit", True))
     explicit = tuple(t for t in request.devices

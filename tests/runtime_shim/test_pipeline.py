@@ -1,0 +1,109 @@
+"""The pipeline table: GPU-only modifiers are skipped, and never imported, for a container that
+asks for no GPU; that skip must never change a result."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from hook.errors import ShimError
+from runtime_shim import pipeline
+from runtime_shim.testing import context
+
+CONFIGS = [
+    "",
+    "cgroup: {parent: ai-workload.slice}\npolicy: {default: guaranteed}\n",
+    "oom: {inherit: false}\npolicy: {default: burstable, unknown: ignore}\n",
+]
+
+SPECS: list[dict[str, Any]] = [
+    {"ociVersion": "1.0.2", "process": {"args": ["true"], "env": ["PATH=/bin"]}, "linux": {}},
+    {"ociVersion": "1.0.2", "process": {"args": ["true"], "oomScoreAdj": -999},
+     "annotations": {"ai.scheduling.policy": "guaranteed"},
+     "hooks": {"prestart": [{"path": "/usr/bin/nvidia-container-runtime-hook"}]},
+     "linux": {"cgroupsPath": "system.slice:docker:abc",
+               "resources": {"cpu": {"cpus": "0-1"}}}},
+    {"ociVersion": "1.0.2", "process": {"args": ["true"], "env": ["AI_SCHEDULING_POLICY=x"]},
+     "mounts": [{"destination": "/data", "source": "/d", "type": "bind"}],
+     "linux": {"cgroupsPath": "/kubepods/pod1/c1"}},
+]
+
+
+def modifier(name: str) -> pipeline.Modifier:
+    return dict(pipeline.ORDER)[name]
+
+
+@pytest.mark.parametrize("name", sorted(pipeline.GPU_ONLY))
+@pytest.mark.parametrize("config_text", CONFIGS)
+@pytest.mark.parametrize("index", range(len(SPECS)))
+def test_gpu_only_modifiers_return_their_input_without_a_request(name: str, config_text: str,
+                                                                 index: int) -> None:
+    """Skipping a GPU-only modifier for a non-GPU container changes nothing: it would have
+    returned the very same spec with no notes."""
+    spec = SPECS[index]
+    result, notes = modifier(name)(spec, context(config_text))
+    assert result is spec and notes == []
+
+
+def test_gpu_only_names_are_in_the_table() -> None:
+    """Every name the skip refers to is a modifier of the table."""
+    assert pipeline.GPU_ONLY.issubset(name for name, _ in pipeline.ORDER)
+
+
+def every_modifier(spec: dict[str, Any], config_text: str) -> object:
+    """The spec after every modifier of the table, or the error it raised."""
+    ctx = context(config_text)
+    try:
+        for _, modify in pipeline.ORDER:
+            spec, _ = modify(spec, ctx)
+    except ShimError as error:
+        return str(error)
+    return spec
+
+
+def with_skip(spec: dict[str, Any], config_text: str) -> object:
+    try:
+        return pipeline.run(spec, context(config_text)).spec
+    except ShimError as error:
+        return str(error)
+
+
+@pytest.mark.parametrize("config_text", CONFIGS)
+@pytest.mark.parametrize("index", range(len(SPECS)))
+def test_skip_gives_the_result_of_running_everything(config_text: str, index: int) -> None:
+    """The pipeline with the skip ends as the table run modifier by modifier (same spec, or
+    the same error)."""
+    assert with_skip(SPECS[index], config_text) == every_modifier(SPECS[index], config_text)
+
+
+@pytest.mark.parametrize("name", [name for name, _ in pipeline.ORDER])
+def test_lazy_entries_run_the_modules_apply(name: str) -> None:
+    """Each table entry imports its module and calls that module's apply."""
+    entry = modifier(name)
+    module = importlib.import_module(entry.__name__.rsplit(".", 1)[0])
+    spec = SPECS[0]
+    assert entry(spec, context()) == module.apply(spec, context())
+
+
+PROBE = """
+import json, sys
+from runtime_shim import pipeline
+from runtime_shim.testing import context
+pipeline.run(json.loads(sys.argv[1]), context("cgroup: {parent: ai-workload.slice}"))
+heavy = ("hook.selection", "hook.discovery", "hook.lease_store", "hook.leases", "pynvml",
+         "runtime_shim.modifiers.devices", "runtime_shim.modifiers.mig_lease",
+         "runtime_shim.modifiers.numa")
+print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+"""
+
+
+def test_non_gpu_container_imports_no_gpu_modules() -> None:
+    """A container without a GPU request loads none of discovery, selection or leases."""
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(SPECS[1])],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []
