@@ -36,11 +36,13 @@ class LoadedSpec:
 
 def reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``json`` object hook: a key given twice is an error, not last-one-wins."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ShimError("config.json", f"duplicate key {one_line(key, 80)!r}")
-        result[key] = value
+    result = dict(pairs)  # at C speed: this runs for every object of config.json
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ShimError("config.json", f"duplicate key {one_line(key, 80)!r}")
+            seen.add(key)
     return result
 
 

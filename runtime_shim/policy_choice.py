@@ -6,6 +6,7 @@ never define one.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any, Optional
 
@@ -23,6 +24,11 @@ def env_value(spec: Mapping[str, Any], name: str) -> Optional[str]:
     found: Optional[str] = None
     if isinstance(env, list):
         prefix = name + "="
+        try:  # the common answer, "not set", at C speed: four modifiers ask per create
+            if not any(map(str.startswith, env, itertools.repeat(prefix))):
+                return None
+        except TypeError:
+            pass  # a non-string entry: the loop below skips it
         for entry in env:
             if isinstance(entry, str) and entry.startswith(prefix):
                 found = entry[len(prefix):]
