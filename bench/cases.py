@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from workspace import NOOP, REPO, BundleDir, Workspace
 
@@ -31,13 +31,14 @@ class Pair:
 
 @dataclass(frozen=True)
 class Case:
-    """A table row: A/B per round, judged by the median ratio against ``target``."""
+    """A table row: A/B per round, judged by the median ratio against ``target`` (None: shown
+    for comparison only)."""
 
     key: str
     title: str
     a_label: str
     b_label: str
-    target: float
+    target: Optional[float]
     rounds: int
     quick_rounds: int
     prepare: Callable[[Workspace], Pair]
@@ -97,7 +98,8 @@ def with_noop_hook(spec: dict[str, Any], hook_path: str) -> dict[str, Any]:
 # -- rows -------------------------------------------------------------------------------------
 
 
-def passthrough_state(ws: Workspace) -> Pair:
+def state_pair(ws: Workspace, shim: Sequence[str]) -> Pair:
+    """``state`` of one created container: ``shim`` (argv prefix) against runc."""
     env = ws.env(ws.sim_config("t4"))
     bundle = ws.bundle(ws.base_spec(["/bin/sleep", "1000000"]))
     cid = ws.next_id("state")
@@ -107,8 +109,22 @@ def passthrough_state(ws: Workspace) -> Pair:
         subprocess.run(ws.runc("delete", "--force", cid), capture_output=True, check=False)
         bundle.remove()
 
-    return Pair(a=lambda: ws.timed(ws.shim("state", cid), env),
+    return Pair(a=lambda: ws.timed([*shim, "--root", str(ws.state_root), "state", cid], env),
                 b=lambda: ws.timed(ws.runc("state", cid), env), close=close)
+
+
+def passthrough_state(ws: Workspace) -> Pair:
+    pair = state_pair(ws, [ws.runtime])
+    pair.a()  # the first call reaches Python, which writes the fast-path entry
+    if not (ws.fastpath_dir / "named").is_file():
+        pair.close()
+        raise RuntimeError("no fast-path entry after a call: the launcher would start Python")
+    return pair
+
+
+def passthrough_state_python(ws: Workspace) -> Pair:
+    """The same call when the launcher cannot use its fast path (no entry can be written)."""
+    return state_pair(ws, [ws.runtime_without_fast_path])
 
 
 def nongpu_run(ws: Workspace) -> Pair:
@@ -211,6 +227,8 @@ def hook_rss(ws: Workspace) -> int:
 CASES: tuple[Case, ...] = (
     Case("state", "pass-through: `state ID`", "gpu-container-runtime", "runc", 1.6, 150, 40,
          passthrough_state),
+    Case("state-python", "pass-through without the fast path (Python)",
+         "gpu-container-runtime", "runc", None, 40, 12, passthrough_state_python),
     Case("run", "non-GPU start: `run` busybox /bin/true", "gpu-container-runtime", "runc", 1.4,
          40, 12, nongpu_run),
     Case("gpu", "GPU start, simulated t4, 1 GPU", "shim + hook",

@@ -52,11 +52,15 @@ def measure_pair(ws: Workspace, case: Case, rounds: int) -> stats.Summary:
 
 
 def pair_row(case: Case, summary: stats.Summary) -> list[str]:
-    met = summary.ratio_median <= case.target
+    if case.target is None:
+        target, met = "-", "-"
+    else:
+        target = f"≤ {case.target:g}"
+        met = "yes" if summary.ratio_median <= case.target else "**no**"
     return [case.title, case.a_label, case.b_label, stats.ms(summary.a_median),
             stats.ms(summary.b_median), f"{summary.ratio_median:.2f}",
-            f"{summary.ratio_min:.2f}-{summary.ratio_max:.2f}", str(summary.rounds),
-            f"≤ {case.target:g}", "yes" if met else "**no**"]
+            f"{summary.ratio_min:.2f}-{summary.ratio_max:.2f}", str(summary.rounds), target,
+            met]
 
 
 def memory_row(case: MemoryCase, peak: int, runs: int) -> list[str]:

@@ -73,6 +73,11 @@ class Workspace:
         return str(self.bin / "gpu-container-runtime")
 
     @property
+    def runtime_without_fast_path(self) -> str:
+        """The launcher with a state directory that cannot exist: every call starts Python."""
+        return str(self.bin / "gpu-container-runtime-python")
+
+    @property
     def hook(self) -> str:
         return str(self.bin / "gpu-container-hook")
 
@@ -95,6 +100,8 @@ class Workspace:
             sub.mkdir(parents=True, exist_ok=True)
         launcher.install("runtime", self.runtime, self.python,
                          state_dir=str(self.fastpath_dir))
+        launcher.install("runtime", self.runtime_without_fast_path, self.python,
+                         state_dir="/dev/null/fastpath")
         launcher.install("hook", self.hook, self.python)
         containers.build_busybox_image(self.image)
 
