@@ -131,7 +131,10 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] =
     """Replace ``path`` with ``data`` atomically, keeping mode and owner; ``before_replace`` runs
     once the complete temp file is on disk (tests stop the process there)."""
     directory = os.path.dirname(path) or "."
-    fd, temp = create_temp(directory, "." + os.path.basename(path) + ".")
+    try:
+        fd, temp = create_temp(directory, "." + os.path.basename(path) + ".")
+    except OSError as exc:  # ENOSPC for the inode, EROFS, EACCES: nothing was written yet
+        raise ShimError("config.json", f"writing {path}: {exc.strerror or exc}") from None
     try:
         try:
             os.fchmod(fd, mode)
@@ -151,11 +154,14 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] =
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise ShimError("config.json", f"writing {path}: {exc.strerror or exc}") from None
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:  # the new file is in place; whether it survives a crash is not known
+        raise ShimError("config.json", f"syncing {directory}: {exc.strerror or exc}") from None
 
 
 def write_spec(loaded: LoadedSpec, spec: dict[str, Any],
