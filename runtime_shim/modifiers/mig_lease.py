@@ -32,6 +32,9 @@ from runtime_shim.modifiers import hook_injection
 EXPLICIT_KINDS = frozenset({"mig-uuid", "mig-index"})
 """Token shapes that name one MIG device directly."""
 
+PROFILE_KINDS = frozenset({"mig-profile", "gpu-mig-profile"})
+"""Token shapes selection.parse_profile turns into a profile request (and no others)."""
+
 DEFAULT_STATE_ROOTS = {"runc": "/run/runc", "crun": "/run/crun"}
 """Where runc and crun keep container state when run as root without ``--root``."""
 
@@ -56,14 +59,16 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     request = ctx.request
     if request is None:
         return spec, []
+    exclusive = bool(ctx.config.section("mig").get("exclusive_explicit", True))
+    explicit = tuple(t for t in request.devices
+                     if exclusive and device_token_kind(t) in EXPLICIT_KINDS)
+    if not explicit and not any(device_token_kind(t) in PROFILE_KINDS for t in request.devices):
+        return spec, []  # before importing the lease store: most GPU containers end here
     from hook import lease_store
     from hook import leases as leases_mod
     from hook.selection import assign_profiles, profile_requests, select
 
     profiles = profile_requests(request)
-    exclusive = bool(ctx.config.section("mig").get("exclusive_explicit", True))
-    explicit = tuple(t for t in request.devices
-                     if exclusive and device_token_kind(t) in EXPLICIT_KINDS)
     if not profiles and not explicit:
         return spec, []
     if not ctx.container_id:

@@ -107,3 +107,41 @@ def test_non_gpu_container_imports_no_gpu_modules() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(SPECS[1])],
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == []
+
+
+TOKENS = ["0", "12", "GPU-6d4038db-c6de-43eb-9d7d-ecf72e1e7f91", "0000:3b:00.0",
+          "MIG-6d4038db-c6de-43eb-9d7d-ecf72e1e7f91", "0:1", "mig-1g.10gb", "MIG-3g.40GB",
+          "0.mig-1g.10gb", "GPU-6d4038db-c6de-43eb-9d7d-ecf72e1e7f91.mig-2g.20gb",
+          "mig-", "mig-1g", "all", "none", "x.mig-1g.10gb", "0.mig-", "MIG-GPU-ab/0/1"]
+
+
+@pytest.mark.parametrize("token", TOKENS)
+def test_profile_kinds_are_what_selection_parses_as_profiles(token: str) -> None:
+    """mig_lease's early exit looks at token kinds; they name exactly the profile tokens."""
+    from hook.request import device_token_kind
+    from hook.selection import parse_profile
+    from runtime_shim.modifiers import mig_lease
+
+    assert (device_token_kind(token) in mig_lease.PROFILE_KINDS) == \
+        (parse_profile(token) is not None)
+
+
+LEASE_PROBE = """
+import json, sys
+from hook.request import DeviceRequest
+from runtime_shim import pipeline
+from runtime_shim.testing import context
+request = DeviceRequest(devices=("0",), capabilities=frozenset({"utility"}))
+ctx = context("", request=request)
+ctx.discover = lambda: (_ for _ in ()).throw(SystemExit("no discovery in this probe"))
+spec, notes = dict(pipeline.ORDER)["mig-lease"](json.loads(sys.argv[1]), ctx)
+print(json.dumps([notes, sorted(m for m in ("hook.lease_store", "hook.leases")
+                                if m in sys.modules)]))
+"""
+
+
+def test_gpu_request_without_mig_tokens_skips_the_lease_store() -> None:
+    """A GPU container naming no MIG device leaves mig-lease before it loads the lease store."""
+    done = subprocess.run([sys.executable, "-c", LEASE_PROBE, json.dumps(SPECS[0])],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == [[], []]
