@@ -198,7 +198,8 @@ def concurrency(ws: Workspace) -> Pair:
 
 def shim_gpu_create_rss(ws: Workspace) -> int:
     """The shim's create path for a GPU container; the low-level runtime is /bin/true, so the
-    high-water mark is the shim's own Python process, not runc's."""
+    high-water mark is the shim's own Python process, not runc's. Each run gets a new config
+    file, so it also parses YAML and validates the schema: the worst case."""
     env = ws.env(ws.sim_config("t4", runtimes=[NOOP]))
     bundle = ws.bundle(ws.base_spec(env=[GPU0]))
     try:
@@ -242,6 +243,7 @@ CASES: tuple[Case, ...] = (
 )
 
 MEMORY: tuple[MemoryCase, ...] = (
-    MemoryCase("rss-shim", "peak RSS: shim, GPU create", 40 * MIB, 5, shim_gpu_create_rss),
+    MemoryCase("rss-shim", "peak RSS: shim, GPU create, config just changed (YAML + schema)",
+               40 * MIB, 5, shim_gpu_create_rss),
     MemoryCase("rss-hook", "peak RSS: hook, GPU start", 40 * MIB, 5, hook_rss),
 )
