@@ -1,40 +1,76 @@
-"""Read the bundle the runtime names in the state: its config.json and the rootfs it points at.
+"""The one reader of a bundle's config.json (the shim and the hook both use it), and the rootfs
+it points at.
 
-Read-only and bounded: the hook never writes the bundle (the shim did that before the runtime
-started), and config.json is as untrusted as the image that shaped it.
+Read-only and bounded: config.json is as untrusted as the image that shaped it. The shim's atomic
+writer is runtime_shim/bundle.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from hook import strict_json
 from hook.errors import ShimError, one_line
 
 STAGE = "config.json"
-LIMIT = 16 << 20
-"""config.json carries env and mounts; megabytes are already absurd, 16 MiB is a hard stop."""
+MAX_SPEC_BYTES = 16 * 1024 * 1024
+"""Largest config.json we accept; real ones are kilobytes, so more is an attack or a bug."""
 
 
-def read_spec(bundle: str, limit: int = LIMIT) -> dict[str, Any]:
-    """The parsed ``<bundle>/config.json``; raise ShimError ``config.json: …``."""
+@dataclass(frozen=True)
+class SpecFile:
+    """A parsed config.json with the stat of the file it came from (mode/owner for a rewrite)."""
+
+    path: str
+    spec: dict[str, Any]
+    mode: int
+    uid: int
+    gid: int
+
+
+def parse_spec(data: bytes, path: str = "config.json") -> dict[str, Any]:
+    """Parse config.json bytes into a dict, unknown fields preserved, JSON read as runc reads it
+    (hook.strict_json)."""
+    try:
+        spec = strict_json.loads(data)
+    except strict_json.StrictJsonError as exc:
+        raise ShimError(STAGE, f"{path}: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ShimError(STAGE, f"{path}: expected a JSON object, got {type(spec).__name__}")
+    return spec
+
+
+def load_spec_file(bundle: str, limit: int = MAX_SPEC_BYTES) -> SpecFile:
+    """Read ``<bundle>/config.json``: no symlink followed, a regular file only (O_NONBLOCK, so a
+    FIFO in its place cannot hang the engine's create or the hook), at most ``limit`` bytes."""
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as stream:
-            data = stream.read(limit + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise ShimError(STAGE, one_line(f"{path}: {exc.strerror or exc}")) from None
-    if len(data) > limit:
-        raise ShimError(STAGE, f"{path}: larger than {limit} bytes")
     try:
-        spec = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise ShimError(STAGE, one_line(f"{path}: invalid JSON: {exc}", 300)) from None
-    if not isinstance(spec, dict):
-        raise ShimError(STAGE, f"{path}: expected an object, got {type(spec).__name__}")
-    return spec
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ShimError(STAGE, f"{path}: not a regular file")
+        if info.st_size > limit:
+            raise ShimError(STAGE, f"{path}: {info.st_size} bytes exceeds the {limit} byte limit")
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ShimError(STAGE, f"{path}: exceeds the {limit} byte limit")
+    return SpecFile(path=path, spec=parse_spec(data, path), mode=info.st_mode & 0o7777,
+                    uid=info.st_uid, gid=info.st_gid)
+
+
+def read_spec(bundle: str, limit: int = MAX_SPEC_BYTES) -> dict[str, Any]:
+    """The parsed ``<bundle>/config.json``; raise ShimError ``config.json: …``."""
+    return load_spec_file(bundle, limit).spec
 
 
 def rootfs_path(spec: Mapping[str, Any], bundle: str) -> str:

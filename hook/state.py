@@ -8,11 +8,11 @@ and validated against ``schemas/state.schema.json``. Every problem is reported a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
+from hook import strict_json
 from hook.errors import ShimError, one_line
 
 if TYPE_CHECKING:
@@ -26,10 +26,6 @@ DEFAULT_LIMIT = 1 << 20
 _validator: Optional[Validator] = None
 
 
-class _DuplicateKey(ValueError):
-    """Raised from inside json.loads to stop at the first duplicate key."""
-
-
 @dataclass(frozen=True)
 class State:
     """The validated container state; ``pid`` is None when the runtime left it out
@@ -41,19 +37,6 @@ class State:
     bundle: str
     pid: Optional[int] = None
     annotations: Mapping[str, str] = field(default_factory=dict)
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-def _constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def validator() -> Validator:
@@ -94,14 +77,9 @@ def parse_state(data: Union[bytes, str]) -> State:
     if not data.strip():
         raise ShimError(STAGE, "empty input; expected the container state JSON on stdin")
     try:
-        document = json.loads(data, object_pairs_hook=_pairs, parse_constant=_constant)
-    except _DuplicateKey as exc:
-        raise ShimError(STAGE, f"duplicate key {one_line(repr(str(exc)), 80)}") from None
-    except json.JSONDecodeError as exc:
-        raise ShimError(STAGE, f"invalid JSON: {exc.msg} at line {exc.lineno} column "
-                               f"{exc.colno}") from None
-    except (ValueError, RecursionError) as exc:
-        raise ShimError(STAGE, f"invalid JSON: {one_line(str(exc), 200)}") from None
+        document = strict_json.loads(data)
+    except strict_json.StrictJsonError as exc:
+        raise ShimError(STAGE, str(exc)) from None
     found = problems(document)
     if found:
         raise ShimError(STAGE, "; ".join(found[:20]))

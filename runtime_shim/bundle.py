@@ -1,4 +1,5 @@
-"""The one place that reads and writes a bundle's config.json.
+"""The one place that writes a bundle's config.json (reading is hook/bundle.py's, shared with the
+hook).
 
 Reads are size-bounded and reject duplicate keys (an attacker-controlled spec must not mean one
 thing to us and another to runc). Writes are atomic: temp file in the bundle directory with the
@@ -10,95 +11,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
-import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Optional
 
+from hook.bundle import MAX_SPEC_BYTES, SpecFile, load_spec_file, parse_spec
 from hook.errors import ShimError, one_line
 
-MAX_SPEC_BYTES = 16 * 1024 * 1024
-"""Largest config.json we accept; real ones are kilobytes, so more is an attack or a bug."""
+__all__ = ["MAX_SPEC_BYTES", "LoadedSpec", "load_spec", "parse_spec", "serialise", "write_atomic",
+           "write_spec"]
 
-
-@dataclass(frozen=True)
-class LoadedSpec:
-    """A parsed config.json with the stat of the file it came from (for mode/owner on write)."""
-
-    path: str
-    spec: dict[str, Any]
-    mode: int
-    uid: int
-    gid: int
-
-
-def reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json`` object hook: a key given twice is an error, not last-one-wins."""
-    result = dict(pairs)  # at C speed: this runs for every object of config.json
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ShimError("config.json", f"duplicate key {one_line(key, 80)!r}")
-            seen.add(key)
-    return result
-
-
-def reject_constant(name: str) -> Any:
-    """``json`` hook for NaN and Infinity: Python accepts them, runc's JSON parser does not."""
-    raise ShimError("config.json", f"{name} is not a JSON number")
-
-
-def finite_float(text: str) -> float:
-    """``json`` hook for numbers: one that overflows to infinity would be written back as
-    ``Infinity``, which runc cannot read."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ShimError("config.json", f"number {one_line(text, 40)} is out of range")
-    return value
-
-
-def parse_spec(data: bytes, path: str = "config.json") -> dict[str, Any]:
-    """Parse config.json bytes into a dict, unknown fields preserved."""
-    try:
-        spec = json.loads(data, object_pairs_hook=reject_duplicates,
-                          parse_constant=reject_constant, parse_float=finite_float)
-    except RecursionError:
-        raise ShimError("config.json", f"{path}: nested too deeply") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        if isinstance(exc, ShimError):
-            raise
-        raise ShimError("config.json", f"{path}: invalid JSON: {one_line(str(exc), 200)}") from None
-    if not isinstance(spec, dict):
-        raise ShimError("config.json", f"{path}: expected a JSON object, got {type(spec).__name__}")
-    return spec
+LoadedSpec = SpecFile
+"""What ``load_spec`` returns: the parsed spec and the stat the rewrite keeps."""
 
 
 def load_spec(bundle: str) -> LoadedSpec:
-    """Read ``bundle/config.json``."""
-    path = os.path.join(bundle, "config.json")
-    try:
-        # O_NONBLOCK: a FIFO in its place must not hang the engine's create (checked below).
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise ShimError("config.json", f"{path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ShimError("config.json", f"{path}: not a regular file")
-        if info.st_size > MAX_SPEC_BYTES:
-            raise ShimError("config.json", f"{path}: {info.st_size} bytes exceeds the "
-                                           f"{MAX_SPEC_BYTES} byte limit")
-        with os.fdopen(fd, "rb", closefd=False) as stream:
-            data = stream.read(MAX_SPEC_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_SPEC_BYTES:
-        raise ShimError("config.json", f"{path}: exceeds the {MAX_SPEC_BYTES} byte limit")
-    return LoadedSpec(path=path, spec=parse_spec(data, path), mode=info.st_mode & 0o7777,
-                      uid=info.st_uid, gid=info.st_gid)
+    """Read ``bundle/config.json`` with the hook's reader (one loader for both)."""
+    return load_spec_file(bundle)
 
 
 def serialise(spec: dict[str, Any]) -> bytes:

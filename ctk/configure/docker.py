@@ -12,7 +12,8 @@ import re
 from typing import Any, Optional, Union
 
 from ctk.configure import Engine, Settings, Texts
-from hook.errors import ShimError, one_line
+from hook import strict_json
+from hook.errors import ShimError
 
 DEFAULT_CONFIG = "/etc/docker/daemon.json"
 
@@ -71,21 +72,11 @@ def parse(text: Optional[str], path: str) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
 
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in seen:
-                # dockerd refuses such a file; rewriting it would silently pick one value.
-                raise ShimError("docker", f"{path}: duplicate key {one_line(repr(key), 80)}")
-            seen[key] = value
-        return seen
-
     try:
-        document = json.loads(text, object_pairs_hook=unique)
-    except ValueError as exc:
-        where = (f"line {exc.lineno} column {exc.colno}: {exc.msg}"
-                 if isinstance(exc, json.JSONDecodeError) else str(exc))
-        raise ShimError("docker", f"{path}: {where}") from None
+        document = strict_json.loads(text)
+    except strict_json.StrictJsonError as exc:
+        # dockerd refuses such a file too; rewriting it would silently pick one meaning.
+        raise ShimError("docker", f"{path}: {exc}") from None
     if not isinstance(document, dict):
         raise ShimError("docker", f"{path}: must hold a JSON object, not "
                                   f"{type(document).__name__}")

@@ -112,7 +112,7 @@ def test_docker_unconfigure_without_a_backup_removes_only_ours() -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ('{"debug": true, "debug": false}', "duplicate key 'debug'"),
-    ('{"debug": tru}', "line 1 column 11: Expecting value"),
+    ('{"debug": tru}', "invalid JSON: Expecting value: line 1 column 11"),
     ("[1, 2]", "must hold a JSON object, not list"),
     ('{"runtimes": []}', "runtimes must be an object, not list"),
 ])

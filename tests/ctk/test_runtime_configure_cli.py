@@ -149,6 +149,8 @@ def test_invalid_daemon_json_is_left_untouched(tmp_path: Path,
     config = tmp_path / "daemon.json"
     config.write_text('{"debug": true,}')
     assert cli("configure", *engine_args("docker", config)) == 1
-    assert capsys.readouterr().err.startswith(f"gpu-ctk: docker: {config}: line 1 column 16")
+    assert capsys.readouterr().err.startswith(
+        f"gpu-ctk: docker: {config}: invalid JSON: Expecting property name enclosed in double "
+        "quotes: line 1 column 16")
     assert config.read_text() == '{"debug": true,}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["daemon.json"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hook.bundle import load_spec_file
 from hook.errors import ShimError
 from runtime_shim import bundle
 
@@ -39,12 +40,11 @@ def test_load_rejects_bad_input_with_one_line(tmp_path: Path, data: bytes, fragm
     assert "\n" not in str(info.value)
 
 
-def test_load_rejects_oversized_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_rejects_oversized_file(tmp_path: Path) -> None:
     """A config.json over the size limit is refused before parsing."""
-    monkeypatch.setattr(bundle, "MAX_SPEC_BYTES", 10)
     write(tmp_path, b'{"aaaaaaaaaaaa":1}')
     with pytest.raises(ShimError, match="byte limit"):
-        bundle.load_spec(str(tmp_path))
+        load_spec_file(str(tmp_path), limit=10)
 
 
 def test_load_refuses_symlinked_config(tmp_path: Path) -> None:
