@@ -24,20 +24,50 @@ from typing import Optional
 from hook import config as config_mod
 
 STATE_DIR = "/run/gpu-container-shim/fastpath"
-MAGIC = "gpu-container-shim fastpath 2"
+MAGIC = "gpu-container-shim fastpath 3"
 ABSENT = "absent"
 
 
-def entry_text(path: str, how: str, lease_dir: str, runtimes: Sequence[str]) -> Optional[str]:
+CREATE_TRIGGERS = (
+    "nvidia_visible_devices",    # the env request (hook.request)
+    "nvidia-container-devices",  # the volume-mount request
+    "cuda_version",              # a legacy CUDA image without a request means `all`
+    "ai.scheduling.policy",      # the policy annotation (runtime_shim.policy_choice)
+    "ai_scheduling_policy",      # the policy env var
+    "oomscoreadj",               # an explicit value, which the oom modifier may clamp
+    "\\u",                       # a JSON escape could spell any of the above
+)
+"""Lowercase substrings of config.json that may make a modifier act on a container. The launcher
+execs runc for a create/run whose config.json contains none of them (compared without regard to
+case, as Go's JSON decoder matches keys), so every modifier must stay a no-op for such a spec;
+tests/runtime_shim/test_launcher_create.py checks that against the pipeline."""
+
+
+def create_fast(config: config_mod.Config) -> bool:
+    """Whether this configuration leaves a spec without CREATE_TRIGGERS untouched: only a
+    cgroup parent applies to every container."""
+    return not config.section("cgroup")["parent"]
+
+
+def entry_text(path: str, how: str, lease_dir: str, runtimes: Sequence[str],
+               fast_create: bool = False, log_file: str = "") -> Optional[str]:
     """The entry's lines; None when a value cannot be one line (the launcher reads lines).
 
     ``lease_dir`` is there because ``delete`` of a container holding MIG leases is not a
     pass-through (runtime_shim.main.delete_releasing): the launcher checks for the lease file.
+    ``fast_create`` lets the launcher hand untouched creates to runc (CREATE_TRIGGERS), writing
+    their line to ``log_file`` itself.
     """
-    values = (path, how, lease_dir, *runtimes)
+    values = (path, how, lease_dir, log_file, *runtimes)
     if any("\n" in value or "\r" in value for value in values) or "end" in runtimes:
         return None
-    return "\n".join([MAGIC, path, how, "lease-dir " + lease_dir, *runtimes, "end"]) + "\n"
+    return "\n".join([MAGIC, path, how, "lease-dir " + lease_dir,
+                      "create-fast " + ("yes" if fast_create else "no"), "log " + log_file,
+                      *runtimes, "end"]) + "\n"
+
+
+def log_file(config: config_mod.Config) -> str:
+    return str(config.section("log")["file"])
 
 
 def slot_name(environ: Mapping[str, str]) -> str:
@@ -84,7 +114,8 @@ def wanted(config: config_mod.Config, environ: Mapping[str, str],
     if config.source == "<defaults>":
         if named or os.path.lexists(path):
             return None
-        text = entry_text(path, ABSENT, lease_dir(config), config.runtimes)
+        text = entry_text(path, ABSENT, lease_dir(config), config.runtimes,
+                          create_fast(config), log_file(config))
         return (text, None) if text is not None else None
     data = read_bytes(path)
     if data is None:
@@ -94,7 +125,7 @@ def wanted(config: config_mod.Config, environ: Mapping[str, str],
     if validated is None:
         return None
     text = entry_text(path, "copy " + copy_name(digest), lease_dir(validated),
-                      validated.runtimes)
+                      validated.runtimes, create_fast(validated), log_file(validated))
     return (text, data) if text is not None else None
 
 

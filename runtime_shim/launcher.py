@@ -60,6 +60,7 @@ def render_runtime(python: str, paths: Sequence[str], state_dir: str = fastpath.
         text = stream.read()
     text = set_line(text, "PYTHON", python)
     text = set_line(text, "PYCODE", entry_code(paths, MODULES["runtime"], state_dir))
+    text = set_line(text, "TRIGGERS", "|".join(fastpath.CREATE_TRIGGERS))
     return set_line(text, "STATE", state_dir)
 
 

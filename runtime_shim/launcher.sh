@@ -13,6 +13,7 @@
 PYTHON=/usr/bin/python3
 PYCODE='import site,sys;site.main();from runtime_shim.main import main;sys.exit(main())'
 STATE=/run/gpu-container-shim/fastpath
+TRIGGERS='nvidia_visible_devices|nvidia-container-devices|cuda_version|ai.scheduling.policy|ai_scheduling_policy|oomscoreadj|\u'
 CMP='/usr/bin/cmp /bin/cmp'
 
 # Whatever PATH this shell searches is the one both paths use (dash and bash give an unset PATH
@@ -53,33 +54,38 @@ for arg do
         --root|--log|--log-format|--criu|--rootless) scan=value ;;
     esac
 done
-case $command in
-    create|run) slow "$@" ;;
-esac
 
-# The container id among the words after the command, as argv.command_operands finds it.
-container_id() {
+# The bundle and the container id among the words after the command, as
+# argv.command_operands finds them.
+operands() {
     skip=$n
     cid=
     have=
-    operands=
+    bundle=
     want=
+    only=
     for arg do
         if [ "$skip" -gt 0 ]; then skip=$((skip - 1)); continue; fi
-        if [ -n "$want" ]; then want=; continue; fi
-        if [ -z "$operands" ]; then
+        if [ -n "$want" ]; then
+            [ "$want" = bundle ] && bundle=$arg
+            want=
+            continue
+        fi
+        if [ -z "$only" ]; then
             case $arg in
-                --) operands=1; continue ;;
+                --) only=1; continue ;;
                 -) ;;
-                -*=*) continue ;;
                 -*)
-                    case $arg in
-                        --*) name=$arg ;;
-                        -??*) name=-$arg ;;
-                        *) name=$arg ;;
+                    name=${arg%%=*}
+                    case $name in
+                        --*) ;;
+                        -??*) name=-$name ;;
                     esac
                     case $name in
-                        --bundle|-b|--console-socket|--pid-file|--preserve-fds) want=1 ;;
+                        --bundle|-b)
+                            case $arg in *=*) bundle=${arg#*=} ;; *) want=bundle ;; esac ;;
+                        --console-socket|--pid-file|--preserve-fds)
+                            case $arg in *=*) ;; *) want=value ;; esac ;;
                     esac
                     continue ;;
             esac
@@ -100,15 +106,23 @@ runtimes() {
     complete=
     {
         IFS= read -r magic && IFS= read -r path && IFS= read -r how &&
-            IFS= read -r leases || return 1
+            IFS= read -r leases && IFS= read -r create && IFS= read -r log || return 1
         while IFS= read -r name; do
             if [ "$name" = end ]; then complete=1; break; fi
             list=$list$name$nl
         done
     } 2>/dev/null <"$entry" || return 1
-    [ "$magic" = "gpu-container-shim fastpath 2" ] && [ -n "$complete" ] || return 1
+    [ "$magic" = "gpu-container-shim fastpath 3" ] && [ -n "$complete" ] || return 1
     case $leases in
         "lease-dir "*) lease_dir=${leases#lease-dir } ;;
+        *) return 1 ;;
+    esac
+    case $create in
+        "create-fast "*) create_fast=${create#create-fast } ;;
+        *) return 1 ;;
+    esac
+    case $log in
+        "log "*) log_file=${log#log } ;;
         *) return 1 ;;
     esac
     case $slot:$how in
@@ -165,15 +179,78 @@ find_runtime() {
 # delete of a container holding MIG leases: Python runs the runtime, then releases them.
 holds_leases() {
     [ "$command" = delete ] && [ -n "$lease_dir" ] || return 1
-    container_id "$@"
+    operands "$@"
     case $cid in
         ''|*/*|.|..) return 1 ;;
     esac
     [ -e "$lease_dir/$cid.json" ]
 }
 
+# create/run of a container that no modifier would touch: config.json names none of the
+# TRIGGERS (matched without regard to case, as Go's JSON decoder matches keys; a \u escape could
+# hide one, so it is a trigger too) and the configuration changes no such container (the
+# entry's create-fast line: no cgroup.parent). The image's /dev must not be a symlink
+# (runtime_shim/rootfs_guard.py), so root.path must be readable without a JSON parser: exactly
+# one "root" key whose first member is "path", a value without escapes. Anything else, and any
+# failure, goes to Python. Sets $stamp, $bundle_dir and $rootfs (names no other function uses:
+# sh has no local variables).
+untouched_create() {
+    [ "$create_fast" = yes ] || return 1
+    operands "$@"
+    bundle_dir=${bundle:-$PWD}
+    case $bundle_dir in
+        /*) ;;
+        *) bundle_dir=$PWD/$bundle_dir ;;
+    esac
+    spec=$bundle_dir/config.json
+    [ -f "$spec" ] && [ ! -L "$spec" ] || return 1
+    case $cid$bundle_dir in
+        *[!A-Za-z0-9_./:@+,-]*) return 1 ;;  # our log line would need quoting: Python writes it
+    esac
+    # ENVIRON, not -v: awk would read the backslash of \u in a -v value as an escape.
+    found_root=$(TRIGGERS=$TRIGGERS awk '
+        BEGIN { n = split(ENVIRON["TRIGGERS"], t, "|") }
+        {
+            low = tolower($0)
+            for (i = 1; i <= n; i++) if (index(low, t[i])) { hit = 1; exit 3 }
+            text = text $0 " "
+        }
+        END {
+            if (hit) exit 3  # exit in a rule still runs END
+            low = tolower(text)
+            count = 0
+            rest = low
+            while (match(rest, /"root"[ \t\r]*:/)) { count++; rest = substr(rest, RSTART + RLENGTH) }
+            if (count != 1) exit 3
+            if (!match(text, /"root"[ \t\r]*:[ \t\r]*[{][ \t\r]*"path"[ \t\r]*:[ \t\r]*"[^"\\]*"/)) exit 3
+            value = substr(text, RSTART, RLENGTH - 1)
+            sub(/.*"/, "", value)
+            if (value == "") exit 3
+            print strftime("%Y-%m-%dT%H:%M:%SZ", systime(), 1)
+            print value
+        }' "$spec" 2>/dev/null) || return 1
+    stamp=${found_root%%"$nl"*}
+    rootfs=${found_root#*"$nl"}
+    case $rootfs in
+        /*) ;;
+        *) rootfs=$bundle_dir/$rootfs ;;
+    esac
+    [ ! -L "$rootfs/dev" ]
+}
+
 nl='
 '
+case $command in
+    create|run)
+        if runtimes && untouched_create "$@" && find_runtime; then
+            if [ -n "$log_file" ]; then
+                printf 'time=%s level=info cmd=%s id=%s bundle=%s gpu=no written=no changes=none path=fast\n' \
+                    "$stamp" "$command" "$cid" "$bundle_dir" >>"$log_file" 2>/dev/null || :
+            fi
+            exec "$found" "$@"
+        fi
+        slow "$@" ;;
+esac
 if runtimes && ! holds_leases "$@" && find_runtime; then
     exec "$found" "$@"
 fi

@@ -21,11 +21,22 @@ RUNTIME_WRITTEN = ("dev",)
 """Top-level image paths the runtime writes below by plain path joins."""
 
 
+def go_field(mapping: Mapping[str, Any], name: str) -> Any:
+    """The value runc's Go JSON decoder puts in field ``name``: keys match it without regard to
+    case, and of several matching keys the last one wins. An image could otherwise hide its
+    root from us as ``"Root"``."""
+    found = None
+    for key, value in mapping.items():
+        if key.lower() == name:
+            found = value
+    return found
+
+
 def rootfs_of(spec: Mapping[str, Any], bundle: str) -> str:
     """The rootfs host path as runc resolves it, or "" when config.json names none usable
     (the runtime reports that itself)."""
-    root = spec.get("root")
-    path = root.get("path") if isinstance(root, Mapping) else None
+    root = go_field(spec, "root")
+    path = go_field(root, "path") if isinstance(root, Mapping) else None
     if not isinstance(path, str) or not path or "\x00" in path:
         return ""
     return os.path.join(bundle, path)

@@ -31,7 +31,8 @@ def test_entry_binds_the_validated_bytes_to_their_runtimes(tmp_path: Path,
     assert load_and_remember(config, dirs)
     lines = (dirs[0] / "named").read_text().split("\n")
     assert lines[0] == fastpath.MAGIC and lines[1] == str(config)
-    assert lines[3:] == ["lease-dir " + config_mod.DEFAULTS["mig"]["lease_dir"], "crun",
+    assert lines[3:] == ["lease-dir " + config_mod.DEFAULTS["mig"]["lease_dir"],
+                         "create-fast yes", "log " + config_mod.DEFAULTS["log"]["file"], "crun",
                          "/opt/runc", "end", ""]
     assert (dirs[0] / lines[2].split(" ", 1)[1]).read_bytes() == config.read_bytes()
 
@@ -77,7 +78,7 @@ def test_absent_default_config_is_recorded_as_absent(tmp_path: Path) -> None:
                              cache_dir=str(tmp_path / "cache"))
     lines = (state / "default").read_text().split("\n")
     assert lines[1:3] == [config_mod.DEFAULT_PATH, fastpath.ABSENT]
-    assert lines[4:-2] == list(config_mod.DEFAULTS["runtimes"])
+    assert lines[6:-2] == list(config_mod.DEFAULTS["runtimes"])
 
 
 @pytest.mark.parametrize(("lease_dir", "runtimes"), [("/l", ["run\nc"]), ("/l", ["end"]),

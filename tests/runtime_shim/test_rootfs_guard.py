@@ -49,3 +49,16 @@ def test_an_absolute_root_path_is_checked(tmp_path: Path) -> None:
 def test_unusable_root_is_left_to_the_runtime(tmp_path: Path, spec: dict[str, Any]) -> None:
     """A config.json without a usable root.path passes: runc reports that itself."""
     check(spec, str(tmp_path))
+
+
+@pytest.mark.parametrize("spec", [
+    {"Root": {"Path": "rootfs"}},
+    {"root": {"path": "elsewhere"}, "ROOT": {"path": "rootfs"}},
+])
+def test_root_keys_are_matched_as_runc_decodes_them(tmp_path: Path, spec: dict[str, Any]) -> None:
+    """runc's Go decoder matches keys without regard to case, the last one winning: the guard
+    reads the same root, so a differently cased key cannot hide a symlinked /dev."""
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "rootfs" / "dev").symlink_to("/tmp")
+    with pytest.raises(ShimError, match="symlink"):
+        check(spec, str(tmp_path))
