@@ -206,7 +206,9 @@ def mount_tokens(spec: Mapping[str, Any]) -> list[str]:
             raise ShimError(SPEC_STAGE, f"mounts[{i}].source: expected a string")
         if not isinstance(destination, str):
             raise ShimError(SPEC_STAGE, f"mounts[{i}].destination: expected a string")
-        if source is None or _clean(source) != "/dev/null":
+        # Cleaning never adds characters: a source without "null" cannot clean to /dev/null, and
+        # skipping the cleaning keeps a 5 000-mount spec cheap.
+        if source is None or "null" not in source or _clean(source) != "/dev/null":
             continue
         destination = _clean(destination)
         if destination in seen or not destination.startswith(DEVICE_LIST_ROOT + "/"):
