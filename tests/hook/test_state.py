@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hook import state as state_mod
 from hook.errors import ShimError
-from hook.state import State, load_state, parse_state, problems
+from hook.state import State, load_state, parse_state, plainly_valid, problems
 
 OCI_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "oci-runtime-spec-v1.2.1"
 
@@ -249,3 +250,62 @@ def test_parse_raises_only_state_errors(data: bytes) -> None:
         assert exc.stage == "state" and "\n" not in str(exc)
     else:
         assert isinstance(result, State) and (result.pid is None or result.pid >= 1)
+
+
+# --- the jsonschema-free fast path ------------------------------------------------------------
+
+FIELD_VALUES: dict[str, list[Any]] = {
+    # per field: values at and around the schema's limits (valid ones first) and wrong types
+    "ociVersion": ["1.2.0", "x" * 64, "x" * 65, "", None, 1, ["1"]],
+    "id": ["c1", "x" * 1024, "x" * 1025, "", None, 1, {"a": "b"}],
+    "status": ["creating", "created", "running", "stopped", "paused", "Created", "", 1, None],
+    "bundle": ["/b", "/", "/a\n", "/" + "x" * 4095, "/" + "x" * 4096, "b", "", "/a\x00b",
+               "\x00/", None, 1],
+    "pid": [1, 4242, 4194304, 4194305, 0, -1, True, False, None, "1", 2.5, 1e300, []],
+    "annotations": [{}, {"a": "b"}, {"": "b"}, {"a": 1}, {"a": None}, {"a": True}, {"a": ["b"]},
+                    None, [], "a=b"],
+    "extra": [1, None, {"x": []}],
+}
+
+
+def near_state(changes: dict[str, Any], removed: list[str]) -> dict[str, Any]:
+    """A valid state with some fields changed and some removed."""
+    document = {**GOOD, **changes}
+    for key in removed:
+        document.pop(key, None)
+    return document
+
+
+NEAR_STATE = st.builds(
+    near_state,
+    st.dictionaries(st.sampled_from(list(FIELD_VALUES)), st.integers(0, 12), max_size=2).map(
+        lambda picks: {k: FIELD_VALUES[k][i % len(FIELD_VALUES[k])] for k, i in picks.items()}),
+    st.lists(st.sampled_from(list(FIELD_VALUES)), max_size=1))
+
+
+@settings(max_examples=600, deadline=None)
+@given(document=st.one_of(NEAR_STATE, NEAR_STATE, JSON_VALUES))
+def test_fast_check_agrees_with_the_schema(document: Any) -> None:
+    """Without a float pid, the fast check accepts exactly what the schema accepts."""
+    assert plainly_valid(document) == (problems(document) == [])
+
+
+@pytest.mark.parametrize("pid", [42.0, 1.0, 2.5, 0.0])
+def test_float_pid_takes_the_schema_path(pid: float) -> None:
+    """A float pid is never plainly valid: the schema decides (42.0 is an integer to it)."""
+    assert not plainly_valid(with_(pid=pid))
+
+
+@pytest.mark.parametrize("document", OFFICIAL_VALID, ids=lambda d: d["id"])
+def test_runtime_states_are_plainly_valid(document: dict[str, Any]) -> None:
+    """The states runtimes hand a hook take the fast path."""
+    assert plainly_valid(document)
+
+
+def test_plain_state_is_parsed_without_the_validator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plainly valid state never builds the jsonschema validator."""
+    def refuse() -> None:
+        raise AssertionError("validator built for a plainly valid state")
+
+    monkeypatch.setattr(state_mod, "validator", refuse)
+    assert parse_state(encoded(GOOD)).pid == 4242
