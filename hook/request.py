@@ -155,13 +155,13 @@ def _strings(value: Any, field: str) -> list[str]:
         return []
     if not isinstance(value, list):
         raise ShimError(SPEC_STAGE, f"{field}: expected a list, got {type(value).__name__}")
-    strings: list[str] = []
+    if all(type(item) is str for item in value):  # the common case, without a copy
+        return value
     for i, item in enumerate(value):
         if not isinstance(item, str):
             raise ShimError(SPEC_STAGE, f"{field}[{i}]: expected a string, got "
                                         f"{type(item).__name__}")
-        strings.append(item)
-    return strings
+    return [str(item) for item in value]  # str subclasses only
 
 
 def environment(process: Mapping[str, Any]) -> dict[str, str]:
@@ -198,13 +198,14 @@ def mount_tokens(spec: Mapping[str, Any]) -> list[str]:
     seen: set[str] = set()
     tokens: list[str] = []
     for i, mount in enumerate(mounts):
-        if not isinstance(mount, Mapping):
+        # type() before isinstance(): an ABC check per mount dominates a 5 000-mount spec.
+        if type(mount) is not dict and not isinstance(mount, Mapping):
             raise ShimError(SPEC_STAGE, f"mounts[{i}]: expected an object, got "
                                         f"{type(mount).__name__}")
         source, destination = mount.get("source"), mount.get("destination")
-        if source is not None and not isinstance(source, str):
+        if source is not None and type(source) is not str and not isinstance(source, str):
             raise ShimError(SPEC_STAGE, f"mounts[{i}].source: expected a string")
-        if not isinstance(destination, str):
+        if type(destination) is not str and not isinstance(destination, str):
             raise ShimError(SPEC_STAGE, f"mounts[{i}].destination: expected a string")
         # Cleaning never adds characters: a source without "null" cannot clean to /dev/null, and
         # skipping the cleaning keeps a 5 000-mount spec cheap.
@@ -270,9 +271,9 @@ def _mig_devices(env: Mapping[str, str], name: str, privileged: bool) -> tuple[s
 
 
 def _requirements(env: Mapping[str, str]) -> tuple[str, ...]:
-    return tuple(env[name] for name in sorted(env)
-                 if name.startswith(REQUIRE_PREFIX) and not name.startswith(REQUIRE_JETPACK)
-                 and env[name].strip())
+    names = sorted(name for name in env if name.startswith(REQUIRE_PREFIX))
+    return tuple(env[name] for name in names
+                 if not name.startswith(REQUIRE_JETPACK) and env[name].strip())
 
 
 def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceRequest]:
