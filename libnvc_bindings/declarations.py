@@ -9,8 +9,9 @@ release that lacks one hides it instead of failing.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from libnvc_bindings.errors import UnsupportedVersionError
 
@@ -105,21 +106,34 @@ def functions_for(version: Version) -> tuple[str, ...]:
     return tuple(name for name, since in FUNCTIONS if since <= version[:2])
 
 
+PROBE_FILES: tuple[str, ...] = ("types.h", "version.h", "dl.h")
+"""What the loader declares before it knows the version: dl* and nvc_version."""
+
+
 def read_decls(files: tuple[str, ...]) -> str:
     """Join the named ``decls/`` files, in the given order, into one cdef text."""
-    from importlib import resources
-
-    folder = resources.files("libnvc_bindings") / "decls"
-    return "\n".join((folder / name).read_text(encoding="utf-8") for name in files)
+    # os.path, not importlib.resources: that import alone costs the hook milliseconds
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "decls")
+    texts = []
+    for name in files:
+        with open(os.path.join(folder, name), encoding="utf-8") as stream:
+            texts.append(stream.read())
+    return "\n".join(texts)
 
 
 @functools.cache
 def _ffi_for_files(files: tuple[str, ...]) -> cffi.FFI:
+    from libnvc_bindings import parsed
+
+    text = read_decls(files)
+    ffi = parsed.load(text)  # shipped already parsed: no cdef at every start
+    if ffi is not None:
+        return cast("cffi.FFI", ffi)
     import cffi  # lazily: importing the package must stay cheap
 
-    ffi = cffi.FFI()
-    ffi.cdef(read_decls(files))
-    return ffi
+    parsing = cffi.FFI()
+    parsing.cdef(text)
+    return parsing
 
 
 def ffi_for(version: Version) -> cffi.FFI:
@@ -129,4 +143,4 @@ def ffi_for(version: Version) -> cffi.FFI:
 
 def probe_ffi() -> cffi.FFI:
     """The declarations the loader needs before it knows the version: dl* and nvc_version."""
-    return _ffi_for_files(("types.h", "version.h", "dl.h"))
+    return _ffi_for_files(PROBE_FILES)

@@ -23,10 +23,13 @@ class Library:
         self.ffi = ffi
         self._lib = lib
         self._functions: dict[str, Any] = {}
+        # cffi's answer for a symbol the library does not export: AttributeError from an FFI
+        # that parsed its declarations, ffi.error from a pre-parsed (out-of-line) one
+        missing = (AttributeError, getattr(ffi, "error", AttributeError))
         for name in names:
             try:
                 self._functions[name] = getattr(lib, name)
-            except AttributeError:  # cffi's answer for a symbol the library does not export
+            except missing:
                 continue
 
     @property

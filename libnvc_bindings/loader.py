@@ -73,6 +73,7 @@ def open_library(candidate: str) -> Library:
     handle = dl.dlopen(candidate.encode(), RTLD_NOW)
     if handle == probe.NULL:
         raise _Refused(_dlerror(probe, dl))
+    bound = False
     try:
         symbol = dl.dlsym(handle, b"nvc_version")
         if symbol == probe.NULL:
@@ -92,10 +93,15 @@ def open_library(candidate: str) -> Library:
         missing = [name for name in declarations.REQUIRED if not library.has(name)]
         if missing:
             raise _Refused(f"libnvidia-container {text} lacks {', '.join(missing)}")
+        bound = True
         return library
     finally:
-        # cffi holds its own reference when the library was bound; this drops the probe's.
-        dl.dlclose(handle)
+        # A refused candidate is closed. A bound one keeps the probe's handle for the life of
+        # the process: the library must stay mapped while an ffi.gc'd pointer may still call
+        # its nvc_*_free, and Python frees cffi's lib and those pointers in no fixed order
+        # at exit (freeing after the unmap was a segfault).
+        if not bound:
+            dl.dlclose(handle)
 
 
 def _loaded_path(probe: Any, dl: Any, symbol: Any) -> str:

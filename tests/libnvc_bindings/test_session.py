@@ -250,3 +250,29 @@ def test_hidden_function_is_refused_before_any_call(tmp_path: Path,
                                            r"by libnvidia-container 1\.0\.7$") as caught:
             session.mig_config_global_caps_mount(container)
         assert not caught.value.transient
+
+
+EXIT_WITH_LIVE_POINTERS = """
+import os, sys
+from libnvc_bindings import Session, load
+library = load(sys.argv[1], names=())
+session = Session(library, root=sys.argv[2])
+session.init()
+kept = [session.container(os.getpid(), sys.argv[3], ["standalone", "no-cgroups"]),
+        session.driver_info(), session.device_info()]
+if sys.argv[4] == "closed":
+    session.close()
+"""
+
+
+@pytest.mark.parametrize("ending", ["closed", "open"])
+def test_exit_with_live_pointers_is_clean(host: SimHost, tmp_path: Path, ending: str) -> None:
+    """A process that exits holding library pointers (its session closed or not) exits 0: the
+    library stays mapped until every nvc_*_free has run."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", EXIT_WITH_LIVE_POINTERS, str(host.nvc_library),
+                           str(host.driver_dir), str(tmp_path), ending],
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
