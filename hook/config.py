@@ -17,10 +17,11 @@ from hook.errors import ShimError
 DEFAULT_PATH = "/etc/gpu-container-shim/config.yaml"
 ENV_VAR = "GPU_CONTAINER_SHIM_CONFIG"
 CACHE_DIR = "/run/gpu-container-shim/config-cache"
-"""Validated configurations keyed by file digest: every runtime call the engine makes (state,
-kill, delete …) needs ``runtimes``, and parsing YAML plus compiling the schema on each would
-cost more than runc itself. Root-only directory; a stale or unreadable entry is just a miss."""
-CACHE_FORMAT = 1
+"""Validated configurations keyed by path and confirmed by contents: every runtime call the
+engine makes (state, kill, delete …) needs ``runtimes``, and parsing YAML plus compiling the
+schema on each would cost more than runc itself. Root-only directory; a stale or unreadable entry
+is just a miss."""
+CACHE_FORMAT = 2
 
 # The documented defaults (README §Configuration mirrors this table).
 DEFAULTS: dict[str, Any] = {
@@ -155,14 +156,21 @@ def config_path(environ: Optional[Mapping[str, str]] = None) -> tuple[str, bool]
     return (named, True) if named else (DEFAULT_PATH, False)
 
 
+def content_key(data: bytes) -> str:
+    """A short name for file contents. Not a security boundary: every hit is confirmed by
+    comparing the stored bytes themselves, so zlib's crc32 serves (hashlib would load OpenSSL,
+    milliseconds on every runtime call)."""
+    import zlib
+
+    return f"{zlib.crc32(data):08x}{len(data):x}"
+
+
 def cache_file(path: str, cache_dir: str) -> str:
-    import hashlib
-
-    return os.path.join(cache_dir, hashlib.sha256(path.encode()).hexdigest()[:32] + ".json")
+    return os.path.join(cache_dir, content_key(path.encode("utf-8", "surrogateescape")) + ".json")
 
 
-def cached(path: str, digest: str, cache_dir: str) -> Optional[Config]:
-    """The validated config stored for ``path`` when its digest still matches."""
+def cached(path: str, data: bytes, cache_dir: str) -> Optional[Config]:
+    """The validated config stored for ``path`` when it was made from exactly ``data``."""
     import json
 
     try:
@@ -171,13 +179,14 @@ def cached(path: str, digest: str, cache_dir: str) -> Optional[Config]:
     except (OSError, ValueError):
         return None
     if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or \
-            entry.get("source") != path or entry.get("digest") != digest:
+            entry.get("source") != path or \
+            entry.get("text") != data.decode("utf-8", "surrogateescape"):
         return None
     raw = entry.get("raw")
     return Config(source=path, raw=raw) if isinstance(raw, dict) else None
 
 
-def store(config: Config, digest: str, cache_dir: str) -> None:
+def store(config: Config, data: bytes, cache_dir: str) -> None:
     """Remember a validated config; failing to is harmless (the next call validates again)."""
     import json
     import tempfile
@@ -188,8 +197,9 @@ def store(config: Config, digest: str, cache_dir: str) -> None:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=".entry.")
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump({"format": CACHE_FORMAT, "source": config.source, "digest": digest,
-                       "raw": config.raw}, stream)
+            json.dump({"format": CACHE_FORMAT, "source": config.source,
+                       "text": data.decode("utf-8", "surrogateescape"), "raw": config.raw},
+                      stream)
         os.replace(temp, cache_file(config.source, cache_dir))
     except OSError:
         pass
@@ -207,10 +217,7 @@ def load(environ: Optional[Mapping[str, str]] = None, cache_dir: str = CACHE_DIR
         return defaults()
     except OSError as exc:
         raise ConfigError(path, [exc.strerror or str(exc)]) from None
-    import hashlib
-
-    digest = hashlib.sha256(data).hexdigest()
-    hit = cached(path, digest, cache_dir) if cache_dir else None
+    hit = cached(path, data, cache_dir) if cache_dir else None
     if hit is not None:
         return hit
     try:
@@ -219,5 +226,5 @@ def load(environ: Optional[Mapping[str, str]] = None, cache_dir: str = CACHE_DIR
         raise ConfigError(path, [f"not UTF-8: {exc.reason} at byte {exc.start}"]) from None
     config = parse(text, path)
     if cache_dir:
-        store(config, digest, cache_dir)
+        store(config, data, cache_dir)
     return config

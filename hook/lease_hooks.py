@@ -26,9 +26,9 @@ def _lease_dir(config: Config) -> str:
 
 
 def _has_lease(lease_dir: str, container_id: str) -> bool:
-    from hook.leases import CONTAINER_ID
+    from hook.container_id import is_lease_name
 
-    if not lease_dir or not CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
+    if not lease_dir or not is_lease_name(container_id):
         return False
     return os.path.exists(os.path.join(lease_dir, container_id + ".json"))
 

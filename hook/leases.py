@@ -15,11 +15,11 @@ holder's lease alive.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
+from hook.container_id import is_lease_name
 from hook.discovery import Inventory, MigDevice
 from hook.errors import ShimError, one_line
 from hook.selection import ProfileRequest
@@ -31,8 +31,6 @@ FORMAT = 1
 HOLDERS_SHOWN = 8
 """How many holders a ``no free MIG instance`` error names before it only counts them."""
 
-CONTAINER_ID = re.compile(r"[A-Za-z0-9_+.-]{1,200}", re.ASCII)
-"""runc's container id alphabet (``^[\\w+-\\.]+$``), bounded so ``<id>.json`` is a file name."""
 
 
 class LeaseFormatError(ValueError):
@@ -41,7 +39,7 @@ class LeaseFormatError(ValueError):
 
 def check_container_id(container_id: str) -> str:
     """``container_id`` when it can name a lease file; a ``mig`` error otherwise."""
-    if not CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
+    if not is_lease_name(container_id):
         raise ShimError(STAGE, one_line(
             f"container id {container_id[:80]!r} cannot hold a MIG lease (expected 1-200 of "
             "A-Z a-z 0-9 _ + . -)"))
@@ -111,7 +109,7 @@ class Lease:
         if record.get("format") != FORMAT:
             raise LeaseFormatError(f"format: expected {FORMAT}, got {record.get('format')!r}")
         container_id = _typed(record, "container_id", str)
-        if not CONTAINER_ID.fullmatch(container_id):
+        if not is_lease_name(container_id):
             raise LeaseFormatError("container_id: not a container id")
         created = record.get("created")
         if isinstance(created, bool) or not isinstance(created, (int, float)):

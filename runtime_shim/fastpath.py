@@ -4,7 +4,7 @@ Engines call the runtime for every container operation; only create and run need
 the rest the launcher needs the ``runtimes`` list of the configuration in force, and it must be
 the list Python would use. So an entry binds exact configuration bytes to the runtimes parsed
 from them: the bytes are kept in an immutable, content-named copy that the launcher compares
-with the live file (``cmp``), and the runtimes come from the digest-keyed validated-config cache,
+with the live file (``cmp``), and the runtimes come from the validated-config cache,
 never from a second read that could have changed in between. A default configuration that does
 not exist is recorded as ``absent``; the launcher checks that again on every call.
 
@@ -108,8 +108,6 @@ def lease_dir(config: config_mod.Config) -> str:
 def wanted(config: config_mod.Config, environ: Mapping[str, str],
            cache_dir: str) -> Optional[tuple[str, Optional[bytes]]]:
     """The entry text for the configuration in force and the bytes its copy must hold."""
-    import hashlib
-
     path, named = config_mod.config_path(environ)
     if config.source == "<defaults>":
         if named or os.path.lexists(path):
@@ -120,8 +118,8 @@ def wanted(config: config_mod.Config, environ: Mapping[str, str],
     data = read_bytes(path)
     if data is None:
         return None
-    digest = hashlib.sha256(data).hexdigest()
-    validated = config_mod.cached(path, digest, cache_dir)
+    digest = config_mod.content_key(data)
+    validated = config_mod.cached(path, data, cache_dir)
     if validated is None:
         return None
     text = entry_text(path, "copy " + copy_name(digest), lease_dir(validated),
