@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from ctk import driver_files
-from hook.errors import ShimError, one_line
+from hook.errors import ShimError
 
 if TYPE_CHECKING:
     from hook.config import Config
@@ -155,15 +155,10 @@ def _library_part(config: Config, draft: _Draft, request: DeviceRequest, selecti
     import libnvc_bindings
     from hook import mounts
 
-    settings = config.section("libnvidia_container")
     driver_root = str(config.section("host")["driver_root"])
-    try:
-        library = libnvc_bindings.load(str(settings.get("library", "")))
-    except libnvc_bindings.NvcLoadError as error:
-        cli = str(settings.get("cli", ""))
-        if not cli:
-            raise ShimError("load", one_line(str(error).removeprefix("load: "))) from None
-        draft.library = f"nvidia-container-cli {cli} (fallback: {one_line(str(error))})"
+    library, cli, reason = mounts.library_or_cli(config.section("libnvidia_container"))
+    if library is None:
+        draft.library = f"nvidia-container-cli {cli} (fallback: {reason})"
         draft.notes.append("the CLI decides the mounts itself; listed: the devices only")
         draft.devices += [_gpu_line(g.index, g.uuid, g.minor, inventory) for g in selection.gpus]
         return

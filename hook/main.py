@@ -265,13 +265,9 @@ class Run:
 
         settings = config.section("libnvidia_container")
         policy = RetryPolicy.from_config(config.section("retry"), budget.remaining(), MARGIN)
-        try:
-            library = libnvc_bindings.load(str(settings.get("library", "")))
-        except libnvc_bindings.NvcLoadError as error:
-            cli = str(settings.get("cli", ""))
-            if not cli:
-                raise ShimError("load", one_line(str(error).removeprefix("load: "))) from None
-            self.event("fallback", level="warning", cli=cli, reason=one_line(str(error)))
+        library, cli, reason = mounts.library_or_cli(settings)
+        if library is None:
+            self.event("fallback", level="warning", cli=cli, reason=reason)
             self.mount_with_cli(config, cli, request, selection, pid, rootfs, ldconfig, policy)
             return
         try:

@@ -27,12 +27,11 @@ from typing import Any, Optional
 
 import tomlkit
 from tomlkit.container import Container
-from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import AoT, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
-from ctk.configure import MARKER, Engine, Settings, Texts
-from hook.errors import ShimError, one_line
+from ctk.configure import MARKER, Engine, Settings, Texts, toml_text
+from hook.errors import ShimError
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
 RUNC_TYPE = "io.containerd.runc.v2"
@@ -97,14 +96,11 @@ def unconfigure(texts: Texts, backups: Texts, settings: Settings) -> Texts:
 
 
 def same(path: str, a: str, b: str) -> bool:
-    return parse(a, path).unwrap() == parse(b, path).unwrap()
+    return toml_text.same(path, a, b, "containerd")
 
 
 def parse(text: Optional[str], path: str) -> TOMLDocument:
-    try:
-        return tomlkit.parse(text or "")
-    except TOMLKitError as exc:
-        raise ShimError("containerd", f"{path}: {one_line(str(exc), 300)}") from None
+    return toml_text.parse(text, path, "containerd")
 
 
 def config_version(document: TOMLDocument, path: str) -> int:

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import tomlkit
-from tomlkit.exceptions import TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
-from ctk.configure import MARKER, Engine, Settings, Texts
-from hook.errors import ShimError, one_line
+from ctk.configure import MARKER, Engine, Settings, Texts, toml_text
+from hook.errors import ShimError
 
 DEFAULT_DIR = "/etc/crio/crio.conf.d"
 
@@ -71,14 +70,11 @@ def unconfigure(texts: Texts, backups: Texts, settings: Settings) -> Texts:
 
 
 def same(path: str, a: str, b: str) -> bool:
-    return parse(a, path).unwrap() == parse(b, path).unwrap()
+    return toml_text.same(path, a, b, "crio")
 
 
 def parse(text: Optional[str], path: str) -> TOMLDocument:
-    try:
-        return tomlkit.parse(text or "")
-    except TOMLKitError as exc:
-        raise ShimError("crio", f"{path}: {one_line(str(exc), 300)}") from None
+    return toml_text.parse(text, path, "crio")
 
 
 def _table(container: Any, keys: tuple[str, ...], path: str) -> Any:
