@@ -47,11 +47,12 @@ class StandaloneRun(Run):
     def mount(self, config: Config, budget: Budget, request: DeviceRequest,
               selection: Selection, pid: int, rootfs: str, ldconfig: str) -> None:
         from hook import device_cgroup
-        from hook.device_nodes import wanted_nodes
+        from hook.device_nodes import global_caps_of, wanted_nodes
 
         assert self.inventory is not None  # configure discovered before it mounts
         denied = device_cgroup.missing(
-            self.spec, wanted_nodes(selection, self.inventory, request.capabilities))
+            self.spec, wanted_nodes(selection, self.inventory, request.capabilities,
+                                    global_caps_of(request)))
         if denied:
             where = device_cgroup.grant(denied, pid)
             self.event("cgroup", cgroup=where,

@@ -8,7 +8,9 @@ libnvidia-container's ``nvc_driver_mount``/``nvc_device_mount``:
 - the control nodes, also for ``none`` (no GPU, but the driver libraries are mounted and
   libnvidia-container mounts the driver's nodes with them): ``nvidiactl`` always,
   ``nvidia-uvm`` and ``nvidia-uvm-tools`` with the ``compute`` capability, ``nvidia-modeset``
-  with ``display``; a control node the host lacks is skipped, as libnvidia-container does.
+  with ``display``; a control node the host lacks is skipped, as libnvidia-container does;
+- for a privileged container asking for them, the global MIG ``config``/``monitor``
+  capability nodes, which the hook mounts (``nvc_mig_*_global_caps_mount``).
 """
 
 from __future__ import annotations
@@ -20,12 +22,21 @@ from hook.errors import ShimError
 
 if TYPE_CHECKING:
     from hook.discovery import DeviceNode, Inventory
+    from hook.request import DeviceRequest
     from hook.selection import Selection
 
 
-def wanted_nodes(selection: Selection, inventory: Inventory,
-                 capabilities: Iterable[str]) -> list[DeviceNode]:
-    """The host nodes a container with ``selection`` needs, each once, GPUs first."""
+def global_caps_of(request: DeviceRequest) -> tuple[str, ...]:
+    """The global MIG capabilities a request asks for (``NVIDIA_MIG_CONFIG_DEVICES`` /
+    ``NVIDIA_MIG_MONITOR_DEVICES=all``; the parser keeps them for privileged containers only)."""
+    return (("config",) if request.mig_config else ()) + (
+        ("monitor",) if request.mig_monitor else ())
+
+
+def wanted_nodes(selection: Selection, inventory: Inventory, capabilities: Iterable[str],
+                 global_caps: Iterable[str] = ()) -> list[DeviceNode]:
+    """The host nodes a container with ``selection`` needs, each once, GPUs first; with
+    ``global_caps`` also the ``config``/``monitor`` MIG capability nodes the hook mounts."""
     nodes: dict[str, DeviceNode] = {}
     for gpu in selection.gpus:
         _add(nodes, _gpu_node(inventory, gpu.minor, f"GPU {gpu.index}"))
@@ -40,6 +51,13 @@ def wanted_nodes(selection: Selection, inventory: Inventory,
                 raise ShimError("devices", f"no {kind} access capability node for {what}"
                                 + (f" (nvidia-cap{minor})" if minor is not None else ""))
             _add(nodes, node)
+    for name in global_caps:
+        minor = inventory.mig_global_caps.get(name)
+        node = inventory.cap_nodes.get(minor) if minor is not None else None
+        if node is None:
+            raise ShimError("devices", f"no MIG {name} capability node on this host"
+                            + (f" (nvidia-cap{minor})" if minor is not None else ""))
+        _add(nodes, node)
     wanted = set(capabilities)
     controls = ["nvidiactl"]
     if "compute" in wanted:

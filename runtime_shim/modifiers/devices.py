@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from hook.device_nodes import wanted_nodes
+from hook.device_nodes import global_caps_of, wanted_nodes
 from hook.errors import ShimError
 from hook.selection import select
 from runtime_shim.context import Context, Notes, Spec
@@ -31,7 +31,8 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         return spec, []
     inventory = ctx.inventory()
     selection = select(ctx.request, inventory)
-    nodes = wanted_nodes(selection, inventory, ctx.request.capabilities)
+    nodes = wanted_nodes(selection, inventory, ctx.request.capabilities,
+                         global_caps_of(ctx.request))
     return declare(spec, nodes)
 
 
