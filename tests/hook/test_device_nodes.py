@@ -26,8 +26,9 @@ def with_global_caps(config_minor: int = 1, monitor_minor: int = 2) -> Inventory
                                                 "monitor": monitor_minor})
 
 
-def request(**mig: tuple[str, ...]) -> DeviceRequest:
-    return DeviceRequest(devices=("0",), capabilities=CAPS, privileged=True, **mig)
+def request(mig_config: tuple[str, ...] = (), mig_monitor: tuple[str, ...] = ()) -> DeviceRequest:
+    return DeviceRequest(devices=("0",), capabilities=CAPS, privileged=True,
+                         mig_config=mig_config, mig_monitor=mig_monitor)
 
 
 @pytest.mark.parametrize(("mig", "wanted"), [
