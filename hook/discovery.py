@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
@@ -184,6 +184,28 @@ def _query_nvml(library: str) -> tuple[str, str, list[dict[str, Any]]]:
         with contextlib.suppress(pynvml.NVMLError):
             pynvml.nvmlShutdown()
     return driver, f"{cuda // 1000}.{(cuda % 1000) // 10}", gpus
+
+
+@contextlib.contextmanager
+def nvml_held(library: str) -> Iterator[None]:
+    """Keep one NVML reference open around several users (the hook's discovery, then its
+    readiness wait). NVML counts nvmlInit/nvmlShutdown: the driver state is set up by the first
+    init and torn down by the last shutdown, which takes seconds on a host without persistence
+    mode. An init that fails here is no error: each user inits itself and reports it."""
+    import pynvml
+
+    bind_library(pynvml, library)
+    try:
+        pynvml.nvmlInitWithFlags(0)
+        held = True
+    except pynvml.NVMLError:
+        held = False
+    try:
+        yield
+    finally:
+        if held:
+            with contextlib.suppress(pynvml.NVMLError):
+                pynvml.nvmlShutdown()
 
 
 def bind_library(pynvml: Any, library: str) -> None:

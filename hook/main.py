@@ -210,7 +210,7 @@ class Run:
     def configure(self, config: Config, budget: Budget, data: bytes, spec: Mapping[str, Any],
                   request: DeviceRequest) -> None:
         from hook.bundle import rootfs_path
-        from hook.discovery import discover_from_config
+        from hook.discovery import discover_from_config, nvml_held
         from hook.selection import select
         from hook.state import parse_state
 
@@ -225,10 +225,11 @@ class Run:
         lease_hooks.prestart(config, state.id, state.pid)  # a MIG lease's sign of life
         rootfs = rootfs_path(spec, state.bundle)
         ldconfig = host_ldconfig(config)
-        inventory = self.inventory = discover_from_config(config)
-        selection = select(request, inventory)
-        check_requirements(request, inventory, selection)
-        self.wait_ready(config, budget, selection)
+        with nvml_held(str(config.section("nvml").get("library", ""))):
+            inventory = self.inventory = discover_from_config(config)
+            selection = select(request, inventory)
+            check_requirements(request, inventory, selection)
+            self.wait_ready(config, budget, selection)
         dropped = isolate_environment(self.environ)
         if dropped:
             self.event("environment", level="warning", dropped=",".join(dropped))

@@ -233,3 +233,30 @@ def test_two_hosts_in_one_process_each_see_their_own_library(
     dgx = discover_host(sim_host_factory("dgx-a100"))
     again = discover_host(sim_host_factory("t4"))
     assert (len(t4.gpus), len(dgx.gpus), len(again.gpus)) == (1, 8, 1)
+
+
+def test_nvml_held_initialises_the_driver_once_for_discovery_and_readiness(
+        sim_host_factory: SimHostFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside nvml_held, discovery and the readiness probe only take references: NVML's driver
+    set-up (the init that finds the count at zero) happens once, and all are released after."""
+    import pynvml
+
+    from hook.discovery import nvml_held
+    from hook.readiness import NvmlProbe
+
+    host = sim_host_factory("t4")
+    first_inits: list[int] = []
+    real_init = pynvml.nvmlInitWithFlags
+
+    def counting_init(flags: int) -> None:
+        if pynvml._nvmlLib_refcount == 0:
+            first_inits.append(flags)
+        real_init(flags)
+
+    monkeypatch.setattr(pynvml, "nvmlInitWithFlags", counting_init)
+    with nvml_held(host.nvml_library):
+        inventory = discover_host(host)
+        with NvmlProbe(host.nvml_library) as probe:
+            assert probe([inventory.gpus[0].uuid])[inventory.gpus[0].uuid].ready
+    assert len(first_inits) == 1
+    assert pynvml._nvmlLib_refcount == 0
