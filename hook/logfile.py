@@ -1,6 +1,6 @@
 """Our own log file: one greppable logfmt line per event, appended, never failing a start.
 
-Shared by the shim (``runtime_shim.logs``) and the hook; it lives here because the hook must not
+Shared by the shim (runtime_shim/main.py) and the hook; it lives here because the hook must not
 import ``runtime_shim`` (design.md §Packages and their direction).
 """
 

@@ -1,14 +1,12 @@
-"""Where our lines go: runc's ``--log`` file (containerd shows its last error to the user) and
-our own log, one greppable logfmt line per create."""
+"""Our errors in runc's ``--log`` file, where containerd shows the last one to the user. Our own
+log's lines are hook/logfile.py's."""
 
 from __future__ import annotations
 
 import json
 from typing import Optional
 
-from hook.logfile import append, logfmt, quote, timestamp
-
-__all__ = ["append", "logfmt", "quote", "runc_log_line", "timestamp", "to_runc_log"]
+from hook.logfile import append, quote, timestamp
 
 
 def runc_log_line(level: str, message: str, log_format: str) -> str:

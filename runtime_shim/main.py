@@ -53,8 +53,9 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             runtime: str = "") -> None:
     """Rewrite the bundle's config.json for a create/run (the slow path) for ``runtime``, the
     low-level runtime's path."""
+    from hook import logfile
     from runtime_shim import bundle as bundle_mod
-    from runtime_shim import logs, pipeline, rootfs_guard
+    from runtime_shim import pipeline, rootfs_guard
     from runtime_shim.modifiers import mig_lease
 
     started = time.monotonic()
@@ -83,8 +84,8 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     log_file = str(config.section("log")["file"])
     if log_file:
         changes = "; ".join(note for _, notes in result.notes for note in notes) or "none"
-        logs.append(log_file, logs.logfmt([
-            ("time", logs.timestamp()), ("level", "info"), ("cmd", invocation.command or ""),
+        logfile.append(log_file, logfile.logfmt([
+            ("time", logfile.timestamp()), ("level", "info"), ("cmd", invocation.command or ""),
             ("id", invocation.container_id or ""), ("bundle", bundle),
             ("gpu", "yes" if request is not None else "no"),
             ("written", "yes" if result.changed else "no"), ("changes", changes),

@@ -70,9 +70,6 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         removed += len(entries) - len(kept)
         new_hooks[name] = kept
     new_hooks[stage] = [*(new_hooks.get(stage) or []), ours]
-    for name in HOOK_STAGES:
-        if name in new_hooks and not new_hooks[name] and name not in hooks:
-            del new_hooks[name]
     if new_hooks == hooks:
         return spec, []
     notes = [f"hook: {stage} {ours['path']} {' '.join(ours['args'][1:])}"]
