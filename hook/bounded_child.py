@@ -155,7 +155,8 @@ def run_bounded(work: Callable[[Channel], Mapping[str, str]], timeout: float, *,
     """Run ``work`` in a child for at most ``timeout`` seconds; return its result and how many
     leftover processes had to be killed after it. Raise the child's ShimError, or
     ``<step> error: … did not finish within …`` when the deadline ends it."""
-    deadline = clock() + max(0.0, timeout)
+    timeout = max(0.0, timeout)
+    deadline = clock() + timeout
     become_subreaper()
     read, write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
