@@ -289,7 +289,9 @@ class Run:
               selection: Selection, pid: int, pinned: Pinned, ldconfig: str) -> None:
         from hook import mounts
         from hook.retry import RetryPolicy
+        from hook.rootfs_identity import verify
 
+        verify(pinned, pid)  # the readiness wait took time: the path must still lead there
         settings = config.section("libnvidia_container")
         policy = RetryPolicy.from_config(config.section("retry"), budget.remaining(), MARGIN)
         library, cli, reason = mounts.library_or_cli(settings)

@@ -146,3 +146,16 @@ def pin(rootfs: str, pid: int, proc: str = "/proc") -> Pinned:
     finally:
         os.close(host)
     return Pinned(rootfs, fd)
+
+
+def verify(pinned: Pinned, pid: int, proc: str = "/proc") -> None:
+    """Check again, just before the library runs, that the path still leads to the pinned
+    rootfs: the simulated library works through the pinned descriptor, but a library that
+    resolves the path text itself (in the container's namespace) gets at most this window."""
+    again = pin(pinned.path, pid, proc)
+    try:
+        if identity(again.fd) != identity(pinned.fd):
+            raise RootfsChanged(pinned.path, "it now leads to another directory than the one "
+                                             "pinned before the readiness wait")
+    finally:
+        again.close()

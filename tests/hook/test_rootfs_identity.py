@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hook.errors import ShimError
-from hook.rootfs_identity import pin, walk
+from hook.rootfs_identity import pin, verify, walk
 
 
 def prepared(rootfs: Path, bind: bool = True) -> subprocess.Popen[bytes]:
@@ -134,3 +134,16 @@ def test_an_unclean_path_is_refused(path: str) -> None:
             walk(top, path, path)
     finally:
         os.close(top)
+
+
+def test_verify_refuses_a_path_swapped_after_pinning(rootfs: Path, container: int) -> None:
+    """A swap during the readiness wait is caught before the library runs."""
+    pinned = pin(str(rootfs), container)
+    try:
+        verify(pinned, container)
+        os.rename(rootfs, rootfs.with_name("moved"))
+        rootfs.symlink_to(rootfs.with_name("moved"))
+        with pytest.raises(ShimError, match="is a symlink"):
+            verify(pinned, container)
+    finally:
+        pinned.close()
