@@ -134,3 +134,29 @@ def test_unswapped_plain_rootfs_starts(sandbox: Sandbox, tmp_path: Path) -> None
     started = sandbox.start(bundle)
     assert (started.returncode, started.outside) == (0, []), started.stderr
     assert list((bundle.path / "rootfs").glob("usr/lib*/**/libcuda.so.*"))
+
+
+@pytest.mark.parametrize("name", ["rootfs-symlink", "bundle-symlink", "parent-directory"])
+def test_a_swap_while_the_library_works_changes_nothing_outside(
+        sandbox: Sandbox, tmp_path: Path, name: str) -> None:
+    """The co-tenant swaps the path while the library stalls in its mounts (nvc-mount-delay),
+    after the hook's checks: the library works through the pinned rootfs, so the start succeeds
+    or fails in one line (runc's own pivot_root follows the swapped path) and nothing outside
+    the rootfs runc prepared changes."""
+    def later(bundle: Path, rootfs: Path, canary: str) -> str:
+        swap = SWAPS[name](bundle, rootfs, canary)
+        return f"(sleep 1; {swap}) </dev/null >/dev/null 2>&1 &"
+
+    bundle, leftovers = swapping_bundle(sandbox, later, tmp_path)
+    host = sandbox.hosts["dgx-a100"]
+    host.set_faults("nvc-mount-delay=2500")
+    try:
+        started = sandbox.start(bundle)
+    finally:
+        host.set_faults()
+        for path in leftovers:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+    # runc itself may then fail in one line: it pivots into whatever the path names by then
+    assert started.returncode == 0 or len(started.stderr.strip().splitlines()) == 1, \
+        started.stderr
+    assert started.outside == []
