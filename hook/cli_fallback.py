@@ -84,15 +84,17 @@ def failure_message(returncode: int, stderr: str) -> str:
     return one_line(last[len(PREFIX):] if last.startswith(PREFIX) else last, 500)
 
 
-def run_cli(argv: Sequence[str], timeout: float) -> None:
-    """Run the CLI once with the clean environment, stdin closed and at most ``timeout``
-    seconds; raise CliError on failure."""
+def run_cli(argv: Sequence[str], timeout: float, keep_fds: Sequence[int] = ()) -> None:
+    """Run the CLI once with the clean environment, stdin closed, ``keep_fds`` inherited (the
+    pinned rootfs its argv names as /proc/self/fd/N) and at most ``timeout`` seconds; raise
+    CliError on failure. Its helpers are bounded by the hook (hook.bounded_child)."""
     from libnvc_bindings.classification import is_transient
 
     try:
         done = subprocess.run(list(argv), env=dict(CLEAN_ENV), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, errors="replace",
-                              timeout=max(timeout, 0.001), check=False, close_fds=True)
+                              timeout=max(timeout, 0.001), check=False, close_fds=True,
+                              pass_fds=tuple(keep_fds))
     except subprocess.TimeoutExpired:
         raise CliError(f"timed out after {timeout:.1f}s", transient=False) from None
     except OSError as exc:
@@ -109,13 +111,13 @@ def _transient(error: BaseException) -> bool:
 def configure(argv: Sequence[str], policy: RetryPolicy, log: Callable[[str], None], *,
               clock: Callable[[], float] = time.monotonic,
               sleep: Callable[[float], None] = time.sleep,
-              runner: Callable[[Sequence[str], float], None] = run_cli) -> None:
+              runner: Callable[..., None] = run_cli, keep_fds: Sequence[int] = ()) -> None:
     """Run the CLI until it succeeds or the policy gives up; each run may take what is left of
     the policy's deadline. Raise ShimError ``<CLI stage> error: <cause> (…)``."""
     start = clock()
 
     def attempt() -> None:
-        runner(argv, policy.deadline - (clock() - start))
+        runner(argv, policy.deadline - (clock() - start), keep_fds)
 
     try:
         run_with_retry(attempt, policy, _transient, log, stage="cli", clock=clock, sleep=sleep)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from hook.config import Config
     from hook.main import Budget
     from hook.request import DeviceRequest
+    from hook.rootfs_identity import Pinned
     from hook.selection import Selection
 
 COMMAND = "nvidia-container-runtime-hook"
@@ -45,7 +46,7 @@ class StandaloneRun(Run):
         super().configure(config, budget, data, spec, request)
 
     def mount(self, config: Config, budget: Budget, request: DeviceRequest,
-              selection: Selection, pid: int, rootfs: str, ldconfig: str) -> None:
+              selection: Selection, pid: int, pinned: Pinned, ldconfig: str) -> None:
         from hook import device_cgroup
         from hook.device_nodes import global_caps_of, wanted_nodes
 
@@ -58,7 +59,7 @@ class StandaloneRun(Run):
             self.event("cgroup", cgroup=where,
                        granted=",".join(f"{node.path}={node.major}:{node.minor}"
                                         for node in denied))
-        super().mount(config, budget, request, selection, pid, rootfs, ldconfig)
+        super().mount(config, budget, request, selection, pid, pinned, ldconfig)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

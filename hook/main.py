@@ -24,11 +24,13 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Optional
 from hook.errors import ShimError, one_line
 
 if TYPE_CHECKING:
+    from hook.bounded_child import Channel
     from hook.config import Config
     from hook.discovery import Inventory
     from hook.logfile import EventLog
     from hook.request import DeviceRequest
     from hook.retry import RetryPolicy
+    from hook.rootfs_identity import Pinned
     from hook.selection import Selection
 
 COMMAND = "gpu-container-hook"
@@ -41,6 +43,9 @@ MARGIN = 2.0
 """Seconds of the hook's timeout kept back to report a failure before the runtime kills us."""
 MOUNT_RESERVE = 5.0
 """Seconds of the budget the readiness wait leaves for the library calls after it."""
+KILL_MARGIN = 1.0
+"""Seconds of the hook's timeout left when the library child is killed: enough to kill and
+reap its processes and report, before the runtime kills the hook itself."""
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RISKY_PREFIXES = ("LD_", "PYTHON", "GCONV_", "MALLOC_", "NVC_")
@@ -210,8 +215,6 @@ class Run:
     def configure(self, config: Config, budget: Budget, data: bytes, spec: Mapping[str, Any],
                   request: DeviceRequest) -> None:
         from hook.bundle import rootfs_path
-        from hook.discovery import discover_from_config, nvml_held
-        from hook.selection import select
         from hook.state import parse_state
 
         state = parse_state(data)
@@ -223,8 +226,21 @@ class Run:
         from hook import lease_hooks
 
         lease_hooks.prestart(config, state.id, state.pid)  # a MIG lease's sign of life
-        rootfs = rootfs_path(spec, state.bundle)
         ldconfig = host_ldconfig(config)
+        from hook import rootfs_identity
+
+        # The rootfs runc mounted, held from here on: a later swap of its path changes nothing.
+        pinned = rootfs_identity.pin(rootfs_path(spec, state.bundle), state.pid)
+        try:
+            self.prepare(config, budget, request, state.pid, pinned, ldconfig)
+        finally:
+            pinned.close()
+
+    def prepare(self, config: Config, budget: Budget, request: DeviceRequest, pid: int,
+                pinned: Pinned, ldconfig: str) -> None:
+        from hook.discovery import discover_from_config, nvml_held
+        from hook.selection import select
+
         with nvml_held(str(config.section("nvml").get("library", ""))):
             inventory = self.inventory = discover_from_config(config)
             selection = select(request, inventory)
@@ -233,7 +249,7 @@ class Run:
         dropped = isolate_environment(self.environ)
         if dropped:
             self.event("environment", level="warning", dropped=",".join(dropped))
-        self.mount(config, budget, request, selection, state.pid, rootfs, ldconfig)
+        self.mount(config, budget, request, selection, pid, pinned, ldconfig)
 
     def wait_ready(self, config: Config, budget: Budget, selection: Selection) -> None:
         from hook.readiness import NotReadyError, NvmlProbe, fit_timeout, wait_ready
@@ -258,45 +274,74 @@ class Run:
                    polls=str(outcome.polls), waited_ms=f"{outcome.elapsed * 1000:.1f}",
                    waited_for=",".join(outcome.waited_for) or "-")
 
+    def bounded(self, work: Callable[[Channel], Mapping[str, str]], budget: Budget,
+                what: str) -> dict[str, str]:
+        """``work`` in a child that the hook's timeout always ends (hook.bounded_child)."""
+        from hook.bounded_child import run_bounded
+
+        done, leftover = run_bounded(work, budget.remaining() - KILL_MARGIN,
+                                     log=self.retry_log, what=what, clock=self.clock)
+        if leftover:
+            self.event("leftover", level="warning", killed=str(leftover), what=what)
+        return done
+
     def mount(self, config: Config, budget: Budget, request: DeviceRequest,
-              selection: Selection, pid: int, rootfs: str, ldconfig: str) -> None:
-        import libnvc_bindings
+              selection: Selection, pid: int, pinned: Pinned, ldconfig: str) -> None:
         from hook import mounts
         from hook.retry import RetryPolicy
+        from hook.rootfs_identity import verify
 
+        verify(pinned, pid)  # the readiness wait took time: the path must still lead there
         settings = config.section("libnvidia_container")
         policy = RetryPolicy.from_config(config.section("retry"), budget.remaining(), MARGIN)
         library, cli, reason = mounts.library_or_cli(settings)
         if library is None:
             self.event("fallback", level="warning", cli=cli, reason=reason)
-            self.mount_with_cli(config, cli, request, selection, pid, rootfs, ldconfig, policy)
+            self.mount_with_cli(config, budget, cli, request, selection, pid, pinned, ldconfig,
+                                policy)
             return
-        try:
-            session = libnvc_bindings.Session(
-                library, root=str(config.section("host")["driver_root"]), ldconfig=ldconfig)
-        except libnvc_bindings.NvcError as error:
-            raise ShimError("initialization", error.message) from None
-        target = mounts.Target(pid=pid, rootfs=rootfs, capabilities=request.capabilities)
-        mounted = mounts.configure(session, request, selection, target,
-                                   bool(settings["load_kmods"]),
-                                   mounts.Retrier(policy, self.retry_log, clock=self.clock))
-        self.event("mounted", library=library.version_string, rootfs=rootfs,
-                   **mounts.describe(mounted))
+        root = str(config.section("host")["driver_root"])
+        target = mounts.Target(pid=pid, rootfs=pinned.fd_path,
+                               capabilities=request.capabilities)
+        load_kmods = bool(settings["load_kmods"])
 
-    def mount_with_cli(self, config: Config, cli: str, request: DeviceRequest,
-                       selection: Selection, pid: int, rootfs: str, ldconfig: str,
+        def work(channel: Channel) -> Mapping[str, str]:
+            import libnvc_bindings
+
+            channel.step("initialization")
+            try:
+                session = libnvc_bindings.Session(library, root=root, ldconfig=ldconfig)
+            except libnvc_bindings.NvcError as error:
+                raise ShimError("initialization", error.message) from None
+            retrier = mounts.Retrier(policy, channel.log, clock=self.clock)
+            mounted = mounts.configure(session, request, selection, target, load_kmods,
+                                       mounts.Stepping(retrier, channel.step))
+            return mounts.describe(mounted)
+
+        described = self.bounded(work, budget, "libnvidia-container")
+        self.event("mounted", library=library.version_string, rootfs=pinned.path, **described)
+
+    def mount_with_cli(self, config: Config, budget: Budget, cli: str, request: DeviceRequest,
+                       selection: Selection, pid: int, pinned: Pinned, ldconfig: str,
                        policy: RetryPolicy) -> None:
         from hook import cli_fallback
 
         settings = config.section("libnvidia_container")
         argv = cli_fallback.cli_argv(cli, cli_fallback.CliRequest(
-            pid=pid, rootfs=rootfs, devices=cli_devices(request, selection),
+            pid=pid, rootfs=pinned.fd_path, devices=cli_devices(request, selection),
             capabilities=request.capabilities, requirements=request.checked_requirements,
             mig_config=bool(request.mig_config), mig_monitor=bool(request.mig_monitor)),
             load_kmods=bool(settings["load_kmods"]), ldconfig=ldconfig,
             driver_root=str(config.section("host")["driver_root"]))
-        cli_fallback.configure(argv, policy, self.retry_log, clock=self.clock)
-        self.event("mounted", cli=cli, argv=" ".join(argv))
+
+        def work(channel: Channel) -> Mapping[str, str]:
+            channel.step("cli")
+            cli_fallback.configure(argv, policy, channel.log, clock=self.clock,
+                                   keep_fds=(pinned.fd,))
+            return {}
+
+        self.bounded(work, budget, "nvidia-container-cli")
+        self.event("mounted", cli=cli, rootfs=pinned.path, argv=" ".join(argv))
 
 
 def report(error: ShimError, run: Optional[Run]) -> None:

@@ -126,7 +126,8 @@ def plan(request: DeviceRequest, selection: Selection, info: DeviceInfo) -> Plan
 
 @dataclass(frozen=True)
 class Target:
-    """The container as the library needs it: its init process and the host path of its root."""
+    """The container as the library needs it: its init process and a path to its root (the
+    pinned descriptor's, hook.rootfs_identity)."""
 
     pid: int
     rootfs: str
@@ -193,6 +194,19 @@ def _cause(error: BaseException) -> str:
     from libnvc_bindings import NvcError
 
     return error.message if isinstance(error, NvcError) else one_line(str(error))
+
+
+class Stepping:
+    """A ``Retry`` that first reports the stage it enters (the bounded child's progress, so a
+    deadline's error line names the step that overran), then runs ``retry``."""
+
+    def __init__(self, retry: Retry, step: Callable[[str], None]) -> None:
+        self.retry = retry
+        self.step = step
+
+    def __call__(self, stage: str, fn: Callable[[], T]) -> T:
+        self.step(stage)
+        return self.retry(stage, fn)
 
 
 class Retrier:

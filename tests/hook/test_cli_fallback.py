@@ -106,10 +106,10 @@ def ignore(line: str) -> None:
 
 
 def scripted(errors: list[CliError]
-             ) -> tuple[list[float], Callable[[Sequence[str], float], None]]:
+             ) -> tuple[list[float], Callable[..., None]]:
     timeouts: list[float] = []
 
-    def runner(argv: Sequence[str], timeout: float) -> None:
+    def runner(argv: Sequence[str], timeout: float, keep_fds: Sequence[int] = ()) -> None:
         timeouts.append(timeout)
         if errors:
             raise errors.pop(0)

@@ -12,12 +12,15 @@ import pytest
 from hook import compat, device_cgroup
 from hook.main import Run
 from hook.request import DeviceRequest
+from hook.rootfs_identity import Pinned
 from hook.selection import select
 from hook.testing import fake_inventory
 
 DOCKER_SPEC: dict[str, Any] = {"linux": {"resources": {"devices": [
     {"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "access": "m"}]}}}
 UNUSED: Any = None
+PINNED = Pinned("/rootfs", -1)
+"""Never opened: the mount under test is replaced."""
 """Config and budget: the fakes below never read them."""
 REQUEST = DeviceRequest(devices=("0",), capabilities=frozenset({"compute", "utility"}))
 DECLARED_BY_SHIM: dict[str, Any] = {"linux": {"resources": {"devices": [
@@ -56,7 +59,7 @@ def test_nodes_the_spec_denies_are_granted_before_mounting(
     container's cgroup, then the hook mounts as usual."""
     run = standalone(DOCKER_SPEC)
     selection = select(REQUEST, fake_inventory(8))
-    run.mount(UNUSED, UNUSED, REQUEST, selection, 4242, "/rootfs", "@/sbin/ldconfig")
+    run.mount(UNUSED, UNUSED, REQUEST, selection, 4242, PINNED, "@/sbin/ldconfig")
     assert calls == [
         ("grant", (["/dev/nvidia0", "/dev/nvidiactl", "/dev/nvidia-uvm",
                     "/dev/nvidia-uvm-tools"], 4242)),
@@ -67,7 +70,7 @@ def test_nodes_the_shim_declared_need_no_cgroup_write(calls: list[tuple[str, Any
     """A spec whose rules already allow every node (the shim ran) is only mounted."""
     run = standalone(DECLARED_BY_SHIM)
     selection = select(REQUEST, fake_inventory(8))
-    run.mount(UNUSED, UNUSED, REQUEST, selection, 4242, "/rootfs", "@/sbin/ldconfig")
+    run.mount(UNUSED, UNUSED, REQUEST, selection, 4242, PINNED, "@/sbin/ldconfig")
     assert calls == [("mount", 4242)]
 
 

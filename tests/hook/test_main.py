@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -54,6 +55,41 @@ def any_pid_is_a_container(monkeypatch: pytest.MonkeyPatch) -> None:
     """The runner's own pid stands in for the container's here; hook.container_pid, which
     refuses it, is tested in tests/hook/test_container_pid.py and tests/badinput."""
     monkeypatch.setattr("hook.container_pid.check_container_pid", lambda pid, proc="/proc": None)
+
+
+@pytest.fixture(autouse=True)
+def rootfs_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No runtime mounted these rootfs: pin the directory the path names. The identity checks
+    are tested in tests/hook/test_rootfs_identity.py and tests/adversarial."""
+    from hook.rootfs_identity import Pinned
+
+    def pin(rootfs: str, pid: int, proc: str = "/proc") -> Pinned:
+        return Pinned(rootfs, os.open(rootfs, os.O_PATH | os.O_CLOEXEC))
+
+    monkeypatch.setattr("hook.rootfs_identity.pin", pin)
+
+
+@pytest.fixture(autouse=True)
+def work_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library work runs in this process, so the fakes it calls are the test's; the forked,
+    bounded child is tested in tests/hook/test_bounded_child.py and tests/faults."""
+    from hook.bounded_child import Channel
+
+    class Inline(Channel):
+        def __init__(self, log: Callable[[str], None]) -> None:
+            super().__init__(-1)
+            self.logged = log
+
+        def send(self, kind: str, value: Any) -> None:
+            if kind == "log":
+                self.logged(str(value))
+
+    def run_bounded(work: Callable[[Channel], Any], timeout: float, *,
+                    log: Callable[[str], None], what: str,
+                    clock: Callable[[], float] = time.monotonic) -> tuple[dict[str, str], int]:
+        return dict(work(Inline(log))), 0
+
+    monkeypatch.setattr("hook.bounded_child.run_bounded", run_bounded)
 
 
 @pytest.fixture
@@ -268,7 +304,7 @@ class TestCliFallback:
         uuid = sim_host.topology["gpus"][0]["uuid"]
         expected = [cli, f"--root={sim_host.driver_dir}", "configure", "--no-cgroups",
                     "--ldconfig=@/sbin/ldconfig", f"--device={uuid}", "--compute",
-                    "--utility", f"--pid={os.getpid()}", str(bundle / "rootfs")]
+                    "--utility", f"--pid={os.getpid()}", fp.any(min=1, max=1)]
         recorder = fp.register(expected)
         assert run_hook(["prestart"], state(bundle)) == (0, "")
         assert recorder.call_count() == 1

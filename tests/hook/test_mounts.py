@@ -284,3 +284,16 @@ class TestRetrier:
         clock.now += 10.0
         with pytest.raises(ShimError, match=r"\(1 attempt over 0.0s, stopped by deadline\)"):
             retrier("mount", failing([NvcError("nvc_driver_mount", "cuda error: unknown error")]))
+
+
+def test_stepping_reports_each_stage_before_running_it() -> None:
+    """The bounded child learns the step before the call that might overrun it."""
+    events: list[str] = []
+
+    def retry(stage: str, fn: Callable[[], Any]) -> Any:
+        events.append(f"run {stage}")
+        return fn()
+
+    stepping = mounts.Stepping(retry, lambda stage: events.append(f"step {stage}"))
+    assert stepping("ldcache", lambda: 7) == 7
+    assert events == ["step ldcache", "run ldcache"]
