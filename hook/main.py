@@ -171,6 +171,8 @@ class Run:
         self.log: Optional[EventLog] = None
         self.inventory: Optional[Inventory] = None
         """What discovery found, once ``configure`` ran (the standalone hook reuses it)."""
+        self.discovery_ms = ""
+        """How long discovery took, for the ``readiness`` log line (``gpu-ctk metrics``)."""
 
     def event(self, event: str, level: str = "info", **fields: str) -> None:
         if self.log is not None:
@@ -226,7 +228,9 @@ class Run:
         rootfs = rootfs_path(spec, state.bundle)
         ldconfig = host_ldconfig(config)
         with nvml_held(str(config.section("nvml").get("library", ""))):
+            began = self.clock()
             inventory = self.inventory = discover_from_config(config)
+            self.discovery_ms = f"{(self.clock() - began) * 1000:.1f}"
             selection = select(request, inventory)
             check_requirements(request, inventory, selection)
             self.wait_ready(config, budget, selection)
@@ -252,11 +256,13 @@ class Run:
             self.event("readiness", level="error", outcome="timeout",
                        devices=str(len(labels)), polls=str(error.polls),
                        waited_ms=f"{error.elapsed * 1000:.1f}", deadline_s=f"{timeout:.1f}",
-                       last="; ".join(f"{k}: {v}" for k, v in error.last.items()))
+                       last="; ".join(f"{k}: {v}" for k, v in error.last.items()),
+                       pending=",".join(error.last) or "-", discovery_ms=self.discovery_ms)
             raise
         self.event("readiness", outcome="ready", devices=str(outcome.devices),
                    polls=str(outcome.polls), waited_ms=f"{outcome.elapsed * 1000:.1f}",
-                   waited_for=",".join(outcome.waited_for) or "-")
+                   waited_for=",".join(outcome.waited_for) or "-",
+                   discovery_ms=self.discovery_ms)
 
     def mount(self, config: Config, budget: Budget, request: DeviceRequest,
               selection: Selection, pid: int, rootfs: str, ldconfig: str) -> None:
@@ -264,12 +270,14 @@ class Run:
         from hook import mounts
         from hook.retry import RetryPolicy
 
+        began = self.clock()
         settings = config.section("libnvidia_container")
         policy = RetryPolicy.from_config(config.section("retry"), budget.remaining(), MARGIN)
         library, cli, reason = mounts.library_or_cli(settings)
         if library is None:
             self.event("fallback", level="warning", cli=cli, reason=reason)
-            self.mount_with_cli(config, cli, request, selection, pid, rootfs, ldconfig, policy)
+            self.mount_with_cli(config, cli, request, selection, pid, rootfs, ldconfig, policy,
+                                began)
             return
         try:
             session = libnvc_bindings.Session(
@@ -277,15 +285,16 @@ class Run:
         except libnvc_bindings.NvcError as error:
             raise ShimError("initialization", error.message) from None
         target = mounts.Target(pid=pid, rootfs=rootfs, capabilities=request.capabilities)
+        retrier = mounts.Retrier(policy, self.retry_log, clock=self.clock)
         mounted = mounts.configure(session, request, selection, target,
-                                   bool(settings["load_kmods"]),
-                                   mounts.Retrier(policy, self.retry_log, clock=self.clock))
+                                   bool(settings["load_kmods"]), retrier)
         self.event("mounted", library=library.version_string, rootfs=rootfs,
-                   **mounts.describe(mounted))
+                   **mounts.describe(mounted), **retrier.timings(),
+                   library_ms=f"{(self.clock() - began) * 1000:.1f}")
 
     def mount_with_cli(self, config: Config, cli: str, request: DeviceRequest,
                        selection: Selection, pid: int, rootfs: str, ldconfig: str,
-                       policy: RetryPolicy) -> None:
+                       policy: RetryPolicy, began: float) -> None:
         from hook import cli_fallback
 
         settings = config.section("libnvidia_container")
@@ -296,7 +305,8 @@ class Run:
             load_kmods=bool(settings["load_kmods"]), ldconfig=ldconfig,
             driver_root=str(config.section("host")["driver_root"]))
         cli_fallback.configure(argv, policy, self.retry_log, clock=self.clock)
-        self.event("mounted", cli=cli, argv=" ".join(argv))
+        self.event("mounted", cli=cli, argv=" ".join(argv),
+                   library_ms=f"{(self.clock() - began) * 1000:.1f}")
 
 
 def report(error: ShimError, run: Optional[Run]) -> None:
