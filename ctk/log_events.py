@@ -22,7 +22,7 @@ HOOK_EVENTS = ("readiness", "retry", "mounted", "done", "error")
 
 RETRY_MESSAGE = re.compile(r"^(?P<stage>[A-Za-z][\w-]*): attempt (?P<attempt>\d+)/(?P<of>\d+) "
                            r"failed: (?P<cause>.*); retrying in [\d.]+s$", re.DOTALL)
-DEVICE_LABEL = re.compile(r"^(GPU \d{1,4}|MIG \d{1,4}:\d{1,4})(?: \(.*\))?$")
+DEVICE_LABEL = re.compile(r"(?:^|,)(GPU \d{1,4}|MIG \d{1,4}:\d{1,4})(?= \(|,|$)")
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,7 @@ def waited_devices(item: Event) -> tuple[str, ...]:
     first poll; on a timeout, those still not ready at the end)."""
     text = item.fields.get("pending" if item.fields.get("outcome") == "timeout"
                            else "waited_for", "")
-    labels = []
-    for part in re.split(r",(?=(?:GPU|MIG) )", text):
-        match = DEVICE_LABEL.match(part.strip())
-        if match:
-            labels.append(match[1])
-    return tuple(labels)
+    return tuple(match[1] for match in DEVICE_LABEL.finditer(text))
 
 
 def failure(item: Event) -> tuple[str, str, str]:

@@ -33,7 +33,7 @@ PENDING_MAX_AGE = 900.0
 """Seconds after which a hook run with retries but no end line counts as outcome ``unknown``
 (the hook's timeout is far shorter: the runtime killed it)."""
 
-STAGE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+STAGE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
 PROFILE = re.compile(r"^[0-9a-z][0-9a-z.+_-]{0,31}$")
 
 

@@ -108,9 +108,9 @@ def test_scraped_metrics_match_the_starts_and_survive_rotation(
         sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
         write_config: WriteConfig, node_exporter: tuple[Path, str], tmp_path: Path) -> None:
     """Two GPU starts (the first waits 4 polls for GPU 2 and retries nvc_init twice), one
-    request failure, one MIG container created (its hook ran) and holding its lease: node_exporter serves
-    exactly those numbers; promtool finds the file clean; after the log is rotated with lines
-    not yet collected, the next collection counts each start once."""
+    request failure, one MIG container created (its hook ran) and holding its lease:
+    node_exporter serves exactly those numbers; promtool finds the file clean; after the log is
+    rotated with lines not yet collected, the next collection counts each start once."""
     directory, url = node_exporter
     host = sim_host_factory("dgx-a100-mig", faults=["nvml-not-ready=3",
                                                     "nvc-init-transient=2"])
