@@ -125,7 +125,8 @@ def cut(text: str, width: int) -> str:
 def table(report: dict[str, Any], source: str) -> str:
     """The report in at most 80 columns."""
     outcomes = report["outcomes"]
-    lines = [cut(f"gpu-ctk stats: last {report['starts']} GPU starts in {source}", WIDTH),
+    where = source if len(source) <= WIDTH - 7 else "…" + source[-(WIDTH - 8):]
+    lines = [f"gpu-ctk stats: last {report['starts']} GPU starts", f"  log: {where}",
              cut(f"  {outcomes.get('ok', 0)} ok, {outcomes.get('failed', 0)} failed, "
                  f"{outcomes.get('running', 0)} without an end line; "
                  f"{report['non_gpu_creates']} non-GPU creates", WIDTH)]
