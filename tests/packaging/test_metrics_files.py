@@ -47,49 +47,48 @@ def test_alert_rules_pass_promtool_check_rules() -> None:
     assert "SUCCESS: 2 rules found" in done.stdout
 
 
-ALERT_TESTS = """
-rule_files: [{rules}]
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:
-      - series: 'gpu_container_shim_readiness_wait_seconds_bucket{{instance="n1",outcome="ready",le="2.5"}}'
-        values: '0+1x30'
-      - series: 'gpu_container_shim_readiness_wait_seconds_bucket{{instance="n1",outcome="ready",le="5"}}'
-        values: '0+10x30'
-      - series: 'gpu_container_shim_readiness_wait_seconds_bucket{{instance="n1",outcome="ready",le="+Inf"}}'
-        values: '0+10x30'
-      - series: 'gpu_container_shim_readiness_wait_seconds_bucket{{instance="n2",outcome="ready",le="0.1"}}'
-        values: '0+10x30'
-      - series: 'gpu_container_shim_readiness_wait_seconds_bucket{{instance="n2",outcome="ready",le="+Inf"}}'
-        values: '0+10x30'
-      - series: 'gpu_container_shim_retries_total{{instance="n1",stage="initialization",error_class="driver rpc error: timed out"}}'
-        values: '0+10x30'
-      - series: 'gpu_container_shim_retries_total{{instance="n2",stage="mount",error_class="device or resource busy"}}'
-        values: '0+1x30'
-    alert_rule_test:
-      - eval_time: 20m
-        alertname: GpuReadinessWaitSlow
-        exp_alerts:
-          - exp_labels: {{severity: warning, instance: n1}}
-            exp_annotations:
-              summary: "GPU readiness waits are long on n1"
-              description: "Containers on n1 wait for their GPUs to answer NVML (p95 above 2 s, or waits that timed out). See gpu_container_shim_readiness_device_waits_total for the devices, and gpu-ctk stats on the node."
-      - eval_time: 20m
-        alertname: GpuLibraryRetryStorm
-        exp_alerts:
-          - exp_labels: {{severity: warning, instance: n1}}
-            exp_annotations:
-              summary: "libnvidia-container retry storm on n1"
-              description: "50 retries in 5 minutes. gpu_container_shim_retries_total names the stage and the error class; retried_starts_total says whether the starts recovered."
-"""
+def series(name: str, per_minute: int, **labels: str) -> dict[str, str]:
+    inner = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    return {"series": f"gpu_container_shim_{name}{{{inner}}}", "values": f"0+{per_minute}x30"}
+
+
+def alert(name: str, summary: str, description: str) -> dict[str, object]:
+    return {"eval_time": "20m", "alertname": name, "exp_alerts": [
+        {"exp_labels": {"severity": "warning", "instance": "n1"},
+         "exp_annotations": {"summary": summary, "description": description}}]}
+
+
+def alert_tests() -> dict[str, object]:
+    """n1: readiness p95 near 5 s and 10 retries a minute; n2: fast, one retry a minute."""
+    wait = "readiness_wait_seconds_bucket"
+    return {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            series(wait, 1, instance="n1", outcome="ready", le="2.5"),
+            series(wait, 10, instance="n1", outcome="ready", le="5"),
+            series(wait, 10, instance="n1", outcome="ready", le="+Inf"),
+            series(wait, 10, instance="n2", outcome="ready", le="0.1"),
+            series(wait, 10, instance="n2", outcome="ready", le="+Inf"),
+            series("retries_total", 10, instance="n1", stage="initialization",
+                   error_class="driver rpc error: timed out"),
+            series("retries_total", 1, instance="n2", stage="mount",
+                   error_class="device or resource busy")],
+        "alert_rule_test": [
+            alert("GpuReadinessWaitSlow", "GPU readiness waits are long on n1",
+                  "Containers on n1 wait for their GPUs to answer NVML (p95 above 2 s, or "
+                  "waits that timed out). See gpu_container_shim_readiness_device_waits_total "
+                  "for the devices, and gpu-ctk stats on the node."),
+            alert("GpuLibraryRetryStorm", "libnvidia-container retry storm on n1",
+                  "50 retries in 5 minutes. gpu_container_shim_retries_total names the stage "
+                  "and the error class; retried_starts_total says whether the starts "
+                  "recovered.")]}]}
 
 
 def test_alert_rules_fire_for_slow_readiness_and_retry_storms_only(tmp_path: Path) -> None:
     """promtool's rule unit test: n1 (readiness p95 near 5 s, 10 retries a minute) fires both
     alerts; n2 (fast readiness, one retry a minute) fires neither."""
     tests = tmp_path / "alerts_test.yml"
-    tests.write_text(ALERT_TESTS.format(rules=RULES))
+    tests.write_text(yaml.safe_dump(alert_tests()))
     done = promtool("test", "rules", str(tests))
     assert done.returncode == 0, done.stdout + done.stderr
 
