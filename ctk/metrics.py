@@ -152,6 +152,22 @@ def mig_gauges(config: Config, lease_dir: str, discover: bool) -> dict[Key, floa
     return gauges
 
 
+def collect_and_render(args: argparse.Namespace, config: Optional[Config], log: str,
+                       gauges: dict[Key, float]) -> str:
+    """Count the new lines into the state, then the whole exposition text."""
+    with locked(args.state):
+        totals, cursor = load_state(args.state, log)
+        cursor = collect(totals, log, cursor)
+        write_atomic(args.state, json.dumps({"version": VERSION, "path": log,
+                                             "log": cursor.to_json(),
+                                             "totals": totals.to_json()}), 0o600)
+    if config is not None:
+        lease_dir = args.lease_dir or str(config.section("mig")["lease_dir"])
+        gauges.update(mig_gauges(config, lease_dir, not args.no_discovery))
+    gauges[(P + "collector_last_run_timestamp_seconds", ())] = float(int(time.time()))
+    return metrics_text.render(totals, gauges)
+
+
 def run(args: argparse.Namespace) -> int:
     from hook import config as config_mod
 
@@ -165,19 +181,17 @@ def run(args: argparse.Namespace) -> int:
     log = args.log or (str(config.section("log")["file"]) if config else DEFAULT_LOG)
     if not log:
         raise ShimError("metrics", "log.file is empty: the shim writes no log to count from")
-    with locked(args.state):
-        totals, cursor = load_state(args.state, log)
-        cursor = collect(totals, log, cursor)
-        write_atomic(args.state, json.dumps({"version": VERSION, "path": log,
-                                             "log": cursor.to_json(),
-                                             "totals": totals.to_json()}), 0o600)
-    if config is not None:
-        lease_dir = args.lease_dir or str(config.section("mig")["lease_dir"])
-        gauges.update(mig_gauges(config, lease_dir, not args.no_discovery))
-    gauges[(P + "collector_last_run_timestamp_seconds", ())] = float(int(time.time()))
-    text = metrics_text.render(totals, gauges)
-    if args.textfile:
-        write_atomic(args.textfile, text, 0o644)
-    else:
+    try:
+        text = collect_and_render(args, config, log, gauges)
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        raise ShimError("metrics", f"{where}{error.strerror or error}") from None
+    if not args.textfile:
         sys.stdout.write(text)
+        return 0
+    try:
+        write_atomic(args.textfile, text, 0o644)
+    except OSError as error:
+        raise ShimError("metrics", f"--textfile {args.textfile}: "
+                                   f"{error.strerror or error}") from None
     return 0

@@ -77,6 +77,26 @@ def test_a_broken_state_file_is_one_line_and_changes_nothing(
     assert paths["state"].read_text() == '{"version": 1, "totals": {"counters": 7}}'
 
 
+def test_a_missing_textfile_directory_is_one_line(
+        paths: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths["log"].write_text(DONE.format(1, 1))
+    target = tmp_path / "absent" / "x.prom"
+    assert main(["metrics", "--textfile", str(target), "--state", str(paths["state"]),
+                 "--no-discovery"]) == 1
+    assert capsys.readouterr().err == (f"gpu-ctk: metrics: --textfile {target}: No such file "
+                                       "or directory\n")
+
+
+def test_an_unreadable_log_is_one_line(
+        paths: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A directory where the log should be: one line naming it, no state written."""
+    paths["log"].mkdir()
+    assert collect(paths) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"gpu-ctk: metrics: log {paths['log']}: ") and err.count("\n") == 1
+    assert not paths["state"].exists()
+
+
 def test_a_new_log_path_is_read_from_its_start_keeping_the_totals(
         paths: dict[str, Path], tmp_path: Path) -> None:
     paths["log"].write_text(DONE.format(1, 1))
