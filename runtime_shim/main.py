@@ -63,11 +63,21 @@ def timed_discovery(config: config_mod.Config, spent: list[float]) -> Callable[[
     return discover
 
 
+def log_create(log_file: str, level: str, invocation: argv_mod.Invocation, bundle: str,
+               started: float, fields: Sequence[tuple[str, str]]) -> None:
+    """Our log's one line per create: who, ``fields``, and the milliseconds since ``started``."""
+    from hook import logfile
+
+    logfile.append(log_file, logfile.logfmt([
+        ("time", logfile.timestamp()), ("level", level), ("cmd", invocation.command or ""),
+        ("id", invocation.container_id or ""), ("bundle", bundle), *fields,
+        ("duration_ms", f"{(time.monotonic() - started) * 1000:.1f}")]))
+
+
 def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             runtime: str = "") -> None:
     """Rewrite the bundle's config.json for a create/run (the slow path) for ``runtime``, the
     low-level runtime's path."""
-    from hook import logfile
     from runtime_shim import bundle as bundle_mod
     from runtime_shim import pipeline, rootfs_guard
     from runtime_shim.modifiers import mig_lease
@@ -112,12 +122,9 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     except ShimError as error:
         if log_file:  # the failed start in our log too, for gpu-ctk metrics and stats
             gpu = "unknown" if ctx is None else "yes" if ctx.request is not None else "no"
-            logfile.append(log_file, logfile.logfmt([
-                ("time", logfile.timestamp()), ("level", "error"),
-                ("cmd", invocation.command or ""), ("id", invocation.container_id or ""),
-                ("bundle", bundle), ("gpu", gpu), ("error_stage", error.stage),
-                ("msg", one_line(f"{COMMAND}: {error.stage}: {error.cause}")),
-                ("duration_ms", f"{(time.monotonic() - started) * 1000:.1f}")]))
+            log_create(log_file, "error", invocation, bundle, started, [
+                ("gpu", gpu), ("error_stage", error.stage),
+                ("msg", one_line(f"{COMMAND}: {error.stage}: {error.cause}"))])
         raise
     if log_file:
         changes = "; ".join(note for _, notes in result.notes for note in notes) or "none"
@@ -126,13 +133,9 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             spans["modifiers"] -= discovered[0]
             spans["discovery"] = discovered[0]
         phases = [(f"{phase}_ms", f"{seconds * 1000:.1f}") for phase, seconds in spans.items()]
-        logfile.append(log_file, logfile.logfmt([
-            ("time", logfile.timestamp()), ("level", "info"), ("cmd", invocation.command or ""),
-            ("id", invocation.container_id or ""), ("bundle", bundle),
+        log_create(log_file, "info", invocation, bundle, started, [
             ("gpu", "yes" if request is not None else "no"),
-            ("written", "yes" if result.changed else "no"), ("changes", changes), *phases,
-            ("duration_ms", f"{(time.monotonic() - started) * 1000:.1f}"),
-        ]))
+            ("written", "yes" if result.changed else "no"), ("changes", changes), *phases])
 
 
 def report(error: ShimError, invocation: argv_mod.Invocation) -> None:
