@@ -17,6 +17,9 @@ from typing import Any, Optional
 
 TAIL = 64
 """Bytes before the offset remembered to recognise the file again."""
+CHUNK = 64 << 20
+"""Most bytes of the live log read in one run (a first run over a huge log catches up over a
+few runs instead of holding it all in memory)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,10 @@ def _read_from(path: str, offset: int, whole: bool) -> tuple[list[str], int, byt
     with open(path, "rb") as stream:
         info = os.fstat(stream.fileno())
         stream.seek(offset)
-        data = stream.read()
+        data = stream.read() if whole else stream.read(CHUNK)
     end = len(data) if whole else data.rfind(b"\n") + 1
+    if end == 0 and len(data) >= CHUNK:  # one line longer than a chunk: taken as it is
+        end = len(data)
     chunk = data[:end]
     lines = [raw.decode("utf-8", "replace") for raw in chunk.splitlines()]
     new_offset = offset + end

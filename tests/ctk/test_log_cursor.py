@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ctk import log_cursor
 from ctk.log_cursor import Cursor, read_new
 
 
@@ -98,6 +99,33 @@ def test_an_older_rotation_at_dot_one_is_not_read_again(log: Path, tmp_path: Pat
     append(log, 3)
     second = read_new(str(log), first.cursor)
     assert ids(second.lines) == [3] and second.rotation == "lost"
+
+
+def test_a_big_log_is_read_a_chunk_at_a_time_without_losing_lines(
+        log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run takes whole lines up to the chunk size; the next run goes on from there."""
+    monkeypatch.setattr(log_cursor, "CHUNK", len(line(1)) * 2 + 5)
+    append(log, 1, 2, 3, 4, 5)
+    seen: list[int] = []
+    cursor = None
+    for _ in range(4):
+        read = read_new(str(log), cursor)
+        seen += ids(read.lines)
+        cursor = read.cursor
+    assert seen == [1, 2, 3, 4, 5]
+
+
+def test_a_line_longer_than_a_chunk_does_not_stall_reading(
+        log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log_cursor, "CHUNK", 16)
+    log.write_text("x" * 40 + "\n" + "k=v id=c1 e\n")
+    cursor = None
+    seen: list[str] = []
+    for _ in range(6):
+        read = read_new(str(log), cursor)
+        seen += read.lines
+        cursor = read.cursor
+    assert "".join(seen[:-1]) == "x" * 40 and ids(seen[-1:]) == [1]
 
 
 def test_a_missing_log_has_no_lines(log: Path) -> None:
