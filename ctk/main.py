@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("ctk.plan", "show what the shim and the hook would do to a bundle, touching nothing"),
     "doctor": ("ctk.doctor", "check this host's GPU container setup; each problem with its fix"),
     "cdi": ("ctk.cdi", "generate a CDI spec of this host's GPUs and MIG devices"),
+    "metrics": ("ctk.metrics", "write Prometheus metrics from the log (node_exporter textfile)"),
+    "stats": ("ctk.stats", "recent starts: time per phase, slowest, retries, failures"),
 }
 """Subcommand name -> (module, one-line help)."""
 

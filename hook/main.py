@@ -176,6 +176,8 @@ class Run:
         self.log: Optional[EventLog] = None
         self.inventory: Optional[Inventory] = None
         """What discovery found, once ``configure`` ran (the standalone hook reuses it)."""
+        self.discovery_ms = ""
+        """How long discovery took, for the ``readiness`` log line (``gpu-ctk metrics``)."""
 
     def event(self, event: str, level: str = "info", **fields: str) -> None:
         if self.log is not None:
@@ -242,7 +244,9 @@ class Run:
         from hook.selection import select
 
         with nvml_held(str(config.section("nvml").get("library", ""))):
+            began = self.clock()
             inventory = self.inventory = discover_from_config(config)
+            self.discovery_ms = f"{(self.clock() - began) * 1000:.1f}"
             selection = select(request, inventory)
             check_requirements(request, inventory, selection)
             self.wait_ready(config, budget, selection)
@@ -268,11 +272,13 @@ class Run:
             self.event("readiness", level="error", outcome="timeout",
                        devices=str(len(labels)), polls=str(error.polls),
                        waited_ms=f"{error.elapsed * 1000:.1f}", deadline_s=f"{timeout:.1f}",
-                       last="; ".join(f"{k}: {v}" for k, v in error.last.items()))
+                       last="; ".join(f"{k}: {v}" for k, v in error.last.items()),
+                       pending=",".join(error.last) or "-", discovery_ms=self.discovery_ms)
             raise
         self.event("readiness", outcome="ready", devices=str(outcome.devices),
                    polls=str(outcome.polls), waited_ms=f"{outcome.elapsed * 1000:.1f}",
-                   waited_for=",".join(outcome.waited_for) or "-")
+                   waited_for=",".join(outcome.waited_for) or "-",
+                   discovery_ms=self.discovery_ms)
 
     def bounded(self, work: Callable[[Channel], Mapping[str, str]], budget: Budget,
                 what: str) -> dict[str, str]:
@@ -292,13 +298,14 @@ class Run:
         from hook.rootfs_identity import verify
 
         verify(pinned, pid)  # the readiness wait took time: the path must still lead there
+        began = self.clock()
         settings = config.section("libnvidia_container")
         policy = RetryPolicy.from_config(config.section("retry"), budget.remaining(), MARGIN)
         library, cli, reason = mounts.library_or_cli(settings)
         if library is None:
             self.event("fallback", level="warning", cli=cli, reason=reason)
             self.mount_with_cli(config, budget, cli, request, selection, pid, pinned, ldconfig,
-                                policy)
+                                policy, began)
             return
         root = str(config.section("host")["driver_root"])
         target = mounts.Target(pid=pid, rootfs=pinned.fd_path,
@@ -316,14 +323,15 @@ class Run:
             retrier = mounts.Retrier(policy, channel.log, clock=self.clock)
             mounted = mounts.configure(session, request, selection, target, load_kmods,
                                        mounts.Stepping(retrier, channel.step))
-            return mounts.describe(mounted)
+            return {**mounts.describe(mounted), **retrier.timings()}
 
         described = self.bounded(work, budget, "libnvidia-container")
-        self.event("mounted", library=library.version_string, rootfs=pinned.path, **described)
+        self.event("mounted", library=library.version_string, rootfs=pinned.path, **described,
+                   library_ms=f"{(self.clock() - began) * 1000:.1f}")
 
     def mount_with_cli(self, config: Config, budget: Budget, cli: str, request: DeviceRequest,
                        selection: Selection, pid: int, pinned: Pinned, ldconfig: str,
-                       policy: RetryPolicy) -> None:
+                       policy: RetryPolicy, began: float) -> None:
         from hook import cli_fallback
 
         settings = config.section("libnvidia_container")
@@ -341,7 +349,8 @@ class Run:
             return {}
 
         self.bounded(work, budget, "nvidia-container-cli")
-        self.event("mounted", cli=cli, rootfs=pinned.path, argv=" ".join(argv))
+        self.event("mounted", cli=cli, rootfs=pinned.path, argv=" ".join(argv),
+                   library_ms=f"{(self.clock() - began) * 1000:.1f}")
 
 
 def report(error: ShimError, run: Optional[Run]) -> None:

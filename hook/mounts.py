@@ -222,12 +222,21 @@ class Retrier:
         self.clock = clock
         self.sleep = sleep
         self.start = clock()
+        self.spent: dict[str, float] = {}
+        """Seconds each stage took, retries included (the ``mounted`` log line's ``*_ms``)."""
 
     def __call__(self, stage: str, fn: Callable[[], T]) -> T:
-        left = self.policy.deadline - (self.clock() - self.start)
+        began = self.clock()
+        left = self.policy.deadline - (began - self.start)
         policy = replace(self.policy, deadline=max(0.0, left))
         try:
             return run_with_retry(fn, policy, _nvc_transient, self.log, stage=stage,
                                   clock=self.clock, sleep=self.sleep)
         except RetryError as error:
             raise retry_failure(error, stage, _cause(error.last)) from None
+        finally:
+            self.spent[stage] = self.spent.get(stage, 0.0) + self.clock() - began
+
+    def timings(self) -> dict[str, str]:
+        """``<stage>_ms`` log fields for every stage called so far."""
+        return {f"{stage}_ms": f"{seconds * 1000:.1f}" for stage, seconds in self.spent.items()}

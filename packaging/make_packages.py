@@ -246,6 +246,11 @@ def stage(tree: Path, packager: str, project: Project, rpm_python: str) -> None:
     write(share / "hooks.d" / PODMAN_HOOK, podman_hook().encode("utf-8"))
     for source in sorted((HERE / "examples").iterdir()):
         write(share / "examples" / source.name, source.read_bytes())
+    for kind in ("grafana", "prometheus"):  # the metrics dashboard and example alert rules
+        for source in sorted((HERE / kind).iterdir()):
+            write(share / kind / source.name, source.read_bytes())
+    for source in sorted((HERE / "systemd").iterdir()):
+        write(tree / "usr/lib/systemd/system" / source.name, source.read_bytes())
     for source in sorted((HERE / "man").glob("*.1")):
         write(tree / "usr/share/man/man1" / (source.name + ".gz"), gzip_man(source))
     copyright_text = render((HERE / "copyright").read_text(encoding="utf-8"),

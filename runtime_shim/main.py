@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from hook import config as config_mod
 from hook.errors import ShimError, one_line
@@ -19,6 +19,7 @@ from runtime_shim import argv as argv_mod
 from runtime_shim import fastpath, lowlevel
 
 if TYPE_CHECKING:
+    from hook.discovery import Inventory
     from runtime_shim.context import Context
 
 COMMAND = "gpu-container-runtime"
@@ -49,48 +50,92 @@ def fault_point(config: config_mod.Config, name: str) -> None:
         stop(name, True)
 
 
+def timed_discovery(config: config_mod.Config, spent: list[float]) -> Callable[[], Inventory]:
+    """The pipeline's discovery, its seconds appended to ``spent`` (the log's discovery_ms)."""
+    def discover() -> Inventory:
+        from hook.discovery import discover_from_config
+
+        began = time.monotonic()
+        try:
+            return discover_from_config(config)
+        finally:
+            spent.append(time.monotonic() - began)
+    return discover
+
+
+def log_create(log_file: str, level: str, invocation: argv_mod.Invocation, bundle: str,
+               started: float, fields: Sequence[tuple[str, str]]) -> None:
+    """Our log's one line per create: who, ``fields``, and the milliseconds since ``started``."""
+    from hook import logfile
+
+    logfile.append(log_file, logfile.logfmt([
+        ("time", logfile.timestamp()), ("level", level), ("cmd", invocation.command or ""),
+        ("id", invocation.container_id or ""), ("bundle", bundle), *fields,
+        ("duration_ms", f"{(time.monotonic() - started) * 1000:.1f}")]))
+
+
 def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             runtime: str = "") -> None:
     """Rewrite the bundle's config.json for a create/run (the slow path) for ``runtime``, the
     low-level runtime's path."""
-    from hook import logfile
     from runtime_shim import bundle as bundle_mod
     from runtime_shim import pipeline, rootfs_guard
     from runtime_shim.modifiers import mig_lease
 
     started = time.monotonic()
-    bundle = os.path.abspath(invocation.bundle or os.getcwd())
-    loaded = bundle_mod.load_spec(bundle)
-    rootfs_guard.check(loaded.spec, bundle)
-    fault_point(config, "shim-after-load")
-    ctx = build_context(loaded.spec, config, bundle=bundle,
-                        container_id=invocation.container_id or "",
-                        systemd_cgroup=invocation.systemd_cgroup, runtime=runtime,
-                        root=invocation.root)
-    request = ctx.request
-    try:
-        result = pipeline.run(loaded.spec, ctx)
-        fault_point(config, "shim-before-write")
-        if result.changed:
-            bundle_mod.write_spec(loaded, result.spec,
-                                  lambda: fault_point(config, "shim-before-rename"))
-        fault_point(config, "shim-after-write")
-    except ShimError:
-        if ctx.container_id and ctx.request is not request:  # MIG devices were leased
-            from hook import lease_store
+    marks = [("", started)]  # (phase, when it ended): the log line's *_ms fields
+    discovered: list[float] = []  # seconds in GPU discovery, which runs inside the modifiers
 
-            lease_store.release_if_mine(mig_lease.lease_dir(ctx), ctx.container_id)
-        raise
+    def mark(phase: str) -> None:
+        marks.append((phase, time.monotonic()))
+
+    bundle = os.path.abspath(invocation.bundle or os.getcwd())
     log_file = str(config.section("log")["file"])
+    ctx: Optional[Context] = None
+    try:
+        loaded = bundle_mod.load_spec(bundle)
+        rootfs_guard.check(loaded.spec, bundle)
+        fault_point(config, "shim-after-load")
+        mark("load")
+        ctx = build_context(loaded.spec, config, bundle=bundle,
+                            container_id=invocation.container_id or "",
+                            systemd_cgroup=invocation.systemd_cgroup, runtime=runtime,
+                            root=invocation.root)
+        mark("request")
+        ctx.discover = timed_discovery(config, discovered)
+        request = ctx.request
+        try:
+            result = pipeline.run(loaded.spec, ctx)
+            mark("modifiers")
+            fault_point(config, "shim-before-write")
+            if result.changed:
+                bundle_mod.write_spec(loaded, result.spec,
+                                      lambda: fault_point(config, "shim-before-rename"))
+            fault_point(config, "shim-after-write")
+            mark("write")
+        except ShimError:
+            if ctx.container_id and ctx.request is not request:  # MIG devices were leased
+                from hook import lease_store
+
+                lease_store.release_if_mine(mig_lease.lease_dir(ctx), ctx.container_id)
+            raise
+    except ShimError as error:
+        if log_file:  # the failed start in our log too, for gpu-ctk metrics and stats
+            gpu = "unknown" if ctx is None else "yes" if ctx.request is not None else "no"
+            log_create(log_file, "error", invocation, bundle, started, [
+                ("gpu", gpu), ("error_stage", error.stage),
+                ("msg", one_line(f"{COMMAND}: {error.stage}: {error.cause}"))])
+        raise
     if log_file:
         changes = "; ".join(note for _, notes in result.notes for note in notes) or "none"
-        logfile.append(log_file, logfile.logfmt([
-            ("time", logfile.timestamp()), ("level", "info"), ("cmd", invocation.command or ""),
-            ("id", invocation.container_id or ""), ("bundle", bundle),
+        spans = {phase: end - marks[n][1] for n, (phase, end) in enumerate(marks[1:])}
+        if discovered:
+            spans["modifiers"] -= discovered[0]
+            spans["discovery"] = discovered[0]
+        phases = [(f"{phase}_ms", f"{seconds * 1000:.1f}") for phase, seconds in spans.items()]
+        log_create(log_file, "info", invocation, bundle, started, [
             ("gpu", "yes" if request is not None else "no"),
-            ("written", "yes" if result.changed else "no"), ("changes", changes),
-            ("duration_ms", f"{(time.monotonic() - started) * 1000:.1f}"),
-        ]))
+            ("written", "yes" if result.changed else "no"), ("changes", changes), *phases])
 
 
 def report(error: ShimError, invocation: argv_mod.Invocation) -> None:

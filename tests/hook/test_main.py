@@ -256,7 +256,7 @@ class TestGpuPath:
         [ready] = log_lines(log, "readiness")
         uuid = sim_host.topology["gpus"][0]["uuid"]
         assert "outcome=ready devices=1 polls=3 " in ready
-        assert f'waited_for="GPU 0 ({uuid})"' in ready
+        assert f'waited_for="GPU 0 ({uuid})" discovery_ms=' in ready
 
     def test_readiness_deadline_names_the_device(
             self, run_hook: Hook, tmp_path: Path, use_config: Callable[..., Path],
@@ -274,6 +274,7 @@ class TestGpuPath:
                             "(NVML error 6)\n")
         [timeout] = log_lines(log, "readiness")
         assert "level=error" in timeout and "outcome=timeout" in timeout
+        assert f'pending="GPU 1 ({uuid})"' in timeout and " discovery_ms=" in timeout
 
     def test_unexpected_exception_is_still_one_line(
             self, run_hook: Hook, tmp_path: Path, use_config: Callable[..., Path],

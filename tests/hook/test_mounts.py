@@ -258,6 +258,23 @@ class TestRetrier:
         assert lines[0].startswith("initialization: attempt 1/5 failed: nvc_init: cuda error: "
                                    "unknown error; retrying in ")
 
+    def test_timings_sum_each_stage_retries_included(self) -> None:
+        """``timings`` gives each stage's milliseconds, all calls and retries of it together,
+        for the hook's ``mounted`` log line."""
+        clock = FakeClock()
+        retrier = mounts.Retrier(POLICY, ignore, clock=clock, sleep=clock.sleep)
+
+        def slow(seconds: float) -> Callable[[], str]:
+            def call() -> str:
+                clock.now += seconds
+                return "ok"
+            return call
+
+        retrier("mount", slow(0.5))
+        retrier("mount", slow(0.25))
+        retrier("ldcache", slow(0.125))
+        assert retrier.timings() == {"mount_ms": "750.0", "ldcache_ms": "125.0"}
+
     def test_permanent_error_fails_at_once_with_its_message(self) -> None:
         """A permanent error is the hook's cause as the library said it, nothing added."""
         clock = FakeClock()

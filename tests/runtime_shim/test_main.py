@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,31 @@ def test_create_rewrites_and_logs_one_line(
     log = (tmp_path / "shim.log").read_text().splitlines()
     assert len(log) == 1 and "id=c1" in log[0] and "cgroup: parent" in log[0]
     assert "duration_ms=" in log[0]
+
+
+def test_create_line_times_each_phase(
+        tmp_path: Path, shim_config: Path, execs: list[tuple[str, list[str]]]) -> None:
+    """The create line carries load, request, modifiers and write milliseconds (no discovery
+    for a container without GPUs) before the total, for gpu-ctk metrics."""
+    bundle = make_bundle(tmp_path, {"ociVersion": "1.0.2", "process": {"args": ["true"]},
+                                    "linux": {}})
+    with pytest.raises(Exec):
+        main_mod.main(["create", "-b", str(bundle), "c1"])
+    [line] = (tmp_path / "shim.log").read_text().splitlines()
+    assert re.search(r" load_ms=[\d.]+ request_ms=[\d.]+ modifiers_ms=[\d.]+ write_ms=[\d.]+ "
+                     r"duration_ms=[\d.]+$", line), line
+
+
+def test_failed_create_is_logged_with_its_stage(
+        tmp_path: Path, shim_config: Path, execs: list[tuple[str, list[str]]]) -> None:
+    """A create the shim refuses is one error line in our log: the stage and the message."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_bytes(b'{"process": ')
+    assert main_mod.main(["create", "-b", str(bundle), "c1"]) == 1
+    [line] = (tmp_path / "shim.log").read_text().splitlines()
+    assert " level=error cmd=create id=c1 " in line and " gpu=unknown " in line
+    assert ' error_stage=config.json msg="gpu-container-runtime: config.json: ' in line
 
 
 def test_bad_config_json_is_one_line_and_untouched(
