@@ -209,3 +209,22 @@ def test_assign_profiles_needs_one_uuid_per_token() -> None:
     """A UUID count that does not match the profile tokens is a programming error."""
     with pytest.raises(ValueError, match="2 MIG profile tokens, 1 UUIDs"):
         assign_profiles(request("mig-1g.10gb", "mig-1g.10gb"), [mig_uuid(0, 1, 0)])
+
+
+@pytest.mark.parametrize(("field", "variable"), [("mig_config", "NVIDIA_MIG_CONFIG_DEVICES"),
+                                                 ("mig_monitor", "NVIDIA_MIG_MONITOR_DEVICES")])
+def test_global_mig_caps_beside_specific_mig_devices_are_refused(field: str,
+                                                                 variable: str) -> None:
+    """MIG config/monitor `all` with a specific MIG device selected fails as the CLI does."""
+    asked = dataclasses.replace(request("0:1"), **{field: ("all",)})
+    with pytest.raises(ShimError) as info:
+        select(asked, HOST)
+    what = "mig-config" if field == "mig_config" else "mig-monitor"
+    assert info.value.cause == (f"{variable}=all: cannot enable {what} with specific MIG "
+                                "devices selected")
+
+
+@pytest.mark.parametrize("tokens", [("all",), ("0", "3")])
+def test_global_mig_caps_with_all_or_whole_gpus_are_accepted(tokens: tuple[str, ...]) -> None:
+    asked = dataclasses.replace(request(*tokens), mig_config=("all",))
+    assert select(asked, HOST).gpus
