@@ -188,14 +188,14 @@ def _requirements(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, .
     return tuple(texts), tuple(sources)
 
 
-def _imex_channels(spec: Mapping[str, Any], env: Mapping[str, str], volume_mounts: bool,
+def _imex_channels(mounted: list[str], env: Mapping[str, str], volume_mounts: bool,
                    env_allowed: bool) -> tuple[tuple[str, ...], str]:
     """IMEX channels as the toolkit reads them: ``imex/<n>`` mounts first, else the variable
     (``all``, ``none``, ``void`` and empty ask for none; needs the env to be accepted)."""
     channels: list[str] = []
     source = ""
     if volume_mounts:
-        channels = [t[len(IMEX_MOUNT_PREFIX):] for t in device_list_mounts(spec)
+        channels = [t[len(IMEX_MOUNT_PREFIX):] for t in mounted
                     if t.startswith(IMEX_MOUNT_PREFIX)]
         source = "mounts"
     if not channels and env_allowed:
@@ -238,7 +238,8 @@ def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceReq
     volume_mounts = bool(options.get("volume_mounts", True))
     env_allowed = privileged or bool(options.get("env_unprivileged", True))
 
-    tokens = mount_tokens(spec) if volume_mounts else []
+    mounted = device_list_mounts(spec) if volume_mounts else []
+    tokens = mount_tokens(mounted)
     source = "mounts"
     origin: tuple[str, ...] = (DEVICE_LIST_ROOT,)
     if not tokens:
@@ -267,7 +268,7 @@ def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceReq
         requirements, sources = _requirements(env)
         for text in requirements:
             parse_requirement(text)
-    channels, imex_source = _imex_channels(spec, env, volume_mounts, env_allowed)
+    channels, imex_source = _imex_channels(mounted, env, volume_mounts, env_allowed)
     return DeviceRequest(devices=devices, capabilities=capabilities, requirements=requirements,
                          disable_require=disable_require, mig_config=mig_config,
                          mig_monitor=mig_monitor, source=source, privileged=privileged,

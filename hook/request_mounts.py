@@ -69,11 +69,11 @@ def device_list_mounts(spec: Mapping[str, Any]) -> list[str]:
     return tokens
 
 
-def mount_tokens(spec: Mapping[str, Any]) -> list[str]:
-    """Device tokens requested as mounts (``cdi/<vendor>/<class>/<device>`` spelled as a CDI
-    name; IMEX channel mounts left out)."""
+def mount_tokens(mounted: list[str]) -> list[str]:
+    """Device tokens among the ``device_list_mounts`` (``cdi/<vendor>/<class>/<device>``
+    spelled as a CDI name; IMEX channel mounts left out)."""
     tokens: list[str] = []
-    for token in device_list_mounts(spec):
+    for token in mounted:
         if token.startswith(IMEX_MOUNT_PREFIX):
             continue
         if token.startswith(CDI_MOUNT_PREFIX):
