@@ -247,9 +247,12 @@ def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceReq
         tokens, source, origin = _env_tokens(env, swarm)
         if tokens and not env_allowed:
             return None
-    if "void" in (token.lower() for token in tokens):
+    words = {token.lower() for token in tokens}
+    if "void" in words:
         return None  # before CDI names are looked up: void wins wherever it is
-    tokens, cdi = _resolve_cdi(tokens, options)
+    cdi: tuple[tuple[str, str], ...] = ()
+    if not words & {"all", "none"}:  # else the first of them wins and the rest goes unread
+        tokens, cdi = _resolve_cdi(tokens, options)
     devices = pick_devices(tokens)
     if devices is None:
         return None

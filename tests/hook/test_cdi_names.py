@@ -121,3 +121,11 @@ def test_requests_without_cdi_names_load_neither_module_nor_yaml() -> None:
             "sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_special_word_leaves_cdi_names_unread(tmp_path: Path) -> None:
+    """all,<undefined CDI name> is all: the name beside a special word is not looked up."""
+    config = parse(f"requests: {{cdi_spec_dirs: [{tmp_path}]}}", "test")
+    spec = {"process": {"env": ["NVIDIA_VISIBLE_DEVICES=all,nvidia.com/gpu=9"]}}
+    request = parse_request(spec, config)
+    assert request is not None and request.wants_all and request.cdi == ()
