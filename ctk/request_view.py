@@ -54,22 +54,26 @@ def to_json(request: Optional[DeviceRequest],
     ``gpus``/``mig_devices`` then empty; ``selection_error`` says why when it failed)."""
     if request is None:
         return {"gpu_container": False, "summary": summary(None)}
+    mig_config, mig_monitor = request.mig_config, request.mig_monitor
     document: dict[str, Any] = {
         "gpu_container": True,
         "summary": summary(request),
         "privileged": request.privileged,
-        "devices": {"requested": list(request.devices), "source": devices_source(request),
-                    "cdi": [{"name": name, "device": token} for name, token in request.cdi]},
+        "devices": list(request.devices),
+        "devices_source": devices_source(request),
+        "cdi": [{"name": name, "device": token} for name, token in request.cdi],
         "gpus": [], "mig_devices": [],
-        "capabilities": {"names": sorted(request.capabilities),
-                         "source": capabilities_source(request)},
-        "requirements": [{"requirement": text, "source": source} for text, source in
-                         zip(request.requirements, _requirement_sources(request))],
+        "capabilities": sorted(request.capabilities),
+        "capabilities_source": capabilities_source(request),
+        "requirements": list(request.requirements),
+        "requirement_sources": _requirement_sources(request),
         "requirements_disabled": request.disable_require,
-        "mig_config": _mig(request.mig_config, "NVIDIA_MIG_CONFIG_DEVICES"),
-        "mig_monitor": _mig(request.mig_monitor, "NVIDIA_MIG_MONITOR_DEVICES"),
-        "imex_channels": {"channels": list(request.imex_channels),
-                          "source": _imex_source(request)},
+        "mig_config": list(mig_config),
+        "mig_config_source": "env:NVIDIA_MIG_CONFIG_DEVICES" if mig_config else None,
+        "mig_monitor": list(mig_monitor),
+        "mig_monitor_source": "env:NVIDIA_MIG_MONITOR_DEVICES" if mig_monitor else None,
+        "imex_channels": list(request.imex_channels),
+        "imex_channels_source": _imex_source(request),
     }
     if select is not None:
         from hook.errors import ShimError
@@ -107,10 +111,6 @@ def _requirement_sources(request: DeviceRequest) -> list[str]:
     sources = list(request.requirement_sources)
     sources += ["env"] * (len(request.requirements) - len(sources))
     return [s if s.startswith("legacy:") else f"env:{s}" if s != "env" else s for s in sources]
-
-
-def _mig(devices: tuple[str, ...], variable: str) -> Optional[dict[str, Any]]:
-    return {"devices": list(devices), "source": f"env:{variable}"} if devices else None
 
 
 def _imex_source(request: DeviceRequest) -> Optional[str]:

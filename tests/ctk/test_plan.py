@@ -304,14 +304,14 @@ def test_json_request_of_a_legacy_image_on_a_mig_host(mig_host: SimHost, tmp_pat
     status, out, _ = run_plan(capsys, str(bundle), "--json")
     request = json.loads(out)["request"]
     assert status == 0
-    assert request["devices"]["source"] == "legacy:CUDA_VERSION"
+    assert (request["devices"], request["devices_source"]) == (["all"], "legacy:CUDA_VERSION")
     assert len(request["gpus"]) == len(mig_host.topology["gpus"])
     assert sorted(m["uuid"] for m in request["mig_devices"]) == sorted(
         d["uuid"] for gpu in mig_host.topology["gpus"] for d in gpu["mig"].get("devices", []))
-    assert request["capabilities"]["source"] == "legacy:CUDA_VERSION"
-    assert len(request["capabilities"]["names"]) == 7
-    assert request["requirements"] == [{"requirement": "cuda>=11.0",
-                                        "source": "legacy:CUDA_VERSION"}]
+    assert request["capabilities_source"] == "legacy:CUDA_VERSION"
+    assert len(request["capabilities"]) == 7
+    assert request["requirements"] == ["cuda>=11.0"]
+    assert request["requirement_sources"] == ["legacy:CUDA_VERSION"]
 
 
 def test_legacy_image_newer_than_the_driver_fails(t4_host: SimHost, tmp_path: Path,

@@ -24,17 +24,15 @@ def test_not_a_gpu_container() -> None:
 def test_legacy_request_names_each_source() -> None:
     """Every part says where it came from: the legacy rule, the variable."""
     document = to_json(legacy(), lambda: select(legacy(), HOST))
-    assert document["devices"] == {"requested": ["all"], "source": "legacy:CUDA_VERSION",
-                                   "cdi": []}
-    assert document["capabilities"] == {"names": ["compute", "video"],
-                                        "source": "legacy:CUDA_VERSION"}
-    assert document["requirements"] == [
-        {"requirement": "brand=tesla", "source": "env:NVIDIA_REQUIRE_BRAND"},
-        {"requirement": "cuda>=9.0", "source": "legacy:CUDA_VERSION"}]
+    assert (document["devices"], document["devices_source"]) == (["all"], "legacy:CUDA_VERSION")
+    assert document["capabilities"] == ["compute", "video"]
+    assert document["capabilities_source"] == "legacy:CUDA_VERSION"
+    assert document["requirements"] == ["brand=tesla", "cuda>=9.0"]
+    assert document["requirement_sources"] == ["env:NVIDIA_REQUIRE_BRAND", "legacy:CUDA_VERSION"]
     assert [g["index"] for g in document["gpus"]] == [0, 1]
     assert [(m["gpu"], m["index"]) for m in document["mig_devices"]] == [(1, 0), (1, 1)]
-    assert document["mig_config"] is None and document["imex_channels"] == {
-        "channels": [], "source": None}
+    assert (document["mig_config"], document["mig_config_source"]) == ([], None)
+    assert (document["imex_channels"], document["imex_channels_source"]) == ([], None)
 
 
 def test_cdi_names_are_the_source_of_the_devices_they_name() -> None:
