@@ -3,7 +3,7 @@ and the whole request as JSON (README §``gpu-ctk plan``), each part with where 
 
 Sources are written ``env:<VARIABLE>``, ``swarm:<VARIABLE>``, ``mounts`` (the
 ``/var/run/nvidia-container-devices`` list), ``legacy:CUDA_VERSION`` (the legacy CUDA image
-rule), ``cdi:<name>`` (a CDI device name), ``default`` and ``config``.
+rule), ``cdi:<name>`` (a CDI device name), and ``default``.
 """
 
 from __future__ import annotations
