@@ -144,7 +144,7 @@ def plan_hook(config: Config, spec: Mapping[str, Any], bundle: str,
 
 def _requirements_line(request: DeviceRequest, selection: Selection) -> str:
     if not request.checked_requirements:
-        why = "disabled" if request.requirements else "none asked"
+        why = "disabled" if request.disable_require else "none asked"
         return f"requirements: {why}"
     gpus = ", ".join(f"GPU {g.index}" for g in selection.checked_gpus) or "the host"
     return f"requirements: {' AND '.join(request.checked_requirements)} satisfied by {gpus}"

@@ -116,31 +116,33 @@ class Plan:
     container_id: str
     config: str
     request: str
+    """The ``request:`` summary line."""
+    request_json: dict[str, Any]
+    """The whole parsed request (``ctk.request_view.to_json``)."""
     edits: tuple[tuple[str, tuple[str, ...]], ...]
     diff: str
     hook: HookPlan
 
     def to_json(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "container_id": self.container_id,
-                "config": self.config, "request": self.request,
+                "config": self.config, "request": self.request_json,
                 "edits": [{"modifier": name, "notes": list(notes)} for name, notes in self.edits],
                 "changed": bool(self.diff), "diff": self.diff, "hook": self.hook.to_json(),
                 "outcome": "fail" if self.hook.problem else "start"}
 
 
 def describe_request(ctx: Context) -> str:
-    request = ctx.request
-    if request is None:
-        return "none: not a GPU container (no GPU edits, no hook)"
-    devices = ",".join(request.devices) or "none (driver only)"
-    return (f"devices {devices} (from {request.source}), capabilities "
-            f"{','.join(sorted(request.capabilities))}")
+    from ctk.request_view import summary
+
+    return summary(ctx.request)
 
 
 def make_plan(bundle: str, container_id: str, systemd_cgroup: bool, runtime: str) -> Plan:
     """Load the configuration and the bundle, run the planned pipeline and the hook plan."""
+    from ctk import request_view
     from ctk.hook_plan import plan_hook
     from hook import config as config_mod
+    from hook.selection import select
     from runtime_shim import bundle as bundle_mod
     from runtime_shim import pipeline
     from runtime_shim.main import build_context
@@ -156,8 +158,11 @@ def make_plan(bundle: str, container_id: str, systemd_cgroup: bool, runtime: str
         raise ShimError("plan", f"the shim would refuse this container: {error.stage}: "
                                 f"{error.cause}") from None
     hook = plan_hook(config, result.spec, bundle, ctx.request, ctx.inventory)
+    final = ctx.request  # as the shim leaves it: MIG profiles replaced by what a lease gives
+    request_json = request_view.to_json(
+        final, None if final is None else lambda: select(final, ctx.inventory()))
     return Plan(bundle=bundle, container_id=container_id, config=config.source,
-                request=request_line,
+                request=request_line, request_json=request_json,
                 edits=tuple((name, tuple(notes)) for name, notes in result.notes),
                 diff=spec_diff(loaded.spec, result.spec) if result.changed else "", hook=hook)
 

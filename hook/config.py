@@ -29,7 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "log": {"file": "/var/log/gpu-container-shim.log", "level": "info"},
     "hook": {"path": "/usr/bin/gpu-container-hook", "args": [], "stage": "prestart",
              "timeout": 30},
-    "requests": {"env_unprivileged": True, "volume_mounts": True, "disable_require": False},
+    "requests": {"env_unprivileged": True, "volume_mounts": True, "disable_require": False,
+                 "swarm_resource": "", "supported_driver_capabilities": "all",
+                 "cdi_spec_dirs": ["/etc/cdi", "/var/run/cdi"]},
     "cgroup": {"parent": "", "move_kubernetes_pods": False},
     "oom": {"inherit": True, "floor": -900},
     "policies": {

@@ -10,15 +10,21 @@ libnvidia-container's ``nvc_driver_mount``/``nvc_device_mount``:
   ``nvidia-uvm`` and ``nvidia-uvm-tools`` with the ``compute`` capability, ``nvidia-modeset``
   with ``display``; a control node the host lacks is skipped, as libnvidia-container does;
 - for a privileged container asking for them, the global MIG ``config``/``monitor``
-  capability nodes, which the hook mounts (``nvc_mig_*_global_caps_mount``).
+  capability nodes, which the hook mounts (``nvc_mig_*_global_caps_mount``);
+- each IMEX channel asked for (``NVIDIA_IMEX_CHANNELS``), ``/dev/nvidia-caps-imex-channels/
+  channelN``, which the host must have (``imex_channel_nodes``).
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from hook.errors import ShimError
+
+IMEX_CHANNEL_DIR = "nvidia-caps-imex-channels"
 
 if TYPE_CHECKING:
     from hook.discovery import DeviceNode, Inventory
@@ -80,3 +86,26 @@ def _gpu_node(inventory: Inventory, minor: int, what: str) -> DeviceNode:
 
 def _add(nodes: dict[str, DeviceNode], node: DeviceNode) -> None:
     nodes.setdefault(node.path, node)
+
+
+def imex_channel_nodes(dev_root: str, channels: Iterable[str]) -> list[DeviceNode]:
+    """The host's node of each IMEX channel (``channels`` are the request's numbers); a channel
+    the host lacks is a one-line error, since the container would start without it."""
+    from hook.discovery import DeviceNode
+
+    nodes: list[DeviceNode] = []
+    for channel in channels:
+        name = f"{IMEX_CHANNEL_DIR}/channel{int(channel)}"
+        host_path = os.path.join(dev_root, name)
+        try:
+            info = os.stat(host_path)
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISCHR(info.st_mode):
+            raise ShimError("devices", f"no IMEX channel node /dev/{name} on this host "
+                                       f"(NVIDIA_IMEX_CHANNELS asked for channel {channel})")
+        nodes.append(DeviceNode(path="/dev/" + name, host_path=host_path,
+                                major=os.major(info.st_rdev), minor=os.minor(info.st_rdev),
+                                file_mode=stat.S_IMODE(info.st_mode), uid=info.st_uid,
+                                gid=info.st_gid))
+    return nodes

@@ -1,24 +1,44 @@
-"""The device request model: what a container asked for (design.md §Device requests).
+"""The device request model: what a container asked for (README §Device requests).
 
-``parse_request(spec, config)`` is pure; both the shim and the hook call it, so they agree.
-The semantics follow the NVIDIA Container Toolkit's hook (``internal/config/image``): a
-``/dev/null`` volume-mount list beats the environment; an environment request from an
-unprivileged container counts only when the configuration accepts it; ``void`` beats ``none``
-beats ``all`` anywhere in the list. Token *shapes* are checked here; whether a device exists is
-for selection against the inventory.
+``parse_request(spec, config)`` is pure apart from reading CDI specs when a CDI device name is
+requested; both the shim and the hook call it, so they agree. The semantics follow the NVIDIA
+Container Toolkit's hook (``internal/config/image``, ``cmd/nvidia-container-runtime-hook``) and
+libnvidia-container; README §Where we differ from NVIDIA lists each deliberate difference.
+Word-level rules live in ``hook.request_words``; token *shapes* are checked here, whether a
+device exists is for selection against the inventory.
 """
 
 from __future__ import annotations
 
-import posixpath
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from hook.config import Config
-from hook.errors import ShimError, one_line
+from hook.errors import ShimError
+from hook.request_mounts import (
+    DEVICE_LIST_ROOT,
+    IMEX_MOUNT_PREFIX,
+    device_list_mounts,
+    mount_tokens,
+)
+from hook.request_words import (
+    CAPABILITIES,
+    DEFAULT_CAPABILITIES,
+    MAX_TOKENS,
+    device_token_kind,
+    driver_capabilities,
+    legacy_cuda_version,
+    parse_bool,
+    pick_devices,
+    split_list,
+    supported_capabilities,
+)
+from hook.request_words import shown as _shown
 from hook.requirements import parse_requirement
+
+__all__ = ["CAPABILITIES", "DEFAULT_CAPABILITIES", "DEVICE_LIST_ROOT", "DeviceRequest",
+           "device_token_kind", "mount_tokens", "parse_request", "split_list"]
 
 STAGE = "request"
 SPEC_STAGE = "config.json"
@@ -34,37 +54,8 @@ MIG_MONITOR_DEVICES = "NVIDIA_MIG_MONITOR_DEVICES"
 CUDA_VERSION = "CUDA_VERSION"
 REQUIRE_CUDA = "NVIDIA_REQUIRE_CUDA"
 
-DEVICE_LIST_ROOT = "/var/run/nvidia-container-devices"
-IMEX_MOUNT_PREFIX = "imex/"
-"""IMEX channel requests share the mount root; they are not GPUs and are not handled here."""
+IMEX_CHANNELS = "NVIDIA_IMEX_CHANNELS"
 CAP_SYS_ADMIN = "CAP_SYS_ADMIN"
-
-CAPABILITIES = frozenset({"compute", "compat32", "graphics", "utility", "video", "display",
-                          "ngx"})
-DEFAULT_CAPABILITIES = frozenset({"utility", "compute"})
-
-MAX_TOKEN_CHARS = 256
-MAX_TOKENS = 1024
-
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no"})
-
-_HEX_ID = r"[0-9a-f]+(?:-[0-9a-f]+)*"
-_INDEX = r"[0-9]{1,9}"
-_PROFILE = r"[0-9]{1,2}g\.[0-9]{1,4}gb(?:\+[a-z][a-z0-9]*(?:\.[a-z0-9]+)*)*"
-_TOKEN_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (kind, re.compile(pattern, re.IGNORECASE | re.ASCII)) for kind, pattern in (
-        ("index", _INDEX),
-        ("gpu-uuid", rf"GPU-{_HEX_ID}"),
-        ("pci-bus-id", r"[0-9a-f]{1,8}:[0-9a-f]{1,2}:[0-9a-f]{1,2}\.[0-7]"),
-        ("mig-uuid", rf"MIG-{_HEX_ID}|MIG-GPU-{_HEX_ID}/{_INDEX}/{_INDEX}"),
-        ("mig-index", rf"{_INDEX}:{_INDEX}"),
-        ("mig-profile", rf"mig-{_PROFILE}"),
-        ("gpu-mig-profile", rf"(?:{_INDEX}|GPU-{_HEX_ID})\.mig-{_PROFILE}"),
-    )
-)
-_TOKEN_FORMS = ("an index, GPU-<uuid>, a PCI bus id, MIG-<uuid>, <gpu>:<mig>, mig-<profile> "
-                "or <gpu>.mig-<profile>")
 
 
 @dataclass(frozen=True)
@@ -72,19 +63,33 @@ class DeviceRequest:
     """A GPU container's request; ``parse_request`` returns None for a non-GPU container."""
 
     devices: tuple[str, ...]
-    """Device tokens in request order, trimmed; ``("all",)`` for all GPUs; ``()`` for ``none``."""
+    """Device tokens in request order, trimmed, CDI names resolved; ``("all",)`` for all GPUs
+    (and, on a MIG host, every MIG device); ``()`` for ``none``."""
     capabilities: frozenset[str]
     """Driver capabilities with ``all`` expanded (``compute``, ``utility`` …)."""
     requirements: tuple[str, ...] = ()
-    """The values of every ``NVIDIA_REQUIRE_*`` variable, each ANDed."""
+    """Every requirement, each ANDed: the ``NVIDIA_REQUIRE_*`` values by variable name, then
+    the legacy image's ``cuda>=<major.minor>``."""
     disable_require: bool = False
     mig_config: tuple[str, ...] = ()
     """``NVIDIA_MIG_CONFIG_DEVICES`` tokens (honoured for privileged containers only)."""
     mig_monitor: tuple[str, ...] = ()
     """``NVIDIA_MIG_MONITOR_DEVICES`` tokens (honoured for privileged containers only)."""
     source: str = "env"
-    """Where the device list came from: ``env`` or ``mounts``."""
+    """Where the device list came from: ``env``, ``mounts``, ``swarm`` or ``legacy``."""
     privileged: bool = False
+    origin: tuple[str, ...] = ()
+    """The variables (or the mount root) the device list was read from."""
+    cdi: tuple[tuple[str, str], ...] = ()
+    """``(CDI name, device token)`` for each CDI device name the request used."""
+    capabilities_source: str = "default"
+    """``env``, ``default`` (unset or empty) or ``legacy`` (unset on a legacy CUDA image)."""
+    requirement_sources: tuple[str, ...] = ()
+    """For each of ``requirements``: the variable it came from, or ``legacy:CUDA_VERSION``."""
+    imex_channels: tuple[str, ...] = ()
+    """IMEX channel numbers asked for (``NVIDIA_IMEX_CHANNELS`` or ``imex/<n>`` mounts)."""
+    imex_source: str = ""
+    """``env`` or ``mounts``; ``""`` when no channel is asked for."""
 
     @property
     def wants_all(self) -> bool:
@@ -94,52 +99,6 @@ class DeviceRequest:
     def checked_requirements(self) -> tuple[str, ...]:
         """The requirements to check: none when disabled by the image or the configuration."""
         return () if self.disable_require else self.requirements
-
-
-def _shown(value: str, limit: int = 80) -> str:
-    """An untrusted value, escaped and bounded, safe to put in a one-line message."""
-    return one_line(repr(value)[1:-1], limit)
-
-
-def device_token_kind(token: str) -> Optional[str]:
-    """Name the shape of a device token (``index``, ``gpu-uuid``, ``pci-bus-id``, ``mig-uuid``,
-    ``mig-index``, ``mig-profile``, ``gpu-mig-profile``), or None for an impossible one."""
-    if len(token) > MAX_TOKEN_CHARS:
-        return None
-    for kind, pattern in _TOKEN_KINDS:
-        if pattern.fullmatch(token):
-            return kind
-    return None
-
-
-def split_list(value: str, name: str) -> list[str]:
-    """Split a comma list as the toolkit does (trim, skip empty items), bounded because the
-    value comes from the image."""
-    items = [item.strip() for item in value.split(",")]
-    items = [item for item in items if item]
-    if len(items) > MAX_TOKENS:
-        raise ShimError(STAGE, f"{name}: more than {MAX_TOKENS} items")
-    for item in items:
-        if len(item) > MAX_TOKEN_CHARS:
-            raise ShimError(STAGE, f"{name}: item longer than {MAX_TOKEN_CHARS} characters: "
-                                   f"{_shown(item)}")
-    return items
-
-
-def _select(tokens: Sequence[str]) -> Optional[tuple[str, ...]]:
-    """Apply the special values (``void`` > ``none`` > ``all``, case-insensitive) and check the
-    shape of every other token; None means not a GPU container."""
-    lowered = {token.lower() for token in tokens}
-    if not tokens or "void" in lowered:
-        return None
-    for token in tokens:
-        if token.lower() not in ("none", "all") and device_token_kind(token) is None:
-            raise ShimError(STAGE, f"unknown device {_shown(token)}; expected {_TOKEN_FORMS}")
-    if "none" in lowered:
-        return ()
-    if "all" in lowered:
-        return ("all",)
-    return tuple(tokens)
 
 
 def _mapping(value: Any, field: str) -> Mapping[str, Any]:
@@ -181,78 +140,25 @@ def is_privileged(process: Mapping[str, Any]) -> bool:
     return CAP_SYS_ADMIN in _strings(caps.get("bounding"), "process.capabilities.bounding")
 
 
-def _clean(path: str) -> str:
-    """Lexical cleaning like Go's filepath.Clean (normpath keeps a leading ``//``)."""
-    cleaned = posixpath.normpath(path) if path else "."
-    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
+def _env_tokens(env: Mapping[str, str], swarm: Sequence[str]) -> tuple[list[str], str,
+                                                                        tuple[str, ...]]:
+    """The device tokens the environment asks for, where from (``env``, ``swarm``, ``legacy``)
+    and which variables: the set swarm-resource variables when any is set (concatenated),
+    else ``NVIDIA_VISIBLE_DEVICES``; unset on a legacy CUDA image means ``all``."""
+    names = tuple(name for name in swarm if name in env)
+    source = "swarm" if names else "env"
+    names = names or (VISIBLE_DEVICES,)
+    if not any(name in env for name in names):
+        return (["all"], "legacy", (CUDA_VERSION,)) if _legacy(env) else ([], source, names)
+    tokens = [token for name in names if name in env for token in split_list(env[name], name)]
+    if len(tokens) > MAX_TOKENS:
+        raise ShimError(STAGE, f"{'+'.join(names)}: more than {MAX_TOKENS} items")
+    return tokens, source, names
 
 
-def mount_tokens(spec: Mapping[str, Any]) -> list[str]:
-    """Device tokens requested as ``/dev/null`` mounts under the device-list root, in mount
-    order, each destination counted once."""
-    mounts = spec.get("mounts")
-    if mounts is None:
-        return []
-    if not isinstance(mounts, list):
-        raise ShimError(SPEC_STAGE, f"mounts: expected a list, got {type(mounts).__name__}")
-    seen: set[str] = set()
-    tokens: list[str] = []
-    for i, mount in enumerate(mounts):
-        # type() before isinstance(): an ABC check per mount dominates a 5 000-mount spec.
-        if type(mount) is not dict and not isinstance(mount, Mapping):
-            raise ShimError(SPEC_STAGE, f"mounts[{i}]: expected an object, got "
-                                        f"{type(mount).__name__}")
-        source, destination = mount.get("source"), mount.get("destination")
-        if source is not None and type(source) is not str and not isinstance(source, str):
-            raise ShimError(SPEC_STAGE, f"mounts[{i}].source: expected a string")
-        if type(destination) is not str and not isinstance(destination, str):
-            raise ShimError(SPEC_STAGE, f"mounts[{i}].destination: expected a string")
-        # Cleaning never adds characters: a source without "null" cannot clean to /dev/null, and
-        # skipping the cleaning keeps a 5 000-mount spec cheap.
-        if source is None or "null" not in source or _clean(source) != "/dev/null":
-            continue
-        destination = _clean(destination)
-        if destination in seen or not destination.startswith(DEVICE_LIST_ROOT + "/"):
-            continue
-        seen.add(destination)
-        token = destination[len(DEVICE_LIST_ROOT):].strip("/")
-        if token.startswith(IMEX_MOUNT_PREFIX):
-            continue
-        if len(token) > MAX_TOKEN_CHARS:
-            raise ShimError(STAGE, f"device-list mount: item longer than {MAX_TOKEN_CHARS} "
-                                   f"characters: {_shown(token)}")
-        tokens.append(token)
-        if len(tokens) > MAX_TOKENS:
-            raise ShimError(STAGE, f"device-list mounts: more than {MAX_TOKENS} items")
-    return tokens
-
-
-def _env_tokens(env: Mapping[str, str]) -> list[str]:
-    value = env.get(VISIBLE_DEVICES)
-    if value is None:
-        legacy = env.get(CUDA_VERSION, "") != "" and env.get(REQUIRE_CUDA, "") == ""
-        return ["all"] if legacy else []
-    return split_list(value, VISIBLE_DEVICES)
-
-
-def _capabilities(env: Mapping[str, str]) -> frozenset[str]:
-    names = split_list(env.get(DRIVER_CAPABILITIES, ""), DRIVER_CAPABILITIES)
-    if not names:
-        return DEFAULT_CAPABILITIES
-    for name in names:
-        if name != "all" and name not in CAPABILITIES:
-            raise ShimError(STAGE, f"{DRIVER_CAPABILITIES}: unknown capability {_shown(name)}; "
-                                   f"expected {', '.join(sorted(CAPABILITIES))} or all")
-    return CAPABILITIES if "all" in names else frozenset(names)
-
-
-def _bool(env: Mapping[str, str], name: str) -> bool:
-    value = env.get(name, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE or value == "":
-        return False
-    raise ShimError(STAGE, f"{name}: expected true or false, got {_shown(env[name])}")
+def _legacy(env: Mapping[str, str]) -> bool:
+    """A legacy CUDA image: ``CUDA_VERSION`` set and ``NVIDIA_REQUIRE_CUDA`` empty or unset."""
+    return env.get(CUDA_VERSION, "") != "" and env.get(REQUIRE_CUDA, "") == ""
 
 
 def _mig_devices(env: Mapping[str, str], name: str, privileged: bool) -> tuple[str, ...]:
@@ -266,14 +172,55 @@ def _mig_devices(env: Mapping[str, str], name: str, privileged: bool) -> tuple[s
                                f"(needs {CAP_SYS_ADMIN})")
     for item in items:
         if item.lower() != "all":
-            raise ShimError(STAGE, f"{name}: only 'all' is supported, got {_shown(item)}")
+            raise ShimError(STAGE, f"{name}: {_shown(item)}: only 'all' devices are currently "
+                                   "supported")
     return ("all",)
 
 
-def _requirements(env: Mapping[str, str]) -> tuple[str, ...]:
-    names = sorted(name for name in env if name.startswith(REQUIRE_PREFIX))
-    return tuple(env[name] for name in names
-                 if not name.startswith(REQUIRE_JETPACK) and env[name].strip())
+def _requirements(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The requirements and the variable each came from; the legacy rule last."""
+    names = sorted(name for name in env if name.startswith(REQUIRE_PREFIX)
+                   and not name.startswith(REQUIRE_JETPACK) and env[name].strip())
+    texts, sources = [env[name] for name in names], list(names)
+    if _legacy(env):
+        texts.append(f"cuda>={legacy_cuda_version(env[CUDA_VERSION])}")
+        sources.append(f"legacy:{CUDA_VERSION}")
+    return tuple(texts), tuple(sources)
+
+
+def _imex_channels(mounted: list[str], env: Mapping[str, str], volume_mounts: bool,
+                   env_allowed: bool) -> tuple[tuple[str, ...], str]:
+    """IMEX channels as the toolkit reads them: ``imex/<n>`` mounts first, else the variable
+    (``all``, ``none``, ``void`` and empty ask for none; needs the env to be accepted)."""
+    channels: list[str] = []
+    source = ""
+    if volume_mounts:
+        channels = [t[len(IMEX_MOUNT_PREFIX):] for t in mounted
+                    if t.startswith(IMEX_MOUNT_PREFIX)]
+        source = "mounts"
+    if not channels and env_allowed:
+        items = split_list(env.get(IMEX_CHANNELS, ""), IMEX_CHANNELS)
+        lowered = {item.lower() for item in items}
+        channels = [] if lowered & {"all", "none", "void"} else items
+        source = "env"
+    for channel in channels:
+        if not (channel.isascii() and channel.isdigit() and len(channel) <= 9):
+            raise ShimError(STAGE, f"IMEX channel {_shown(channel)}: expected a channel number")
+    return tuple(channels), source if channels else ""
+
+
+def _resolve_cdi(tokens: list[str], options: Mapping[str, Any]
+                 ) -> tuple[list[str], tuple[tuple[str, str], ...]]:
+    """Swap CDI names for the device tokens they stand for; the CDI module (and YAML) load only
+    when a token is a CDI name."""
+    if not any("=" in token for token in tokens):
+        return tokens, ()
+    from hook.cdi_names import DEFAULT_SPEC_DIRS, is_cdi_name, resolve
+
+    dirs = [str(d) for d in options.get("cdi_spec_dirs", DEFAULT_SPEC_DIRS)]
+    names = [token for token in tokens if is_cdi_name(token)]
+    resolved = dict(resolve(names, dirs))
+    return [resolved.get(token, token) for token in tokens], tuple(resolved.items())
 
 
 def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceRequest]:
@@ -288,27 +235,46 @@ def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceReq
     env = environment(process)
     privileged = is_privileged(process)
     options = config.section("requests")
+    volume_mounts = bool(options.get("volume_mounts", True))
+    env_allowed = privileged or bool(options.get("env_unprivileged", True))
 
+    mounted = device_list_mounts(spec) if volume_mounts else []
+    tokens = mount_tokens(mounted)
     source = "mounts"
-    tokens = mount_tokens(spec) if options.get("volume_mounts", True) else []
+    origin: tuple[str, ...] = (DEVICE_LIST_ROOT,)
     if not tokens:
-        source = "env"
-        tokens = _env_tokens(env)
-        if tokens and not privileged and not options.get("env_unprivileged", True):
+        swarm = split_list(str(options.get("swarm_resource", "")), "requests.swarm_resource")
+        tokens, source, origin = _env_tokens(env, swarm)
+        if tokens and not env_allowed:
             return None
-    devices = _select(tokens)
+    words = {token.lower() for token in tokens}
+    if "void" in words:
+        return None  # before CDI names are looked up: void wins wherever it is
+    cdi: tuple[tuple[str, str], ...] = ()
+    if not words & {"all", "none"}:  # else the first of them wins and the rest goes unread
+        tokens, cdi = _resolve_cdi(tokens, options)
+    devices = pick_devices(tokens)
     if devices is None:
         return None
 
     mig_config = _mig_devices(env, MIG_CONFIG_DEVICES, privileged)
     mig_monitor = _mig_devices(env, MIG_MONITOR_DEVICES, privileged)
-    capabilities = _capabilities(env)
-    requirements = _requirements(env)
-    image_disables = _bool(env, DISABLE_REQUIRE)
-    disable_require = image_disables or bool(options.get("disable_require", False))
+    supported = supported_capabilities(str(options.get("supported_driver_capabilities",
+                                                       "all")))
+    capabilities, caps_source = driver_capabilities(env.get(DRIVER_CAPABILITIES), _legacy(env),
+                                                    supported)
+    disable_require = parse_bool(env.get(DISABLE_REQUIRE)) or \
+        bool(options.get("disable_require", False))
+    requirements: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
     if not disable_require:
+        requirements, sources = _requirements(env)
         for text in requirements:
             parse_requirement(text)
+    channels, imex_source = _imex_channels(mounted, env, volume_mounts, env_allowed)
     return DeviceRequest(devices=devices, capabilities=capabilities, requirements=requirements,
                          disable_require=disable_require, mig_config=mig_config,
-                         mig_monitor=mig_monitor, source=source, privileged=privileged)
+                         mig_monitor=mig_monitor, source=source, privileged=privileged,
+                         origin=origin, cdi=cdi, capabilities_source=caps_source,
+                         requirement_sources=sources, imex_channels=channels,
+                         imex_source=imex_source)

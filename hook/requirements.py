@@ -172,7 +172,7 @@ def parse_requirement(text: str) -> Requirement:
         raise RequirementError(f"requirement longer than {MAX_REQUIREMENT_CHARS} characters: "
                                f"{_shown(text)}")
     alternatives = []
-    for term in text.split():
+    for term in text.split(" "):  # spaces only, as libnvidia-container splits: a tab is no OR
         conditions = tuple(parse_condition(part) for part in term.split(",") if part)
         if conditions:
             alternatives.append(conditions)

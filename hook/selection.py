@@ -1,6 +1,8 @@
-"""Resolve a request's device tokens against an inventory (design.md §Device requests).
+"""Resolve a request's device tokens against an inventory (README §Device requests).
 
-Pure: ``select(request, inventory)`` reads values only. MIG-profile tokens (``mig-1g.10gb``,
+Pure: ``select(request, inventory)`` reads values only. ``all`` is every GPU and every MIG
+device, as libnvidia-container selects it, so an ``all`` container on a MIG host gets each MIG
+device's access capability nodes too. MIG-profile tokens (``mig-1g.10gb``,
 ``0.mig-3g.40gb``) are not resolved here: the MIG-lease step finds them with
 ``profile_requests``, leases instances, and swaps them for MIG UUIDs with ``assign_profiles``
 before selection runs.
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -115,6 +117,7 @@ def select(request: DeviceRequest, inventory: Inventory) -> Selection:
             unknown.append(token)
         for device in found or ():
             chosen.setdefault(device.uuid, device)
+    _refuse_global_mig_caps(request, chosen.values())
     if unknown:
         more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
         raise ShimError("request", one_line(
@@ -125,6 +128,19 @@ def select(request: DeviceRequest, inventory: Inventory) -> Selection:
     for mig in migs:
         parents.setdefault(mig.parent_uuid, index.by_uuid[mig.parent_uuid.lower()])
     return Selection(gpus=gpus, mig_devices=migs, parents=tuple(parents.values()))
+
+
+def _refuse_global_mig_caps(request: DeviceRequest, chosen: Iterable[Device]) -> None:
+    """libnvidia-container refuses MIG config/monitor ``all`` beside specific MIG devices: the
+    global capability would reach every MIG device while only some were asked for."""
+    if request.wants_all or not any(isinstance(d, MigDevice) for d in chosen):
+        return
+    for name, asked, what in (("NVIDIA_MIG_CONFIG_DEVICES", request.mig_config, "mig-config"),
+                              ("NVIDIA_MIG_MONITOR_DEVICES", request.mig_monitor,
+                               "mig-monitor")):
+        if asked:
+            raise ShimError("request", f"{name}=all: cannot enable {what} with specific MIG "
+                                       "devices selected")
 
 
 def describe(inventory: Inventory) -> str:
@@ -160,6 +176,7 @@ class _Index:
         self.by_uuid = {gpu.uuid.lower(): gpu for gpu in inventory.gpus}
         self.by_bus = {parse_bus_id(gpu.bus_id): gpu for gpu in inventory.gpus}
         migs = [mig for gpu in inventory.gpus for mig in gpu.mig_devices]
+        self.migs = tuple(migs)
         self.mig_by_uuid = {mig.uuid.lower(): mig for mig in migs}
         self.mig_by_slot = {(mig.parent_index, mig.index): mig for mig in migs}
         self.mig_by_ids = {(mig.parent_uuid.lower(), mig.gi_id, mig.ci_id): mig for mig in migs}
@@ -168,7 +185,7 @@ class _Index:
         """The devices ``token`` names, or None when it names nothing on this host."""
         lowered = token.lower()
         if lowered == "all":
-            return self.gpus
+            return (*self.gpus, *self.migs)
         one: Optional[Device] = None
         if _INDEX.fullmatch(token):
             one = self.by_index.get(int(token))

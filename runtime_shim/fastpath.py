@@ -44,9 +44,11 @@ tests/runtime_shim/test_launcher_create.py checks that against the pipeline."""
 
 
 def create_fast(config: config_mod.Config) -> bool:
-    """Whether this configuration leaves a spec without CREATE_TRIGGERS untouched: only a
-    cgroup parent applies to every container."""
-    return not config.section("cgroup")["parent"]
+    """Whether this configuration leaves a spec without CREATE_TRIGGERS untouched: a cgroup
+    parent applies to every container, and ``requests.swarm_resource`` names request variables
+    of the operator's choosing, which no fixed trigger can cover."""
+    return not config.section("cgroup")["parent"] and \
+        not str(config.section("requests").get("swarm_resource", "")).strip()
 
 
 def entry_text(path: str, how: str, lease_dir: str, runtimes: Sequence[str],

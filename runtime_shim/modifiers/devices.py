@@ -6,7 +6,8 @@ program on v2 and systemd's ``DeviceAllow=``. systemd rewrites a unit's device p
 the runtime told it on every ``daemon-reload``; access added behind the runtime's back (as
 libnvidia-container's cgroup writes are) is lost then, access declared here is not.
 
-Which nodes: ``hook.device_nodes.wanted_nodes`` (shared with the standalone hook).
+Which nodes: ``hook.device_nodes.wanted_nodes`` (shared with the standalone hook), plus the
+IMEX channels the request names.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from hook.device_nodes import global_caps_of, wanted_nodes
+from hook.device_nodes import global_caps_of, imex_channel_nodes, wanted_nodes
 from hook.errors import ShimError
 from hook.selection import select
 from runtime_shim.context import Context, Notes, Spec
@@ -33,6 +34,9 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     selection = select(ctx.request, inventory)
     nodes = wanted_nodes(selection, inventory, ctx.request.capabilities,
                          global_caps_of(ctx.request))
+    if ctx.request.imex_channels:
+        dev_root = str(ctx.config.section("host").get("dev_root", "/dev"))
+        nodes += imex_channel_nodes(dev_root, ctx.request.imex_channels)
     return declare(spec, nodes)
 
 

@@ -185,8 +185,8 @@ CASES = (
               error=f"{UNKNOWN_DEVICE} 0\\n1; expected an index"),
     ImageCase("capabilities-path-like",
               env=("NVIDIA_VISIBLE_DEVICES=0", "NVIDIA_DRIVER_CAPABILITIES=../../compute"),
-              error="gpu-container-runtime: request: NVIDIA_DRIVER_CAPABILITIES: unknown "
-                    "capability ../../compute;"),
+              error="gpu-container-runtime: request: NVIDIA_DRIVER_CAPABILITIES: unsupported "
+                    "capability ../../compute "),
     # --- annotations: they may only name things, never define them --------------------------
     ImageCase("hooks-smuggled-in-annotations", annotations=smuggled_hooks),
     ImageCase("policy-defined-in-annotation",

@@ -294,3 +294,31 @@ def test_library_init_failures(sim_host_factory: SimHostFactory,
     code, out, _ = run_plan(capsys, str(bundle))
     assert code == status
     assert line in out.splitlines()
+
+
+def test_json_request_of_a_legacy_image_on_a_mig_host(mig_host: SimHost, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A legacy CUDA image: all GPUs and every MIG device, every capability, cuda>=major.minor,
+    each with its source."""
+    bundle = write_bundle(tmp_path / "ctr", ["CUDA_VERSION=11.0.3"])
+    status, out, _ = run_plan(capsys, str(bundle), "--json")
+    request = json.loads(out)["request"]
+    assert status == 0
+    assert (request["devices"], request["devices_source"]) == (["all"], "legacy:CUDA_VERSION")
+    assert len(request["gpus"]) == len(mig_host.topology["gpus"])
+    assert sorted(m["uuid"] for m in request["mig_devices"]) == sorted(
+        d["uuid"] for gpu in mig_host.topology["gpus"] for d in gpu["mig"].get("devices", []))
+    assert request["capabilities_source"] == "legacy:CUDA_VERSION"
+    assert len(request["capabilities"]) == 7
+    assert request["requirements"] == ["cuda>=11.0"]
+    assert request["requirement_sources"] == ["legacy:CUDA_VERSION"]
+
+
+def test_legacy_image_newer_than_the_driver_fails(t4_host: SimHost, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """CUDA_VERSION above the driver's CUDA: the hook would fail in one line naming it."""
+    bundle = write_bundle(tmp_path / "ctr", ["CUDA_VERSION=99.1.0"])
+    status, _, err = run_plan(capsys, str(bundle))
+    assert status == 1
+    assert err == ("gpu-ctk: plan: the hook would fail this start: requirements: unsatisfied "
+                   "condition: cuda>=99.1\n")

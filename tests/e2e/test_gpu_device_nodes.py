@@ -79,3 +79,25 @@ def test_unknown_device_fails_in_one_line_and_leaves_config(
     assert result.stderr == ("gpu-container-runtime: request: unknown device 9; "
                              "this host has GPUs 0-7\n")
     assert sha256(bundle.config_path) == before
+
+
+def test_all_on_a_mig_host_gives_every_mig_device(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """NVIDIA_VISIBLE_DEVICES=all on dgx-a100-mig (real runc, the hook mounting): every MIG
+    device's GI and CI access nodes are inside, and nvidia-smi -L lists every MIG device."""
+    host = sim_host_factory("dgx-a100-mig")
+    bundle = make_bundle(["/bin/sh", "-c", "ls /dev/nvidia-caps; nvidia-smi -L"],
+                         env=["NVIDIA_VISIBLE_DEVICES=all"], overlay=True)
+    result = shim_on(host, make_runtime, write_config, "runc").run(bundle)
+    assert result.returncode == 0, result.stderr
+    migs = [d for gpu in host.topology["gpus"] for d in gpu["mig"]["devices"]]
+    assert len(migs) == 9
+    names = set(result.stdout.split())
+    for device in migs:
+        assert f"nvidia-cap{device['gi_cap_minor']}" in names, result.stdout
+        assert f"nvidia-cap{device['ci_cap_minor']}" in names, result.stdout
+        assert f"(UUID: {device['uuid']})" in result.stdout, result.stdout
+    assert result.stdout.count("GPU-") == len(host.topology["gpus"])
+    declared = {d["path"] for d in bundle.spec()["linux"]["devices"]}
+    assert {f"/dev/nvidia-caps/nvidia-cap{d['ci_cap_minor']}" for d in migs} <= declared

@@ -164,6 +164,20 @@ def test_unsatisfied_cuda_requirement_fails_and_can_be_disabled(
     assert allowed.returncode == 0, allowed.stderr
 
 
+def test_legacy_cuda_image_newer_than_the_driver_fails_naming_the_requirement(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """CUDA_VERSION=12.4.1 without NVIDIA_REQUIRE_CUDA on a CUDA 12.2 driver: the legacy rule
+    requires cuda>=12.4 and the start fails with one line naming it."""
+    host = sim_host_factory("dgx-a100")
+    refused = shim_on(host, make_runtime, write_config).run(
+        make_bundle(env=["CUDA_VERSION=12.4.1"], overlay=True))
+    assert refused.returncode != 0
+    lines = [line for line in refused.stderr.splitlines() if "gpu-container-hook" in line]
+    assert len(lines) == 1, refused.stderr
+    assert "requirements error: unsatisfied condition: cuda>=12.4" in lines[0]
+
+
 PRELOAD_SOURCE = r"""
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,12 +1,16 @@
-"""Which host nodes a container needs: the global MIG capabilities for privileged requests."""
+"""Which host nodes a container needs: the global MIG capabilities for privileged requests,
+the IMEX channels."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
+from pathlib import Path
 
 import pytest
 
-from hook.device_nodes import global_caps_of, wanted_nodes
+from hook.device_nodes import IMEX_CHANNEL_DIR, global_caps_of, imex_channel_nodes, wanted_nodes
 from hook.discovery import Inventory
 from hook.errors import ShimError
 from hook.request import DeviceRequest
@@ -59,3 +63,19 @@ def test_missing_global_cap_node_is_an_error() -> None:
     req = request(mig_config=("all",))
     with pytest.raises(ShimError, match="no MIG config capability node"):
         wanted_nodes(select(req, inventory), inventory, CAPS, global_caps_of(req))
+
+
+def test_imex_channel_node_is_the_hosts(tmp_path: Path) -> None:
+    """NVIDIA_IMEX_CHANNELS=3: the host's /dev/nvidia-caps-imex-channels/channel3, as it is."""
+    directory = tmp_path / IMEX_CHANNEL_DIR
+    directory.mkdir()
+    os.mknod(directory / "channel3", 0o600 | stat.S_IFCHR, os.makedev(234, 3))
+    [node] = imex_channel_nodes(str(tmp_path), ["3"])
+    assert (node.path, node.major, node.minor, node.file_mode) == (
+        "/dev/nvidia-caps-imex-channels/channel3", 234, 3, 0o600)
+
+
+def test_missing_imex_channel_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ShimError, match=r"no IMEX channel node /dev/nvidia-caps-imex-channels/"
+                                        r"channel7 on this host"):
+        imex_channel_nodes(str(tmp_path), ["7"])

@@ -84,7 +84,7 @@ class TestPlan:
     def test_mig_config_all_uses_global_caps_of_capable_visible_gpus(self) -> None:
         """NVIDIA_MIG_CONFIG_DEVICES=all: the MIG-capable visible GPUs' caps replace
         per-device access caps."""
-        plan, _ = planned(["NVIDIA_VISIBLE_DEVICES=0,1:0", "NVIDIA_MIG_CONFIG_DEVICES=all"],
+        plan, _ = planned(["NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_MIG_CONFIG_DEVICES=all"],
                           MIG_HOST, privileged=True)
         assert [g.uuid for g in plan.mig_config] == [MIG_HOST.gpus[1].uuid]
         assert (plan.migs, plan.mig_monitor) == ((), ())

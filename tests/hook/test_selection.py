@@ -50,8 +50,9 @@ SELECTS = [
     ("legacy mig uuid", (f"MIG-{gpu_uuid(0)}/3/0",), [], ["0:2"]),
     ("gpu:mig", ("0:2",), [], ["0:2"]),
     ("gpu:mig on second MIG gpu", ("5:0",), [], ["5:0"]),
-    ("all is every gpu, MIG-mode ones whole", ("all",), list(range(8)), []),
-    ("all mixed with a mig device", ("0:1", "all"), list(range(8)), ["0:1"]),
+    ("all is every gpu and every MIG device", ("all",), list(range(8)),
+     ["0:0", "0:1", "0:2", "5:0"]),
+    ("all mixed with a mig device", ("0:1", "all"), list(range(8)), ["0:1", "0:0", "0:2", "5:0"]),
     ("mig-mode gpu by index is the whole gpu", ("0",), [0], []),
     ("none selects nothing", (), [], []),
     ("lone none token selects nothing", ("none",), [], []),
@@ -208,3 +209,22 @@ def test_assign_profiles_needs_one_uuid_per_token() -> None:
     """A UUID count that does not match the profile tokens is a programming error."""
     with pytest.raises(ValueError, match="2 MIG profile tokens, 1 UUIDs"):
         assign_profiles(request("mig-1g.10gb", "mig-1g.10gb"), [mig_uuid(0, 1, 0)])
+
+
+@pytest.mark.parametrize(("field", "variable"), [("mig_config", "NVIDIA_MIG_CONFIG_DEVICES"),
+                                                 ("mig_monitor", "NVIDIA_MIG_MONITOR_DEVICES")])
+def test_global_mig_caps_beside_specific_mig_devices_are_refused(field: str,
+                                                                 variable: str) -> None:
+    """MIG config/monitor `all` with a specific MIG device selected fails as the CLI does."""
+    asked = dataclasses.replace(request("0:1"), **{field: ("all",)})
+    with pytest.raises(ShimError) as info:
+        select(asked, HOST)
+    what = "mig-config" if field == "mig_config" else "mig-monitor"
+    assert info.value.cause == (f"{variable}=all: cannot enable {what} with specific MIG "
+                                "devices selected")
+
+
+@pytest.mark.parametrize("tokens", [("all",), ("0", "3")])
+def test_global_mig_caps_with_all_or_whole_gpus_are_accepted(tokens: tuple[str, ...]) -> None:
+    asked = dataclasses.replace(request(*tokens), mig_config=("all",))
+    assert select(asked, HOST).gpus

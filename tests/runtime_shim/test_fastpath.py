@@ -115,3 +115,15 @@ def test_unwritable_state_directory_is_harmless(tmp_path: Path,
     config = tmp_path / "c.yaml"
     config.write_text("runtimes: [runc]\n")
     assert not load_and_remember(config, dirs)
+
+
+@pytest.mark.parametrize(("text", "fast"), [
+    ("", True), ("cgroup: {parent: ai.slice}", False),
+    ("requests: {swarm_resource: DOCKER_RESOURCE_GPU}", False),
+    ("requests: {swarm_resource: ''}", True),
+])
+def test_create_fast_only_when_triggers_cover_every_request(text: str, fast: bool) -> None:
+    """Swarm variables are the operator's names: no fixed trigger covers them, so a configured
+    swarm_resource sends every create through the pipeline."""
+    config = config_mod.parse(text, "test") if text else config_mod.defaults()
+    assert fastpath.create_fast(config) is fast
