@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 import yaml
 from containers import Bundle, Runtime
+from debian_tools import debian_tool
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost
@@ -51,7 +52,7 @@ def node_exporter(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     directory.mkdir()
     port = free_port()
     process = subprocess.Popen(
-        ["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{port}",
+        [debian_tool("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{port}",
          f"--collector.textfile.directory={directory}", "--collector.disable-defaults",
          "--collector.textfile"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/metrics"
@@ -157,8 +158,8 @@ def test_scraped_metrics_match_the_starts_and_survive_rotation(
     assert value(samples, "mig_instances", profile="3g.40gb", state="total") == 2
     assert value(samples, "config_valid") == 1
     assert os.stat(textfile).st_mode & 0o777 == 0o644
-    check = subprocess.run(["promtool", "check", "metrics"], input=textfile.read_text(),
-                           capture_output=True, text=True, check=False)
+    check = subprocess.run([debian_tool("promtool"), "check", "metrics"],
+                           input=textfile.read_text(), capture_output=True, text=True, check=False)
     assert (check.returncode, check.stdout + check.stderr) == (0, "")
 
     assert runtime.run(make_bundle(env=gpu2)).returncode == 0  # before the rotation

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from debian_tools import debian_tool
 
 from ctk.metrics_text import HELP
 
@@ -26,8 +27,8 @@ OURS = re.compile(r"\bgpu_container_shim_\w+")
 
 
 def promtool(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["promtool", *args], capture_output=True, text=True, check=False,
-                           cwd=cwd)
+    return subprocess.run([debian_tool("promtool"), *args], capture_output=True, text=True,
+                          check=False, cwd=cwd)
 
 
 def dashboard_queries() -> list[str]:
@@ -168,4 +169,4 @@ def test_the_deb_ships_units_dashboard_and_rules(packages: dict[str, Path]) -> N
 
 @pytest.fixture(scope="module", autouse=True)
 def _promtool_installed() -> None:
-    assert shutil.which("promtool"), "promtool comes with Debian's prometheus package"
+    debian_tool("promtool")  # fails the module at once, naming the bootstrap step, when absent
