@@ -145,8 +145,13 @@ def enter(sim_dir: Path) -> None:
     for overlay in plan.overlays:
         view.overlay(overlay)
     for graft in plan.grafts:
-        if os.path.isdir(graft.source):
-            view.graft(Path(graft.source), Path(graft.target))
+        if not os.path.isdir(graft.source):
+            continue
+        if not os.path.isdir(graft.target):
+            raise ShimError("simulate", one_line(
+                f"{graft.target} is not a directory on this host, so {graft.source} cannot be "
+                f"shown there"))
+        view.graft(Path(graft.source), Path(graft.target))
     for merge in plan.merges:
         if os.path.isfile(merge.extra):
             view.merge(merge)
