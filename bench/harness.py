@@ -122,6 +122,11 @@ def measure_peer(ws: Workspace, args: argparse.Namespace, rows: list[list[str]],
     pid = os.fork()
     if pid == 0:  # the child: enter, measure, report, exit without unwinding the parent's work
         os.close(read)
+        import ctypes
+        import signal
+
+        # PR_SET_PDEATHSIG (1): a parent killed mid-run takes the child with it.
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
         result: dict[str, object] = {"rows": [], "raw": {}, "failures": 1}
         try:
             from simulator import enter
