@@ -4,8 +4,9 @@ installed: versioned libraries with their SONAME links, the driver's binaries, a
 
 The libraries are small real ELF objects with the right SONAME (so ldconfig indexes them in a
 container), except libnvidia-ml.so.VERSION, which is the simulated NVML itself
-(``install_host_root``: tools that load NVML from the driver root get a working one); nvidia-smi is a POSIX sh stand-in that lists the GPUs whose device nodes it can see,
-numbered as NVML numbers them in a container.
+(``install_host_root``: tools that load NVML from the driver root get a working one).
+nvidia-smi is a POSIX sh stand-in that lists the GPUs whose device nodes it can see, numbered as
+NVML numbers them in a container.
 """
 
 from __future__ import annotations
