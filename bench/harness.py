@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import stats
 from cases import CASES, MEMORY, MIB, Case, MemoryCase
@@ -146,11 +146,11 @@ def measure_peer(ws: Workspace, args: argparse.Namespace, rows: list[list[str]],
     with os.fdopen(read, encoding="utf-8") as incoming:
         text = incoming.read()
     os.waitpid(pid, 0)
-    result = json.loads(text) if text else {"rows": [failed_row("vs NCT", "no result")],
-                                            "raw": {}, "failures": 1}
-    rows.extend(result["rows"])
-    raw.update(result["raw"])
-    return int(result["failures"])
+    reported: dict[str, Any] = json.loads(text) if text else {
+        "rows": [failed_row("vs NCT", "no result")], "raw": {}, "failures": 1}
+    rows.extend(reported["rows"])
+    raw.update(reported["raw"])
+    return int(reported["failures"])
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
