@@ -17,12 +17,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import stats
 from cases import CASES, MEMORY, MIB, Case, MemoryCase
 from workspace import REPO, Workspace, one_line
 
+PEER_KEYS = ("peer-gpu", "peer-all", "peer-mig", "peer-wrapper", "peer-run", "peer-state",
+             "peer-floor")
 HEADER = ("case", "A", "B", "A median ms", "B median ms", "A/B median", "A/B min-max",
           "rounds", "target", "met")
 
@@ -86,8 +88,73 @@ def machine() -> str:
             f"{time.strftime('%Y-%m-%d')}")
 
 
+def measure_rows(ws: Workspace, cases: Sequence[Case], args: argparse.Namespace,
+                 rows: list[list[str]], raw: dict[str, object]) -> int:
+    """Measure ``cases`` into ``rows`` and ``raw``; return how many failed."""
+    failures = 0
+    for case in cases:
+        if args.only and case.key not in args.only:
+            continue
+        rounds = args.rounds or (case.quick_rounds if args.quick else case.rounds)
+        log(f"{case.key}: {case.title} ({rounds} rounds)")
+        try:
+            summary = measure_pair(ws, case, rounds)
+        except Exception as exc:  # a failed row is reported, the others go on
+            failures += 1
+            log(f"{case.key} failed: {type(exc).__name__}: {exc}")
+            rows.append(failed_row(case.title, f"{type(exc).__name__}: {exc}"))
+            continue
+        raw[case.key] = summary.__dict__
+        rows.append(pair_row(case, summary))
+    return failures
+
+
+def measure_peer(ws: Workspace, args: argparse.Namespace, rows: list[list[str]],
+                 raw: dict[str, object]) -> int:
+    """The peer rows, measured in a child process inside the simulated host's view (a private
+    mount namespace, as ``gpu-ctk simulate run`` makes), so that both tools see the same host
+    at the real paths; the rows come back through a pipe."""
+    import peer
+
+    ws.sim_config(peer.TOPOLOGY)  # builds the host before the child enters it
+    host_dir = ws.root / "sim" / peer.TOPOLOGY
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: enter, measure, report, exit without unwinding the parent's work
+        os.close(read)
+        import ctypes
+        import signal
+
+        # PR_SET_PDEATHSIG (1): a parent killed mid-run takes the child with it.
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+        result: dict[str, object] = {"rows": [], "raw": {}, "failures": 1}
+        try:
+            from simulator import enter
+
+            enter.enter(host_dir)
+            child_rows: list[list[str]] = []
+            child_raw: dict[str, object] = {}
+            failures = measure_rows(ws, peer.cases(args.peer.resolve()), args, child_rows,
+                                    child_raw)
+            result = {"rows": child_rows, "raw": child_raw, "failures": failures}
+        except Exception as exc:  # reported as one failed row
+            result["rows"] = [failed_row("vs NCT", f"{type(exc).__name__}: {exc}")]
+        with os.fdopen(write, "w", encoding="utf-8") as out:
+            out.write(json.dumps(result))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, encoding="utf-8") as incoming:
+        text = incoming.read()
+    os.waitpid(pid, 0)
+    reported: dict[str, Any] = json.loads(text) if text else {
+        "rows": [failed_row("vs NCT", "no result")], "raw": {}, "failures": 1}
+    rows.extend(reported["rows"])
+    raw.update(reported["raw"])
+    return int(reported["failures"])
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    keys = [c.key for c in CASES] + [m.key for m in MEMORY]
+    keys = [c.key for c in CASES] + [m.key for m in MEMORY] + list(PEER_KEYS)
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a rough table)")
     parser.add_argument("--rounds", type=int, help="rounds for every timed row")
@@ -95,6 +162,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help=f"rows to run: {', '.join(keys)}")
     parser.add_argument("--json", type=Path, help="also write the raw summaries here")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--peer", type=Path, metavar="PATH",
+                        help="also compare with this nvidia-container-runtime (NVIDIA Container "
+                             "Toolkit, jit-cdi mode; its nvidia-cdi-hook next to it)")
     return parser.parse_args(argv)
 
 
@@ -112,20 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         log(f"work directory {work}")
         ws.setup()
-        for case in CASES:
-            if args.only and case.key not in args.only:
-                continue
-            rounds = args.rounds or (case.quick_rounds if args.quick else case.rounds)
-            log(f"{case.key}: {case.title} ({rounds} rounds)")
-            try:
-                summary = measure_pair(ws, case, rounds)
-            except Exception as exc:  # a failed row is reported, the others go on
-                failures += 1
-                log(f"{case.key} failed: {type(exc).__name__}: {exc}")
-                rows.append(failed_row(case.title, f"{type(exc).__name__}: {exc}"))
-                continue
-            raw[case.key] = summary.__dict__
-            rows.append(pair_row(case, summary))
+        failures += measure_rows(ws, CASES, args, rows, raw)
         for memory in MEMORY:
             if args.only and memory.key not in args.only:
                 continue
@@ -140,6 +197,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 continue
             raw[memory.key] = peak
             rows.append(memory_row(memory, peak, runs))
+        if args.peer is not None:
+            failures += measure_peer(ws, args, rows, raw)
     finally:
         ws.cleanup()
         if not args.keep:

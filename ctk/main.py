@@ -16,7 +16,8 @@ from hook.errors import ShimError, one_line
 PROG = "gpu-ctk"
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("ctk.simulate", "build a simulated GPU host (libraries, devices, driver tree)"),
+    "simulate": ("ctk.simulate", "build a simulated GPU host (libraries, devices, driver tree); "
+                                 "'simulate run --host DIR -- CMD' runs CMD inside one"),
     "leases": ("ctk.leases", "list or reclaim the node's MIG leases (holder, device, age)"),
     "runtime": ("ctk.runtime", "configure docker, containerd, CRI-O or podman to use the shim"),
     "plan": ("ctk.plan", "show what the shim and the hook would do to a bundle, touching nothing"),
@@ -26,6 +27,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("ctk.stats", "recent starts: time per phase, slowest, retries, failures"),
 }
 """Subcommand name -> (module, one-line help)."""
+
+NESTED: dict[tuple[str, str], str] = {
+    ("simulate", "run"): "ctk.simulate_run",
+}
+"""(subcommand, verb) -> module of a second-level command with its own arguments; the module
+also exposes ``SUMMARY``."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,9 +57,15 @@ def parser_for(chosen: Optional[str]) -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    chosen = args[0] if args and args[0] in SUBCOMMANDS else None
-    namespace = parser_for(chosen).parse_args(args)
-    module = importlib.import_module(SUBCOMMANDS[namespace.command][0])
+    if len(args) >= 2 and (args[0], args[1]) in NESTED:
+        module = importlib.import_module(NESTED[(args[0], args[1])])
+        sub = _Parser(prog=f"{PROG} {args[0]} {args[1]}", description=module.SUMMARY)
+        module.add_arguments(sub)
+        namespace = sub.parse_args(args[2:])
+    else:
+        chosen = args[0] if args and args[0] in SUBCOMMANDS else None
+        namespace = parser_for(chosen).parse_args(args)
+        module = importlib.import_module(SUBCOMMANDS[namespace.command][0])
     try:
         status: int = module.run(namespace)
     except ShimError as error:

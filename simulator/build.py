@@ -221,6 +221,7 @@ def _write_host(sim_dir: Path, topo: Topology, nvml_entry: Path, nvc_entry: Opti
             cc_tools.install(data, sim_dir / "lib" / name)
     host_files.write_nodes(sim_dir / "dev", host_files.device_nodes(topo))
     driver_tree.install(sim_dir / "driver", stubs, topo)
+    driver_tree.install_host_root(sim_dir, topo)
     host_files.write_files(sim_dir, host_files.sys_files(topo))
     host_files.write_files(sim_dir, host_files.proc_files(topo))
     (sim_dir / "run" / "leases").mkdir(parents=True, exist_ok=True)

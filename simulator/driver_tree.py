@@ -3,8 +3,10 @@ installed: versioned libraries with their SONAME links, the driver's binaries, a
 /proc/driver/nvidia files libnvidia-container reads for MIG capabilities.
 
 The libraries are small real ELF objects with the right SONAME (so ldconfig indexes them in a
-container); nvidia-smi is a POSIX sh stand-in that lists the GPUs whose device nodes it can see,
-numbered as NVML numbers them in a container.
+container), except libnvidia-ml.so.VERSION, which is the simulated NVML itself
+(``install_host_root``: tools that load NVML from the driver root get a working one).
+nvidia-smi is a POSIX sh stand-in that lists the GPUs whose device nodes it can see, numbered as
+NVML numbers them in a container.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ LIBRARIES: tuple[tuple[str, Optional[str], str], ...] = (
 
 # The development links a driver install also creates (lib.so -> SONAME).
 DEV_LINKS = ("libcuda.so", "libnvidia-ml.so")
+
+# DIR/driver/NAME -> DIR/NAME: the host's kernel-facing trees, shared by both layouts.
+ROOT_LINKS = ("dev", "sys")
 
 BINARIES: tuple[tuple[str, str], ...] = (
     ("nvidia-smi", "utility"),
@@ -102,6 +107,22 @@ def install(driver_dir: Path, stubs: Path, topology: Topology) -> None:
         path = driver_dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
+
+
+def install_host_root(sim_dir: Path, topology: Topology) -> None:
+    """Make DIR/driver a whole host root, as tools that take one root for the driver's files and
+    /dev expect (NVIDIA Container Toolkit's ``nvidia-container-cli.root``): its
+    libnvidia-ml.so.VERSION becomes the simulated NVML of DIR/lib (the SONAME links keep
+    pointing at it), and DIR/driver/dev, DIR/driver/sys are links to DIR/dev, DIR/sys, so one
+    set of device nodes serves both layouts. Runs after ``install`` and after DIR/lib."""
+    driver_dir = sim_dir / "driver"
+    versioned = driver_dir / LIB_DIR / f"libnvidia-ml.so.{topology['driver_version']}"
+    temporary = versioned.with_name(f".{versioned.name}.tmp")
+    shutil.copyfile(sim_dir / "lib" / "libnvidia-ml.so.1", temporary)
+    os.chmod(temporary, 0o755)
+    os.replace(temporary, versioned)
+    for name in ROOT_LINKS:
+        os.symlink(f"../{name}", driver_dir / name)
 
 
 def _stub_binary(name: str, version: str) -> str:

@@ -460,9 +460,12 @@ NVML_API nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned *index)
         return rc;
     if (index == NULL)
         return NVML_ERROR_INVALID_ARGUMENT;
-    if (!is_gpu_handle(device))
-        return NVML_ERROR_NOT_SUPPORTED;
-    *index = device->gpu->index;
+    /* A MIG handle's index is its position among its parent's MIG devices, the index
+       nvmlDeviceGetMigDeviceHandleByIndex takes (real NVML; NCT names MIG devices by it). */
+    if (is_mig_handle(device))
+        *index = (unsigned)(device - &mig_handles[device->extra->mig_base]);
+    else
+        *index = device->gpu->index;
     return NVML_SUCCESS;
 }
 
@@ -1072,4 +1075,146 @@ NVML_API nvmlReturn_t nvmlComputeInstanceGetInfo(nvmlComputeInstance_t computeIn
                                                  nvmlComputeInstanceInfo_t *info)
 {
     return nvmlComputeInstanceGetInfo_v2(computeInstance, info);
+}
+
+/* ---- compute-instance profiles and listings ---- */
+
+typedef struct {
+    unsigned id, sliceCount, instanceCount, multiprocessorCount, sharedCopyEngineCount,
+        sharedDecoderCount, sharedEncoderCount, sharedJpegCount, sharedOfaCount;
+} nvmlComputeInstanceProfileInfo_t;
+
+typedef struct {
+    unsigned version, id, sliceCount, instanceCount, multiprocessorCount, sharedCopyEngineCount,
+        sharedDecoderCount, sharedEncoderCount, sharedJpegCount, sharedOfaCount;
+    char name[96];
+} nvmlComputeInstanceProfileInfo_v2_t;
+#define nvmlComputeInstanceProfileInfo_v2 \
+    NVML_STRUCT_VERSION(sizeof(nvmlComputeInstanceProfileInfo_v2_t), 2)
+
+typedef struct {
+    unsigned version, id, sliceCount, instanceCount, multiprocessorCount, sharedCopyEngineCount,
+        sharedDecoderCount, sharedEncoderCount, sharedJpegCount, sharedOfaCount;
+    char name[96];
+    unsigned capabilities;
+} nvmlComputeInstanceProfileInfo_v3_t;
+#define nvmlComputeInstanceProfileInfo_v3 \
+    NVML_STRUCT_VERSION(sizeof(nvmlComputeInstanceProfileInfo_v3_t), 3)
+
+/* NVML_COMPUTE_INSTANCE_PROFILE_{1,2,3,4,7}_SLICE = 0..4: the profiles a GPU instance of the
+   simulated (A100-class) GPUs offers; the others (8, 6 slices, REV1/REV2) are NOT_SUPPORTED. */
+#define SIM_CI_PROFILE_COUNT 10
+#define SIM_CI_ENGINE_PROFILE_COUNT 1
+static const unsigned ci_profile_slices[] = {1, 2, 3, 4, 7};
+
+/* Fill `info` (the v3 layout, a superset) for CI profile `profile` of a GPU instance. */
+static nvmlReturn_t ci_profile(const struct sim_gi *gi, unsigned profile, unsigned engine,
+                               nvmlComputeInstanceProfileInfo_v3_t *info)
+{
+    const struct sim_mig *mig;
+    const struct sim_profile *gip;
+    unsigned slices, gi_slices;
+
+    if (!initialized())
+        return NVML_ERROR_UNINITIALIZED;
+    if (!valid_gi(gi) || profile >= SIM_CI_PROFILE_COUNT ||
+        engine >= SIM_CI_ENGINE_PROFILE_COUNT)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (gpu_lost(gi->mig->gpu))
+        return NVML_ERROR_GPU_IS_LOST;
+    mig = gi->mig->mig;
+    gi_slices = mig->slice_count;
+    if (profile >= sizeof ci_profile_slices / sizeof *ci_profile_slices)
+        return NVML_ERROR_NOT_SUPPORTED;
+    slices = ci_profile_slices[profile];
+    /* A GPU instance splits into compute instances of whole slices it can hold; a 4-slice
+       instance has no 3-slice profile (nvidia-smi mig -lcip on an A100). */
+    if (slices > gi_slices || (gi_slices == 4 && slices == 3))
+        return NVML_ERROR_NOT_SUPPORTED;
+    gip = profile_by_id(gi->mig, mig->profile_id);
+    memset(info, 0, sizeof *info);
+    info->id = profile;
+    info->sliceCount = slices;
+    info->instanceCount = gi_slices / slices;
+    info->multiprocessorCount = gip ? gip->multiprocessor_count * slices / gi_slices : 0;
+    if (gip != NULL) {
+        info->sharedCopyEngineCount = gip->copy_engine_count;
+        info->sharedDecoderCount = gip->decoder_count;
+        info->sharedEncoderCount = gip->encoder_count;
+        info->sharedJpegCount = gip->jpeg_count;
+        info->sharedOfaCount = gip->ofa_count;
+    }
+    /* "MIG 1c.3g.20gb": the GPU instance's name with the compute slices in front. */
+    if (slices == gi_slices)
+        snprintf(info->name, sizeof info->name, "MIG %s", mig->profile);
+    else
+        snprintf(info->name, sizeof info->name, "MIG %uc.%s", slices, mig->profile);
+    return NVML_SUCCESS;
+}
+
+NVML_API nvmlReturn_t nvmlGpuInstanceGetComputeInstanceProfileInfo(
+    nvmlGpuInstance_t gpuInstance, unsigned profile, unsigned engProfile,
+    nvmlComputeInstanceProfileInfo_t *info)
+{
+    nvmlComputeInstanceProfileInfo_v3_t full;
+    nvmlReturn_t rc;
+
+    if (info == NULL)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    rc = ci_profile(gpuInstance, profile, engProfile, &full);
+    if (rc != NVML_SUCCESS)
+        return rc;
+    /* v1 is v2 without the leading version and the trailing name. */
+    memcpy(info, &full.id, sizeof *info);
+    return NVML_SUCCESS;
+}
+
+NVML_API nvmlReturn_t nvmlGpuInstanceGetComputeInstanceProfileInfoV(
+    nvmlGpuInstance_t gpuInstance, unsigned profile, unsigned engProfile,
+    nvmlComputeInstanceProfileInfo_v2_t *info)
+{
+    nvmlComputeInstanceProfileInfo_v3_t full;
+    nvmlReturn_t rc;
+    unsigned version;
+
+    if (info == NULL)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    version = info->version;
+    if (version != nvmlComputeInstanceProfileInfo_v2 &&
+        version != nvmlComputeInstanceProfileInfo_v3)
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    rc = ci_profile(gpuInstance, profile, engProfile, &full);
+    if (rc != NVML_SUCCESS)
+        return rc;
+    full.version = version;
+    memcpy(info, &full, version == nvmlComputeInstanceProfileInfo_v3
+                            ? sizeof full : sizeof(nvmlComputeInstanceProfileInfo_v2_t));
+    return NVML_SUCCESS;
+}
+
+/* The compute-instance profile enum of a MIG device (its CI spans the whole GPU instance). */
+static unsigned ci_profile_of(const struct sim_mig *mig)
+{
+    return mig->slice_count == 7 ? 4 : mig->slice_count - 1;
+}
+
+NVML_API nvmlReturn_t nvmlGpuInstanceGetComputeInstances(nvmlGpuInstance_t gpuInstance,
+                                                         unsigned profileId,
+                                                         nvmlComputeInstance_t *computeInstances,
+                                                         unsigned *count)
+{
+    nvmlComputeInstanceProfileInfo_v3_t info;
+    nvmlReturn_t rc;
+
+    if (computeInstances == NULL || count == NULL)
+        return initialized() ? NVML_ERROR_INVALID_ARGUMENT : NVML_ERROR_UNINITIALIZED;
+    rc = ci_profile(gpuInstance, profileId, 0, &info);
+    if (rc != NVML_SUCCESS)
+        return rc;
+    *count = 0;
+    if (ci_profile_of(gpuInstance->mig->mig) == profileId) {
+        computeInstances[0] = &ci_handles[gpuInstance - gi_handles];
+        *count = 1;
+    }
+    return NVML_SUCCESS;
 }

@@ -108,6 +108,21 @@ class TestDriverTree:
         assert (caps / "mig/config").read_text() == "DeviceFileMinor: 1\nDeviceFileMode: 256\n"
 
 
+    @pytest.mark.parametrize("tree", ["dev", "sys"])
+    def test_driver_root_holds_the_hosts_kernel_trees(self, sim_host_factory: Any,
+                                                      tree: str) -> None:
+        """One root for driver files and /dev (NVIDIA Container Toolkit's root): DIR/driver/dev
+        is DIR/dev."""
+        host = sim_host_factory("dgx-a100")
+        assert (host.driver_dir / tree).resolve() == (host.dir / tree).resolve()
+
+    def test_driver_tree_nvml_is_dir_lib_nvml(self, sim_host_factory: Any) -> None:
+        host = sim_host_factory("dgx-a100")
+        version = host.topology["driver_version"]
+        versioned = host.driver_dir / f"usr/lib/x86_64-linux-gnu/libnvidia-ml.so.{version}"
+        assert versioned.read_bytes() == host.nvml_library.read_bytes()
+
+
 class TestNvidiaSmi:
     def smi(self, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(path), *args], capture_output=True, text=True, check=False,

@@ -223,13 +223,14 @@ class TestMig:
             assert (info.id, info.profileId, info.placement.start, info.placement.size) == \
                 (1, 9, 4, 4)
 
-    def test_index_of_a_mig_handle_is_not_supported(self, sim_host_factory: Any) -> None:
-        """Index and minor belong to the parent GPU: a MIG handle gets NOT_SUPPORTED."""
+    def test_minor_of_a_mig_handle_is_not_supported(self, sim_host_factory: Any) -> None:
+        """The minor belongs to the parent GPU: a MIG handle gets NOT_SUPPORTED (its index is
+        its position in the parent: test_nvml_consumers)."""
         with nvml(sim_host_factory("dgx-a100-mig")) as pynvml:
             mig = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(
                 pynvml.nvmlDeviceGetHandleByIndex(0), 0)
             with pytest.raises(pynvml.NVMLError_NotSupported):
-                pynvml.nvmlDeviceGetIndex(mig)
+                pynvml.nvmlDeviceGetMinorNumber(mig)
 
 
 class TestFaults:
