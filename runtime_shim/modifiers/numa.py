@@ -69,7 +69,7 @@ def place(spec: Spec, gpu_nodes: Mapping[int, int],
         if not fit_cpus or not fit_mems:
             return spec, [f"{prefix}: placement skipped: {where} (cpus {_shown(cpus)}, mems "
                           f"{_shown(mems)}) outside what the container can get here "
-                          f"({available.where}); left as it was"]
+                          f"({available.where}), left as it was"]
         if (fit_cpus, fit_mems) != (cpus, mems):
             fitted = f" (narrowed from cpus {_shown(cpus)}, mems {_shown(mems)} to what the " \
                 f"container can get here: {available.where})"

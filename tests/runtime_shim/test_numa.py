@@ -210,7 +210,7 @@ AVAILABLE_CASES: list[tuple[str, Available, Optional[dict[str, Any]], str]] = [
     ("a 2-cpu host without node 1: skipped", Available(frozenset({0, 1}), frozenset({0}),
                                                        "host online cpus 0-1 mems 0"),
      None, "placement skipped: GPU 5 on node 1 (cpus 64-127, mems 1) outside what the "
-           "container can get here (host online cpus 0-1 mems 0); left as it was"),
+           "container can get here (host online cpus 0-1 mems 0), left as it was"),
     ("node 1 memory offline: skipped", Available(None, frozenset({0}), "host mems 0"),
      None, "placement skipped"),
     ("some of node 1's cpus isolated: narrowed", Available(frozenset(range(0, 100)), None,

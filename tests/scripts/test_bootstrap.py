@@ -40,3 +40,14 @@ def test_no_file_reads_a_directory_beside_the_clone() -> None:
                  and "__pycache__" not in path.parts
                  and sibling.search(path.read_text(encoding="utf-8", errors="replace"))]
     assert offenders == []
+
+
+def test_demo_installs_no_engines() -> None:
+    """scripts/demo bootstraps with --demo: runc and the simulator's needs, no engines."""
+    text = (ROOT / "scripts" / "bootstrap").read_text(encoding="utf-8")
+    match = re.search(r'^DEMO_PACKAGES="([^"]*)"', text, re.MULTILINE)
+    assert match is not None
+    demo = set(match.group(1).split())
+    assert {"runc", "busybox-static", "gcc"} <= demo
+    assert not demo & {"docker.io", "podman", "containerd", "crun"}
+    assert "./scripts/bootstrap --demo" in (ROOT / "scripts" / "demo").read_text()
