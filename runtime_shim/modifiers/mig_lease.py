@@ -1,4 +1,4 @@
-"""Lease MIG devices by profile and make config.json name them (design.md field problem 6).
+"""Lease MIG devices by profile and make config.json name them (README: MIG by profile).
 
 ``mig-1g.10gb`` (any GPU) and ``0.mig-3g.40gb`` / ``GPU-<uuid>.mig-3g.40gb`` (that GPU) become
 concrete MIG UUIDs that no live container holds, recorded in the node-local lease store
