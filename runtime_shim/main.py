@@ -135,7 +135,7 @@ def about_request(invocation: argv_mod.Invocation) -> str:
 
     if invocation.command == "help":
         return "help"
-    if invocation.command is not None:
+    if invocation.command:  # an empty word as the command is no command (as the launcher sees)
         return ""
     for token in invocation.args:
         asked = about.about_flag([token])
@@ -161,7 +161,16 @@ def load_config(invocation: argv_mod.Invocation) -> tuple[config_mod.Config, boo
             from runtime_shim import logs
 
             logs.to_runc_log(invocation.log_path, invocation.log_format, "warning", line)
-        return config_mod.defaults(), False
+        fallback = config_mod.defaults()
+        log_file = str(fallback.section("log")["file"])  # the file's own choice is unreadable
+        if log_file:
+            from hook import logfile
+
+            logfile.append(log_file, logfile.logfmt([
+                ("time", logfile.timestamp()), ("level", "warning"),
+                ("cmd", invocation.command or ""), ("id", invocation.container_id or ""),
+                ("event", "config-invalid"), ("note", line)]))
+        return fallback, False
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -185,9 +185,14 @@ BAD_CONFIGS = [("unknown key", "runtimes: [runc]\nbogus: 1\n", "bogus: unknown k
 
 
 @pytest.fixture
-def default_runc(fake_runc: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The fake runc as the first `runc` on PATH: the default runtime a bad config falls to."""
+def default_runc(fake_runc: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The fake runc as the first `runc` on PATH: the default runtime a bad config falls to;
+    the defaults' log file is under tmp_path (not the host's)."""
+    from hook import config as config_mod
+
     monkeypatch.setenv("PATH", f"{fake_runc.parent}:/usr/bin:/bin")
+    defaults = config_mod.parse(f"log: {{file: {tmp_path / 'ours.log'}}}\n", "defaults")
+    monkeypatch.setattr(config_mod, "defaults", lambda: defaults)
     return fake_runc
 
 
@@ -280,3 +285,18 @@ def test_state_is_not_a_version_request() -> None:
     from runtime_shim import argv as argv_mod
 
     assert main_mod.about_request(argv_mod.parse(["state", "--version"])) == ""
+
+
+def test_bad_config_warning_goes_to_our_default_log(
+        tmp_path: Path, default_runc: Path, monkeypatch: pytest.MonkeyPatch,
+        execs: list[tuple[str, list[str]]]) -> None:
+    """The file's own log.file cannot be trusted, so the warning goes to the default log."""
+    ours = tmp_path / "ours.log"
+    config = tmp_path / "bad.yaml"
+    config.write_text("bogus: 1\n")
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    with pytest.raises(Exec):
+        main_mod.main(["delete", "c9"])
+    (line,) = ours.read_text().splitlines()
+    assert "level=warning cmd=delete id=c9 event=config-invalid" in line
+    assert "bogus: unknown key" in line
