@@ -127,10 +127,12 @@ NEXT = """
     .venv/bin/gpu-ctk doctor
   plan, with a MIG request: make a bundle, add "NVIDIA_VISIBLE_DEVICES=mig-1g.10gb" to
   process.env in its config.json, and see the lease the shim would take, touching nothing:
-    runc spec --bundle /tmp/b && $EDITOR /tmp/b/config.json && .venv/bin/gpu-ctk plan /tmp/b
-  a failure: GPUs that never become ready; the hook names the device and NVML's answer:
+    mkdir /tmp/b && runc spec --bundle /tmp/b && $EDITOR /tmp/b/config.json
+    .venv/bin/gpu-ctk plan /tmp/b
+  a failure: change the request to NVIDIA_VISIBLE_DEVICES=9 and plan again: the one line the
+  shim would refuse the container with, naming what this host has; or make the GPUs never
+  ready (the hook then names each device and NVML's answer when a container starts):
     .venv/bin/gpu-ctk simulate --into /tmp/sim --fault nvml-not-ready=100000
-    (then start a GPU container through .venv/bin/gpu-container-runtime, as above)
   leases: what MIG devices containers hold:  .venv/bin/gpu-ctk leases list
 """
 
