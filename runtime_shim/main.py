@@ -131,12 +131,12 @@ def delete_releasing(invocation: argv_mod.Invocation, config: config_mod.Config,
 def about_request(invocation: argv_mod.Invocation) -> str:
     """``version`` or ``help`` for ``--version``/``-v``/``--help``/``-h`` before any command
     (and ``help`` as the command), as runc reads them; else ``""``."""
-    from hook import about
-
     if invocation.command == "help":
         return "help"
     if invocation.command:  # an empty word as the command is no command (as the launcher sees)
         return ""
+    from hook import about
+
     for token in invocation.args:
         asked = about.about_flag([token])
         if asked:
