@@ -126,3 +126,16 @@ def test_unreadable_online_files_leave_no_limit(tmp_path: Path) -> None:
     got = cpuset.read_available(None, False, str(tmp_path / "nosys"), str(tmp_path / "none"),
                                 str(own(tmp_path, "")))
     assert (got.cpus, got.mems) == (None, None)
+
+
+def test_v1_systemd_slice_limits_the_host(tmp_path: Path) -> None:
+    """cgroup v1, systemd driver: the slice's directory in the cpuset hierarchy, nested by
+    systemd's dash rule, gives the limit (a kubelet's reserved CPUs left out)."""
+    sys_root = fake_sys(tmp_path / "sys")
+    root = tmp_path / "cg"
+    cgroup(root / "cpuset", 1, "0-7", "0-1")
+    cgroup(root / "cpuset" / "kubepods.slice" / "kubepods-burstable.slice", 1, "2-7", "0-1")
+    got = cpuset.read_available("kubepods-burstable.slice:cri-containerd:c1", True,
+                                str(sys_root), str(root), str(own(tmp_path, "3:cpuset:/\n")))
+    assert (got.cpus, got.mems) == (frozenset(range(2, 8)), frozenset({0, 1}))
+    assert "cgroup v1 /kubepods.slice/kubepods-burstable.slice " in got.where
