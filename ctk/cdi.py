@@ -242,10 +242,27 @@ class _Name(str):
     """A device name, which the YAML output always quotes."""
 
 
+def make_directories(directory: str) -> None:
+    """Create ``directory`` and its missing parents as 0755 whatever the umask: /etc/cdi does
+    not exist on a fresh Debian 12, and the engines that read it run as root."""
+    missing = []
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(new, 0o755)
+        os.chmod(new, 0o755)
+
+
 def write_atomic(path: str, text: str) -> None:
     """Replace ``path`` whole or not at all: temp file beside it, fsync, rename."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
+        make_directories(directory)
         fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
     except OSError as exc:
         raise ShimError(STAGE, f"writing {path}: {exc.strerror or exc}") from None

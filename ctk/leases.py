@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"reclaimed {item.lease.container_id}: {devices}: {item.reason}")
         for name in collected.removed:
             print(f"removed {name}")
+        if not collected.reclaimed and not collected.removed:
+            print(f"nothing to reclaim in {directory}")
         return 0
     snapshot = lease_store.read_all(directory)
     reasons = {lease.container_id: stale_reason(lease, lease_store.HOST)
@@ -87,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=1))
     elif found:
         print(table(found))
+    else:
+        print(f"no MIG leases in {directory}")
     for problem in snapshot.problems:
         print(f"gpu-ctk: leases: {problem}", file=sys.stderr)
     return 0

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn, Optional
 
+from hook import about
 from hook.errors import ShimError, one_line
 
 PROG = "gpu-ctk"
@@ -46,6 +48,7 @@ class _Parser(argparse.ArgumentParser):
 def parser_for(chosen: Optional[str]) -> argparse.ArgumentParser:
     """The full parser; only ``chosen``'s module is imported to add its arguments."""
     parser = _Parser(prog=PROG, description="Admin tool of gpu-container-shim.")
+    parser.add_argument("--version", action="version", version=about.version_line(PROG))
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
                                      parser_class=_Parser)
     for name, (module, summary) in SUBCOMMANDS.items():
@@ -56,7 +59,15 @@ def parser_for(chosen: Optional[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        status = dispatch(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a pipe is block-buffered: a closed reader shows here, not later
+    except BrokenPipeError:
+        return closed_output()
+    return status
+
+
+def dispatch(args: list[str]) -> int:
     if len(args) >= 2 and (args[0], args[1]) in NESTED:
         module = importlib.import_module(NESTED[(args[0], args[1])])
         sub = _Parser(prog=f"{PROG} {args[0]} {args[1]}", description=module.SUMMARY)
@@ -72,6 +83,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{PROG}: {one_line(str(error))}", file=sys.stderr)
         return 1
     return status
+
+
+def closed_output() -> int:
+    """The reader of our output went away (``gpu-ctk doctor | head -1``): a quiet exit, as for
+    any command in a pipeline. What is still buffered goes to /dev/null, so the interpreter's
+    own flush at exit raises nothing either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Callable, Optional
 
+from hook import about
 from hook.errors import ShimError, one_line
 
 if TYPE_CHECKING:
@@ -365,6 +366,11 @@ def main(argv: Optional[Sequence[str]] = None, run: Optional[Run] = None) -> int
     """``run`` replaces the default ``Run`` (the standalone hook passes its own)."""
     run = Run(time.monotonic()) if run is None else run
     args = list(sys.argv[1:] if argv is None else argv)
+    asked = about.about_flag(args)
+    if asked:
+        sys.stdout.write(about.version_line(COMMAND) + "\n" if asked == "version"
+                         else about.HOOK_HELP)
+        return 0
     try:
         stage = usage(args)
         data = read_input(sys.stdin.buffer)

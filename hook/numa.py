@@ -65,7 +65,12 @@ def node_cpus(sysfs_root: str, node: int) -> Optional[frozenset[int]]:
     None when the file is missing or unreadable, so the caller can say the node is unknown."""
     if node < 0:
         return None
-    path = os.path.join(sysfs_root, "devices/system/node", f"node{node}", "cpulist")
+    return read_ids(os.path.join(sysfs_root, "devices/system/node", f"node{node}", "cpulist"))
+
+
+def read_ids(path: str) -> Optional[frozenset[int]]:
+    """The id list in the file at ``path`` (a cpulist, ``cpu/online``, a cpuset file); None when
+    it is missing, unreadable or not an id list."""
     try:
         with open(path, encoding="ascii") as stream:
             return parse_ids(stream.read(MAX_TEXT + 1))

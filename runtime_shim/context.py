@@ -12,6 +12,7 @@ from hook.request import DeviceRequest
 
 if TYPE_CHECKING:
     from hook.discovery import Inventory
+    from runtime_shim.cpuset import Available
 
 Spec = dict[str, Any]
 """A parsed config.json; unknown fields are kept as they were read."""
@@ -29,6 +30,9 @@ class HostFacts:
     systemd_cgroup: bool = False
     io_weight: bool = True
     """Whether the low-level runtime can set a block-IO weight here (runtime_shim.io_weight)."""
+    available: Optional[Callable[[Optional[str]], Available]] = None
+    """The CPUs and memory nodes a container with this ``linux.cgroupsPath`` can get
+    (runtime_shim.cpuset, read on demand); None: nothing known limits them."""
 
 
 @dataclass

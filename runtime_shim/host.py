@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from runtime_shim.context import HostFacts
 
 CAP_SYS_RESOURCE = 24
@@ -22,9 +24,13 @@ def has_capability(bit: int, proc: str = "/proc/self") -> bool:
 
 
 def read_facts(systemd_cgroup: bool, proc: str = "/proc/self", runtime: str = "") -> HostFacts:
-    from runtime_shim import io_weight
+    """This process's facts; the cpuset a container can get is read only when NUMA placement
+    asks (runtime_shim.cpuset), with this call's cgroup driver."""
+    from runtime_shim import cpuset, io_weight
 
     return HostFacts(oom_score_adj=own_oom_score_adj(proc),
                      cap_sys_resource=has_capability(CAP_SYS_RESOURCE, proc),
                      systemd_cgroup=systemd_cgroup,
-                     io_weight=io_weight.probe(runtime, proc=proc))
+                     io_weight=io_weight.probe(runtime, proc=proc),
+                     available=functools.partial(cpuset.read_available, systemd=systemd_cgroup,
+                                                 proc=proc))

@@ -49,7 +49,7 @@ def runtime_can_weight(runtime: str, version: int, files: frozenset[str]) -> boo
 def probe(runtime: str, cgroup_root: str = CGROUP_ROOT, proc: str = "/proc/self") -> bool:
     """Read the cgroup filesystem: True when ``runtime`` can set a block-IO weight here. The
     blkio controller on a v1 hierarchy wins over v2 (hybrid hosts keep it on v1)."""
-    own = _own_cgroups(proc)
+    own = own_cgroups(proc)
     v1 = os.path.join(cgroup_root, "blkio")
     if os.path.isdir(v1):
         version, top, mine = 1, v1, own.get("blkio", "/")
@@ -62,7 +62,7 @@ def probe(runtime: str, cgroup_root: str = CGROUP_ROOT, proc: str = "/proc/self"
     return runtime_can_weight(runtime, version, files)
 
 
-def _own_cgroups(proc: str) -> dict[str, str]:
+def own_cgroups(proc: str) -> dict[str, str]:
     """Controller -> this process's cgroup path from ``/proc/self/cgroup`` ('' is the v2 line);
     named hierarchies and co-mounted controllers (``cpu,cpuacct``) each get an entry."""
     paths: dict[str, str] = {}

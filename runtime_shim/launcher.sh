@@ -250,6 +250,12 @@ case $command in
             exec "$found" "$@"
         fi
         slow "$@" ;;
+    help) slow "$@" ;;  # Python prints our help before the runtime's
+    '')
+        # --version, --help without a command (runtime_shim.main.about_request): Python too.
+        for arg do
+            case $arg in --version|-version|-v|--help|-help|-h) slow "$@" ;; esac
+        done ;;
 esac
 if runtimes && ! holds_leases "$@" && find_runtime; then
     exec "$found" "$@"

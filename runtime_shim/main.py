@@ -173,12 +173,66 @@ def delete_releasing(invocation: argv_mod.Invocation, config: config_mod.Config,
     return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell says
 
 
+def about_request(invocation: argv_mod.Invocation) -> str:
+    """``version`` or ``help`` for ``--version``/``-v``/``--help``/``-h`` before any command
+    (and ``help`` as the command), as runc reads them; else ``""``."""
+    if invocation.command == "help":
+        return "help"
+    if invocation.command:  # an empty word as the command is no command (as the launcher sees)
+        return ""
+    from hook import about
+
+    for token in invocation.args:
+        asked = about.about_flag([token])
+        if asked:
+            return asked
+    return ""
+
+
+def load_config(invocation: argv_mod.Invocation) -> tuple[config_mod.Config, bool]:
+    """The configuration in force, and whether it is. A pass-through command (``state``,
+    ``kill``, ``delete`` ...) must reach the low-level runtime even when config.yaml is bad, or
+    engines could not stop and clean up containers until someone fixes the file: it gets the
+    defaults (runc, then crun) and a warning naming the problem. ``create``/``run`` fail closed."""
+    try:
+        return config_mod.load(), True
+    except ShimError as error:
+        if invocation.rewrites:
+            raise
+        line = one_line(f"{COMMAND}: warning: {error.stage}: {error.cause}; passing "
+                        f"{invocation.command or 'the call'} to the default runtime")
+        sys.stderr.write(line + "\n")
+        if invocation.log_path:
+            from runtime_shim import logs
+
+            logs.to_runc_log(invocation.log_path, invocation.log_format, "warning", line)
+        fallback = config_mod.defaults()
+        log_file = str(fallback.section("log")["file"])  # the file's own choice is unreadable
+        if log_file:
+            from hook import logfile
+
+            logfile.append(log_file, logfile.logfmt([
+                ("time", logfile.timestamp()), ("level", "warning"),
+                ("cmd", invocation.command or ""), ("id", invocation.container_id or ""),
+                ("event", "config-invalid"), ("note", line)]))
+        return fallback, False
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     invocation = argv_mod.parse(args)
+    asked = about_request(invocation)
+    if asked:
+        from hook import about
+
+        # ours first, then the runtime's lines unchanged (engines parse `runc --version`)
+        sys.stdout.write(about.version_line(COMMAND) + "\n" if asked == "version"
+                         else about.RUNTIME_HELP)
+        sys.stdout.flush()
     try:
-        config = config_mod.load()
-        fastpath.remember(config)  # lets the shell launcher skip Python next time
+        config, valid = load_config(invocation)
+        if valid:
+            fastpath.remember(config)  # lets the shell launcher skip Python next time
         runtime = lowlevel.find(config.runtimes)
         if invocation.rewrites:
             prepare(invocation, config, runtime.path)

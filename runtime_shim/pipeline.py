@@ -31,8 +31,9 @@ ORDER: tuple[tuple[str, Modifier], ...] = (
     ("devices", lazy("runtime_shim.modifiers.devices")),
     ("hook", lazy("runtime_shim.modifiers.hook_injection")),
     ("policy", lazy("runtime_shim.modifiers.policy")),
-    ("numa", lazy("runtime_shim.modifiers.numa")),
     ("cgroup", lazy("runtime_shim.modifiers.cgroup_parent")),
+    # after cgroup: placement stays inside the cpuset of the parent the container lands in
+    ("numa", lazy("runtime_shim.modifiers.numa")),
     ("oom", lazy("runtime_shim.modifiers.oom_score")),
 )
 

@@ -17,13 +17,14 @@ Fault = tuple[str, str]
 """A parsed fault: its name and the value written to DIR/faults/<name>."""
 
 _COUNT = r"\d{1,9}"
-_FORMATS: dict[str, tuple[str, str]] = {
-    "nvml-not-ready": (rf"^{_COUNT}$", "N: the first N nvmlDeviceGetHandleByUUID calls miss"),
-    "nvc-init-transient": (rf"^{_COUNT}(:[^\n]+)?$",
-                           "N[:MESSAGE]: the first N nvc_init calls fail"),
-    "nvc-init-permanent": (r"^[^\n]+$", "MESSAGE: every nvc_init fails"),
-    "gpu-lost": (rf"^{_COUNT}(,{_COUNT})*$", "INDEX[,INDEX...]: NVML reports the GPU lost"),
-    "nvc-mount-delay": (rf"^{_COUNT}$", "MS: nvc_driver_mount sleeps first"),
+_FORMATS: dict[str, tuple[str, str, str]] = {
+    # name: (value pattern, value syntax, what it does)
+    "nvml-not-ready": (rf"^{_COUNT}$", "N", "the first N nvmlDeviceGetHandleByUUID calls miss"),
+    "nvc-init-transient": (rf"^{_COUNT}(:[^\n]+)?$", "N[:MESSAGE]",
+                           "the first N nvc_init calls fail"),
+    "nvc-init-permanent": (r"^[^\n]+$", "MESSAGE", "every nvc_init fails"),
+    "gpu-lost": (rf"^{_COUNT}(,{_COUNT})*$", "INDEX[,INDEX...]", "NVML reports the GPU lost"),
+    "nvc-mount-delay": (rf"^{_COUNT}$", "MS", "nvc_driver_mount sleeps first"),
 }
 NAMES = tuple(_FORMATS)
 
@@ -32,11 +33,12 @@ def parse(spec: str, gpu_count: int) -> Fault:
     """Parse one ``--fault`` spec; a bad one is a one-line error naming it."""
     name, sep, value = spec.partition("=")
     if not sep or name not in _FORMATS:
-        known = ", ".join(f"{key}={_FORMATS[key][1].split(':')[0]}" for key in NAMES)
+        known = ", ".join(f"{key}={_FORMATS[key][1]}" for key in NAMES)
         raise ShimError("simulate", one_line(f"fault {spec!r}: unknown fault (expected {known})"))
-    pattern, meaning = _FORMATS[name]
+    pattern, syntax, meaning = _FORMATS[name]
     if not re.match(pattern, value):
-        raise ShimError("simulate", one_line(f"fault {spec!r}: expected {name}={meaning}"))
+        raise ShimError("simulate", one_line(f"fault {spec!r}: expected {name}={syntax}: "
+                                             f"{meaning}"))
     if name == "gpu-lost":
         for index in value.split(","):
             if int(index) >= gpu_count:

@@ -1,8 +1,10 @@
-"""Fixtures every test area may use: the simulated GPU host."""
+"""Fixtures every test area may use: the simulated GPU host; and the session's clean-up of what
+the shims it starts leave on the host."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -39,3 +41,21 @@ def sim_host_factory(tmp_path_factory: pytest.TempPathFactory,
                           cache_dir=sim_host_cache)
 
     return factory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def config_cache_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every shim the tests run (in-process and as a command) caches its validated config under
+    /run/gpu-container-shim/config-cache, keyed by the config's path: one entry per temporary
+    config. The session removes the entries it made, so the host's cache does not grow."""
+    from session_cleanup import remove_session_cache_entries
+
+    from hook import config as config_mod
+
+    cache_dir = Path(config_mod.CACHE_DIR)
+    try:
+        before = set(os.listdir(cache_dir))
+    except OSError:
+        before = set()
+    yield
+    remove_session_cache_entries(cache_dir, before, [tmp_path_factory.getbasetemp()])

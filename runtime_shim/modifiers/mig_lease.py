@@ -1,4 +1,4 @@
-"""Lease MIG devices by profile and make config.json name them (design.md field problem 6).
+"""Lease MIG devices by profile and make config.json name them (README: MIG by profile).
 
 ``mig-1g.10gb`` (any GPU) and ``0.mig-3g.40gb`` / ``GPU-<uuid>.mig-3g.40gb`` (that GPU) become
 concrete MIG UUIDs that no live container holds, recorded in the node-local lease store
@@ -9,10 +9,11 @@ devices, and ``ctx.request`` is replaced likewise so later modifiers (devices fi
 exactly them. Explicit MIG requests (``MIG-<uuid>``, ``<gpu>:<mig>``) take an exclusive lease too
 when ``mig.exclusive_explicit`` is set (the default).
 
-Runs first. Not pure like the others: taking a lease is the point. It is still idempotent: a
-second run finds only concrete UUIDs, leases them again under the same id and leaves the spec
-as it is. A ``poststop`` entry of our hook releases the lease when the runtime destroys the
-container; the shim's ``delete`` does too, and stale leases are reclaimed on every allocation.
+Runs first. Not pure like the others: taking a lease is the point. The original request is kept
+in two annotations (``REQUESTED``, ``LEASED``), so a second run on the same config.json (a
+retried create) resolves the profiles again rather than pinning the UUIDs of the first run. A
+``poststop`` entry of our hook releases the lease when the runtime destroys the container; the
+shim's ``delete`` does too, and stale leases are reclaimed on every allocation.
 """
 
 from __future__ import annotations
@@ -55,10 +56,50 @@ def lease_dir(ctx: Context) -> str:
     return str(ctx.config.section("mig")["lease_dir"])
 
 
+REQUESTED = "gpu-container-shim.mig.requested"
+LEASED = "gpu-container-shim.mig.leased"
+"""Annotations the shim writes next to a rewritten request: the device tokens as the container
+asked for them and as they were rewritten (comma lists). A retried create of the same bundle
+(the engine re-runs ``create`` after a failed start) then asks for the profile again instead of
+demanding the stale UUID, which another container may hold by now."""
+
+
+def original_request(spec: Spec, request: DeviceRequest) -> DeviceRequest:
+    """The request as first written, when ``spec`` still holds exactly our rewrite of it.
+
+    Annotations are untrusted, so the record is used only when its leased list is the very
+    request in force, and it may only turn a token back into a MIG profile token: a container
+    can get nothing through it that its own request could not name."""
+    annotations = spec.get("annotations")
+    if not isinstance(annotations, dict):
+        return request
+    requested, leased = annotations.get(REQUESTED), annotations.get(LEASED)
+    if not isinstance(requested, str) or not isinstance(leased, str) or \
+            tuple(leased.split(",")) != request.devices:
+        return request
+    tokens = tuple(requested.split(","))
+    if len(tokens) != len(request.devices) or any(
+            token != now and device_token_kind(token) not in PROFILE_KINDS
+            for token, now in zip(tokens, request.devices)):
+        return request
+    return dataclasses.replace(request, devices=tokens)
+
+
+def record_request(spec: Spec, requested: DeviceRequest, leased: DeviceRequest) -> Spec:
+    """``spec`` with the REQUESTED/LEASED annotations for a rewrite of ``requested``."""
+    annotations = spec.get("annotations")
+    annotations = annotations if isinstance(annotations, dict) else {}
+    record = {REQUESTED: ",".join(requested.devices), LEASED: ",".join(leased.devices)}
+    if all(annotations.get(key) == value for key, value in record.items()):
+        return spec
+    return {**spec, "annotations": {**annotations, **record}}
+
+
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
-    request = ctx.request
-    if request is None:
+    current = ctx.request
+    if current is None:
         return spec, []
+    request = original_request(spec, current)
     exclusive = bool(ctx.config.section("mig").get("exclusive_explicit", True))
     explicit = tuple(t for t in request.devices
                      if exclusive and device_token_kind(t) in EXPLICIT_KINDS)
@@ -93,7 +134,9 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     resolution = chosen[-1]
     leased = assign_profiles(request, [d.uuid for d in resolution.profiles])
     ctx.request = leased  # the one documented Context mutation (see Context)
-    new_spec = rewrite_request(spec, request, leased)
+    new_spec = rewrite_request(spec, current, leased)
+    if leased.devices != request.devices:
+        new_spec = record_request(new_spec, request, leased)
     new_spec = with_poststop_hook(new_spec, ctx)
     notes = [f"mig-lease: {d.token} -> {d.uuid} ({d.profile} on {d.gpu})"
              for d in resolution.devices]

@@ -16,6 +16,7 @@ from hook import numa
 from hook.selection import select
 from runtime_shim import policy_choice
 from runtime_shim.context import Context, Notes, Spec
+from runtime_shim.cpuset import Available
 from runtime_shim.spec_tree import get_in, set_in
 
 STAGE = "numa"
@@ -39,13 +40,20 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     gpu_nodes = {gpu.index: gpu.numa_node for gpu in gpus if gpu.numa_node is not None}
     sysfs_root = str(ctx.config.section("host")["sysfs_root"])
     node_cpus = {node: numa.node_cpus(sysfs_root, node) for node in sorted(set(gpu_nodes.values()))}
-    return place(spec, gpu_nodes, node_cpus, prefix)
+    available = None
+    if ctx.host.available is not None:
+        cgroups_path: Any = get_in(spec, ("linux", "cgroupsPath"))
+        available = ctx.host.available(cgroups_path if isinstance(cgroups_path, str) else None)
+    return place(spec, gpu_nodes, node_cpus, prefix, available)
 
 
 def place(spec: Spec, gpu_nodes: Mapping[int, int],
-          node_cpus: Mapping[int, Optional[frozenset[int]]], prefix: str) -> tuple[Spec, Notes]:
+          node_cpus: Mapping[int, Optional[frozenset[int]]], prefix: str,
+          available: Optional[Available] = None) -> tuple[Spec, Notes]:
     """The pure part: ``spec`` with cpus/mems narrowed to the nodes of ``gpu_nodes`` (GPU index ->
-    node), whose CPUs ``node_cpus`` gives (None: sysfs does not describe the node)."""
+    node), whose CPUs ``node_cpus`` gives (None: sysfs does not describe the node), and kept
+    inside what the container can get (``available``: online CPUs and memory nodes, the parent
+    cgroup's cpuset)."""
     nodes = frozenset(gpu_nodes.values())
     where = f"{_gpus(sorted(gpu_nodes))} on node{'s' if len(nodes) > 1 else ''} " \
         f"{numa.format_ids(nodes)}"
@@ -54,16 +62,28 @@ def place(spec: Spec, gpu_nodes: Mapping[int, int],
         return spec, [f"{prefix}: placement skipped: no cpulist for NUMA node "
                       f"{numa.format_ids(missing)} under the sysfs root"]
     cpus = frozenset().union(*(node_cpus[node] or () for node in nodes))
+    mems, fitted = nodes, ""
+    if available is not None:
+        fit_cpus = cpus if available.cpus is None else cpus & available.cpus
+        fit_mems = mems if available.mems is None else mems & available.mems
+        if not fit_cpus or not fit_mems:
+            return spec, [f"{prefix}: placement skipped: {where} (cpus {_shown(cpus)}, mems "
+                          f"{_shown(mems)}) outside what the container can get here "
+                          f"({available.where}), left as it was"]
+        if (fit_cpus, fit_mems) != (cpus, mems):
+            fitted = f" (narrowed from cpus {_shown(cpus)}, mems {_shown(mems)} to what the " \
+                f"container can get here: {available.where})"
+        cpus, mems = fit_cpus, fit_mems
     try:
         have_cpus = _existing(spec, CPUS)
         have_mems = _existing(spec, MEMS)
     except numa.IdListError as exc:
         return spec, [f"{prefix}: placement skipped: the engine's cpuset is unreadable ({exc})"]
     want_cpus = cpus if have_cpus is None else cpus & have_cpus
-    want_mems = nodes if have_mems is None else nodes & have_mems
+    want_mems = mems if have_mems is None else mems & have_mems
     if not want_cpus or not want_mems:
         return spec, [f"{prefix}: placement skipped: {where} (cpus {_shown(cpus)}, mems "
-                      f"{_shown(nodes)}) share nothing with the engine's cpuset (cpus "
+                      f"{_shown(mems)}) share nothing with the engine's cpuset (cpus "
                       f"{_shown(have_cpus)}, mems {_shown(have_mems)}); left as it was"]
     result = spec
     changes = []
@@ -74,7 +94,7 @@ def place(spec: Spec, gpu_nodes: Mapping[int, int],
             changes.append(f"linux.resources.cpu.{path[-1]} {numa.format_ids(want)}{narrowed}")
     if not changes:
         return spec, []
-    return result, [f"{prefix}: {where}: " + ", ".join(changes)]
+    return result, [f"{prefix}: {where}: " + ", ".join(changes) + fitted]
 
 
 def _existing(spec: Spec, path: tuple[str, ...]) -> Optional[frozenset[int]]:

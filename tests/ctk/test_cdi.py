@@ -242,6 +242,23 @@ def test_output_is_written_atomically_with_its_format(
     assert sorted(os.listdir(tmp_path)) == ["nvidia.json"]
 
 
+def test_output_directory_is_created_0755(
+        host_of: Callable[[str], SimHost], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """--output /etc/cdi/nvidia.yaml where /etc/cdi does not exist (a fresh Debian 12): the
+    missing directories are made 0755 whatever the umask, and the spec is written."""
+    host_of("t4")
+    target = tmp_path / "etc" / "cdi" / "nvidia.yaml"
+    old = os.umask(0o077)
+    try:
+        status, _, _ = generate(capsys, "--output", str(target))
+    finally:
+        os.umask(old)
+    assert status == 0 and yaml.safe_load(target.read_text())["kind"] == "nvidia.com/gpu"
+    for directory in (tmp_path / "etc", tmp_path / "etc" / "cdi"):
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o755
+
+
 def test_vendor_and_class_make_the_kind(host_of: Callable[[str], SimHost],
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """--vendor/--class set the kind; a dot in the class needs CDI 0.6.0."""

@@ -55,12 +55,22 @@ def test_list_json_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert row["stale_reason"].endswith(f"start pid {DEAD_PID} gone")
 
 
-def test_empty_store_lists_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """No leases (or no directory yet): no output at all, `[]` in JSON."""
+def test_empty_store_says_there_are_none(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """No leases (or no directory yet): one line saying so, `[]` in JSON."""
     assert main(["leases", "list", "--dir", str(tmp_path / "none")]) == 0
-    assert capsys.readouterr() == ("", "")
+    assert capsys.readouterr() == (f"no MIG leases in {tmp_path / 'none'}\n", "")
     assert main(["leases", "list", "--json", "--dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_gc_with_nothing_to_reclaim_says_so(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """gc that finds only live leases (or none) says there was nothing to reclaim."""
+    hold(tmp_path, "live", (0,), os.getpid())
+    assert main(["leases", "gc", "--dir", str(tmp_path)]) == 0
+    assert capsys.readouterr() == (f"nothing to reclaim in {tmp_path}\n", "")
+    assert sorted(os.listdir(tmp_path)) == [".lock", "live.json"]
 
 
 def test_list_reports_leftovers_on_stderr(tmp_path: Path,

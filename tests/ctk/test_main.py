@@ -38,3 +38,31 @@ def test_usage_error_is_one_line(argv: list[str], capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert caught.value.code == 2
     assert err.startswith("gpu-ctk: usage: ") and err.count("\n") == 1
+
+
+def test_version_prints_ours(capsys: pytest.CaptureFixture[str]) -> None:
+    """gpu-ctk --version is not a usage error: one line, exit 0."""
+    from hook.about import VERSION
+
+    with pytest.raises(SystemExit) as info:
+        ctk_main.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"gpu-ctk version {VERSION}\n"
+
+
+CLOSED_READER = ["--help", "leases --help", "cdi --help", "doctor --help", "simulate --help",
+                 "--version", "doctor", "leases list"]
+
+
+@pytest.mark.parametrize("args", CLOSED_READER)
+def test_closed_output_is_a_quiet_exit(args: str) -> None:
+    """`gpu-ctk ... | head -1`: the reader closes the pipe early; no traceback, no message."""
+    script = ("import sys\nfrom ctk.main import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    reader = subprocess.Popen([sys.executable, "-c", script, *args.split()],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.close()  # closed before the first write: every write meets EPIPE
+    err = reader.stderr.read()
+    status = reader.wait()
+    assert (status, err) == (0, b"")

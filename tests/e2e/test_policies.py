@@ -1,12 +1,13 @@
 """Workload policies end to end: the shim's config.json on a simulated two-socket DGX A100, and
 real containers on a simulated host whose NUMA layout fits this machine.
 
-What is checked where: a cpuset of node 1 of a DGX (CPUs 64-127, memory node 1) cannot be
-applied on a test machine with a few CPUs and one memory node, so the DGX case is checked on
-config.json exactly as the shim wrote it (the low-level runtime is ``/bin/true``). The effect of a
-policy inside a container is checked on a copy of the simulated sysfs whose node 0 holds one of
-this machine's CPUs: Cpus_allowed_list/Mems_allowed_list in /proc/self/status, the memory and
-block-IO cgroup files, /proc/self/oom_score_adj.
+What is checked where: the DGX case starts a real container under runc on whatever machine runs
+the tests. Node 1 of a DGX (CPUs 64-127, memory node 1) is mostly absent from a small test
+machine, so placement keeps to what a container can get here (runtime_shim.cpuset): narrowed,
+or skipped with a note; each test asserts the decision the shim makes for this host. The effect
+of a placement inside a container is checked on a copy of the simulated sysfs whose node 0 holds
+one of this machine's CPUs: Cpus_allowed_list/Mems_allowed_list in /proc/self/status, the memory
+and block-IO cgroup files, /proc/self/oom_score_adj.
 
 The block-IO weight is set only where the low-level runtime can apply it (runtime_shim.io_weight):
 on these Debian 12 machines (cgroup v1, BFQ) runc writes ``blkio.bfq.weight`` and the container
@@ -29,8 +30,8 @@ import pytest
 from containers import Bundle, Runtime, sha256
 from oci_schema import config_errors
 
-from hook.numa import parse_ids
-from runtime_shim import io_weight
+from hook.numa import format_ids, parse_ids
+from runtime_shim import cpuset, io_weight
 from simulator.testing import SimHost
 
 pytestmark = pytest.mark.e2e
@@ -80,42 +81,72 @@ def raise_own_oom_score() -> None:
         stream.write(str(OWN_OOM))
 
 
-# --- the must-show, on config.json: dgx-a100, GPU 5, guaranteed --------------------------------
+# --- the must-show: dgx-a100, GPU 5, guaranteed, a real container on this machine -------------
 
-def test_dgx_gpu5_guaranteed_spec(dgx: SimHost, make_bundle: MakeBundle,
-                                  make_runtime: MakeRuntime, tmp_path: Path) -> None:
-    """NVIDIA_VISIBLE_DEVICES=5 under guaranteed: node 1's cpus and mems, swap equal to the
-    limit, weight 800, oomScoreAdj clamped to the runtime's own, and a valid OCI config."""
-    bundle = gpu_bundle(make_bundle, ["/bin/true"], "5", "guaranteed")
-    runtime = make_runtime(shim_config(dgx, tmp_path / "spec-only.yaml", "/bin/true"))
-    result = runtime.call(["create", "--bundle", str(bundle.path), "dgx-gpu5"],
-                          preexec_fn=raise_own_oom_score)
+def placement(spec: dict[str, Any], cpus: frozenset[int], mems: frozenset[int]
+              ) -> Optional[dict[str, str]]:
+    """The cpu section the shim decides for a node with ``cpus``/``mems`` on this machine: what
+    is left of them inside what a container can get here (runtime_shim.cpuset), or None when
+    nothing is left and placement is skipped."""
+    available = cpuset.read_available(spec["linux"].get("cgroupsPath"), systemd=False)
+    fit_cpus = cpus if available.cpus is None else cpus & available.cpus
+    fit_mems = mems if available.mems is None else mems & available.mems
+    if not fit_cpus or not fit_mems:
+        return None
+    return {"cpus": format_ids(fit_cpus), "mems": format_ids(fit_mems)}
+
+
+NODE1 = (frozenset(range(64, 128)), frozenset({1}))
+"""Node 1 of the simulated dgx-a100."""
+
+
+def test_dgx_gpu5_guaranteed_starts_a_real_container(
+        dgx: SimHost, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        tmp_path: Path) -> None:
+    """NVIDIA_VISIBLE_DEVICES=5 under guaranteed starts under runc on this machine: node 1's
+    cpus and mems as far as this machine can give them (placement narrowed, or skipped with a
+    note when nothing of node 1 is here), swap equal to the limit, the block-IO weight where
+    runc can set one here (skipped with a note elsewhere), oomScoreAdj clamped to the
+    runtime's own, and a valid OCI config."""
+    bundle = gpu_bundle(make_bundle, ["/bin/sh", "-c", PROBE], "5", "guaranteed")
+    runtime = make_runtime(shim_config(dgx, tmp_path / "c.yaml", "runc"))
+    result = runtime.run(bundle, preexec_fn=raise_own_oom_score)
     assert result.returncode == 0, result.stderr
     spec = bundle.spec()
     resources = spec["linux"]["resources"]
-    assert resources["cpu"] == {"cpus": "64-127", "mems": "1"}
+    log = (tmp_path / "shim.log").read_text()
+    placed = placement(spec, *NODE1)
+    assert resources.get("cpu") == placed
+    seen = probe(result.stdout)
+    if placed is None:
+        assert ("numa: policy guaranteed: placement skipped: GPU 5 on node 1 (cpus 64-127, "
+                "mems 1) outside what the container can get here (host online cpus ") in log
+    else:
+        assert (seen["Cpus_allowed_list"], seen["Mems_allowed_list"]) == \
+            (placed["cpus"], placed["mems"])
+        assert f"linux.resources.cpu.cpus {placed['cpus']}" in log
     assert resources["memory"] == {"limit": LIMIT, "swap": LIMIT}
-    assert resources["blockIO"] == {"weight": 800}
+    assert (seen["memsw"], seen["oom"]) == (str(LIMIT), str(OWN_OOM))
+    settable = io_weight.probe(shutil.which("runc") or "runc")
+    assert resources.get("blockIO") == ({"weight": 800} if settable else None)
+    assert ("policy: linux.resources.blockIO.weight 800" in log) is settable
+    assert ("policy: blkio weight 800 skipped" in log) is not settable
     assert spec["process"]["oomScoreAdj"] == OWN_OOM  # -800 asked, no CAP_SYS_RESOURCE here
     assert [d["path"] for d in spec["linux"]["devices"]][:1] == ["/dev/nvidia5"]
     assert config_errors(spec) == []
-    log = (tmp_path / "shim.log").read_text()
     for note in ("policy: guaranteed (from annotation): oom_score_adj -800, swap off, "
                  "numa placement, blkio weight 800",
-                 "numa: policy guaranteed: GPU 5 on node 1: linux.resources.cpu.cpus 64-127, "
-                 "linux.resources.cpu.mems 1",
                  f"policy: linux.resources.memory.swap {LIMIT}",
-                 "policy: linux.resources.blockIO.weight 800",
                  f"oom: policy guaranteed value -800 clamped to {OWN_OOM}"):
         assert note in log
 
 
 def test_dgx_engine_cpuset_is_only_narrowed(dgx: SimHost, make_bundle: MakeBundle,
                                             make_runtime: MakeRuntime, tmp_path: Path) -> None:
-    """An engine cpuset across both sockets is cut to node 1's part; one on node 0 only is
-    left alone, since GPU 5's node shares nothing with it."""
+    """An engine cpuset across both sockets is cut to node 1's part (as far as this machine has
+    it); one on node 0 only is left alone, since GPU 5's node shares nothing with it."""
     runtime = make_runtime(shim_config(dgx, tmp_path / "spec-only.yaml", "/bin/true"))
-    seen = []
+    seen, expected = [], []
     for engine in ({"cpus": "60-70"}, {"cpus": "0-7", "mems": "0"}):
         bundle = gpu_bundle(make_bundle, ["/bin/true"], "5", "burstable")
         spec = bundle.spec()
@@ -123,7 +154,9 @@ def test_dgx_engine_cpuset_is_only_narrowed(dgx: SimHost, make_bundle: MakeBundl
         bundle.write(spec)
         assert runtime.call(["create", "--bundle", str(bundle.path), "x"]).returncode == 0
         seen.append(bundle.spec()["linux"]["resources"]["cpu"])
-    assert seen == [{"cpus": "64-70", "mems": "1"}, {"cpus": "0-7", "mems": "0"}]
+        narrowed = placement(bundle.spec(), frozenset(range(64, 71)), frozenset({1}))
+        expected.append(narrowed if "mems" not in engine and narrowed else engine)
+    assert seen == expected
 
 
 @pytest.mark.parametrize(("unknown", "accepted"), [("error", False), ("ignore", True)])

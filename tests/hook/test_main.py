@@ -344,3 +344,17 @@ def test_isolate_environment_keeps_only_a_safe_path() -> None:
     env = {"LD_PRELOAD": "/x.so", "PYTHONPATH": "/p", "HOME": "/root", "PATH": "/evil"}
     assert hook_main.isolate_environment(env) == ["LD_PRELOAD", "PYTHONPATH"]
     assert env == {"PATH": hook_main.SAFE_PATH}
+
+
+@pytest.mark.parametrize(("argv", "first"), [(["--version"], "gpu-container-hook version "),
+                                             (["-v"], "gpu-container-hook version "),
+                                             (["--help"], "usage: gpu-container-hook STAGE"),
+                                             (["-h"], "usage: gpu-container-hook STAGE")])
+def test_version_and_help_answer_without_reading_stdin(
+        argv: list[str], first: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--version and --help print and exit 0; stdin (no OCI state here) is never read."""
+    monkeypatch.setattr(sys, "stdin", None)
+    assert hook_main.main(argv) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(first) and out.err == ""

@@ -102,3 +102,14 @@ def test_node_cpus_unknown(tmp_path: Path, description: str, node: int,
     if text is not None:
         write_node(tmp_path, node, text)
     assert numa.node_cpus(str(tmp_path), node) is None
+
+
+def test_read_ids_reads_an_id_list_file(tmp_path: Path) -> None:
+    """An online/cpulist file is read; missing or malformed files are None (unknown)."""
+    from hook.numa import read_ids
+
+    (tmp_path / "online").write_text("0-3,8\n")
+    (tmp_path / "bad").write_text("0-x\n")
+    assert read_ids(str(tmp_path / "online")) == frozenset({0, 1, 2, 3, 8})
+    assert read_ids(str(tmp_path / "bad")) is None
+    assert read_ids(str(tmp_path / "missing")) is None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any
 
+import oci_schema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,8 +14,6 @@ from hypothesis import strategies as st
 from hook import state as state_mod
 from hook.errors import ShimError
 from hook.state import State, load_state, parse_state, plainly_valid, problems
-
-OCI_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "oci-runtime-spec-v1.2.1"
 
 GOOD: dict[str, Any] = {"ociVersion": "1.2.0", "id": "c1", "status": "creating", "pid": 4242,
         "bundle": "/run/containerd/io.containerd.runtime.v2.task/k8s.io/c1",
@@ -181,19 +179,8 @@ def test_unreadable_stream_is_a_state_error() -> None:
 # --- conformance with the official OCI state schema -------------------------------------------
 
 def official_validator() -> Any:
-    """Draft-04 validator for the OCI state-schema with every sibling file registered by name."""
-    import jsonschema
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT4
-
-    resources = []
-    for path in sorted(OCI_DIR.glob("*.json")):
-        contents = json.loads(path.read_text(encoding="utf-8"))
-        resources.append((path.name, Resource.from_contents(contents,
-                                                             default_specification=DRAFT4)))
-    registry: Registry[Any] = Registry().with_resources(resources)
-    schema = json.loads((OCI_DIR / "state-schema.json").read_text(encoding="utf-8"))
-    return jsonschema.Draft4Validator(schema, registry=registry)
+    """Draft-04 validator for the official OCI state schema (tests/support/oci_schema.py)."""
+    return oci_schema.state_validator()
 
 
 OFFICIAL_VALID = [

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Callable, Optional
 
+import oci_schema
 import pytest
 
 from hook.config import defaults
@@ -20,7 +19,6 @@ from runtime_shim.context import Context
 from runtime_shim.modifiers import devices
 
 HOST = fake_inventory(8, {0: ("1g.10gb", "3g.40gb")})
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "oci-runtime-spec-v1.2.1"
 DEFAULT_CAPS = frozenset({"compute", "utility"})
 
 
@@ -104,17 +102,7 @@ def test_whole_spec(description: str, tokens: tuple[str, ...], caps: frozenset[s
 
 
 def oci_validator() -> Any:
-    import jsonschema
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT4
-
-    resources = []
-    for path in sorted(SHARED.glob("*.json")):
-        resources.append((path.name, Resource.from_contents(json.loads(path.read_text()),
-                                                            default_specification=DRAFT4)))
-    registry: Registry[Any] = Registry().with_resources(resources)
-    schema = json.loads((SHARED / "config-schema.json").read_text())
-    return jsonschema.Draft4Validator(schema, registry=registry)
+    return oci_schema.config_validator()
 
 
 def test_oci_validator_rejects_a_bad_device_entry() -> None:

@@ -20,6 +20,7 @@ from hook import config as config_mod
 from hook.errors import ShimError
 from runtime_shim import argv as argv_mod
 from runtime_shim import fastpath, launcher, lowlevel
+from runtime_shim import main as main_mod
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,6 +51,12 @@ EXTRA = [
     ("newline in an argument", ["kill", "x\ny", "KILL"]),
     ("exec probe", ["--root", "/run/containerd/runc/k8s.io", "exec", "--process", "/p", "id"]),
     ("uppercase is not create", ["CREATE", "x"]),
+    ("version", ["--version"]),
+    ("short version", ["-v"]),
+    ("help flag", ["-h"]),
+    ("help command", ["help"]),
+    ("version after a global flag", ["--debug", "--version"]),
+    ("version as a command operand", ["state", "--version"]),
     ("create with a prefix is not create", ["createx", "x"]),
 ]
 
@@ -128,14 +135,17 @@ CASES = [(d, a) for d, a in argv_table()] + EXTRA
 @pytest.mark.parametrize(("description", "argv"), CASES, ids=[c[0] for c in CASES])
 def test_launcher_picks_python_exactly_for_create_and_run(env: Env, description: str,
                                                           argv: list[str]) -> None:
-    """Each argv of the parser's table goes to Python iff the parser says it rewrites."""
-    want = (expected_python(argv) if argv_mod.parse(argv).rewrites
+    """Each argv of the parser's table goes to Python iff the parser says it rewrites or asks
+    for our version or help."""
+    invocation = argv_mod.parse(argv)
+    want = (expected_python(argv) if invocation.rewrites or main_mod.about_request(invocation)
             else expected_runtime(env.bin / "runc", argv))
     assert env.run(argv) == want
 
 
-TOKENS = ["create", "run", "state", "kill", "--root", "-root", "--root=create", "--log",
-          "-log", "--log-format", "--log-format=json", "--criu", "--rootless", "-b",
+TOKENS = ["create", "run", "--version", "-h", "help", "state", "kill", "--root", "-root",
+          "--root=create", "--log", "-log", "--log-format", "--log-format=json", "--criu",
+          "--rootless", "-b",
           "--bundle", "--bundle=create", "--", "-", "", "--debug", "--systemd-cgroup", "x y",
           "*", "a=b", "--weird=create", "-r", "-rootless", "--=x", "-=", "create=run"]
 
@@ -147,7 +157,8 @@ TOKENS = ["create", "run", "state", "kill", "--root", "-root", "--root=create", 
 def test_launcher_agrees_with_the_parser_on_any_argv(env: Env, argv: list[str]) -> None:
     """For any argv over runc's flag vocabulary, the launcher and the parser pick the same
     path, and the runtime receives the arguments unchanged."""
-    want = (expected_python(argv) if argv_mod.parse(argv).rewrites
+    invocation = argv_mod.parse(argv)
+    want = (expected_python(argv) if invocation.rewrites or main_mod.about_request(invocation)
             else expected_runtime(env.bin / "runc", argv))
     assert env.run(argv) == want
 
@@ -433,3 +444,38 @@ def test_template_without_a_setting_is_refused() -> None:
     """Rendering fails loudly when the template lost one of the lines it sets."""
     with pytest.raises(ValueError, match="PYTHON"):
         launcher.set_line("STATE=x\n", "PYTHON", "/usr/bin/python3")
+
+
+def installed_runtime(tmp_path: Path, config_text: str) -> tuple[Path, dict[str, str]]:
+    """The real launcher with the real interpreter, a fake `runc` first on PATH and a config."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script(bin_dir / "runc", "echo ran \"$@\"\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text)
+    path = tmp_path / "gpu-container-runtime"
+    launcher.install("runtime", str(path), sys.executable, state_dir=str(tmp_path / "state"))
+    return path, {"PATH": f"{bin_dir}:/usr/bin:/bin", "GPU_CONTAINER_SHIM_CONFIG": str(config)}
+
+
+@pytest.mark.parametrize("argv", [["state", "x"], ["kill", "x", "TERM"], ["delete", "x"]])
+def test_bad_config_still_reaches_the_runtime_through_the_launcher(tmp_path: Path,
+                                                                   argv: list[str]) -> None:
+    """A config.yaml that does not validate: the launcher's call reaches the default runtime
+    with a warning naming the problem."""
+    path, environ = installed_runtime(tmp_path, "runtimes: [runc]\nbogus: 1\n")
+    done = subprocess.run([str(path), *argv], capture_output=True, text=True, check=False,
+                          env=environ)
+    assert (done.returncode, done.stdout) == (0, "ran " + " ".join(argv) + "\n"), done.stderr
+    assert done.stderr.startswith("gpu-container-runtime: warning: config: ")
+    assert "bogus: unknown key" in done.stderr
+
+
+def test_version_through_the_launcher_prints_ours_first(tmp_path: Path) -> None:
+    """--version goes to Python even with a fast-path entry: ours, then the runtime's."""
+    path, environ = installed_runtime(tmp_path, "runtimes: [runc]\nlog: {file: ''}\n")
+    subprocess.run([str(path), "state", "x"], capture_output=True, check=True, env=environ)
+    done = subprocess.run([str(path), "--version"], capture_output=True, text=True, check=True,
+                          env=environ)
+    assert done.stdout.splitlines()[0].startswith("gpu-container-runtime version ")
+    assert done.stdout.splitlines()[1:] == ["ran --version"]

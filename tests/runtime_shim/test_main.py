@@ -201,3 +201,128 @@ def test_real_exec_hands_argv_to_runtime(tmp_path: Path, shim_config: Path,
     subprocess.run([sys.executable, "-m", "runtime_shim", "--root", "/r", "state", "abc"],
                    check=True, env=env, cwd=REPO)
     assert (fake_runc.parent / "argv").read_text().split() == ["--root", "/r", "state", "abc"]
+
+
+# --- a bad config.yaml: pass-through still reaches the runtime; create/run fail closed ---------
+
+BAD_CONFIGS = [("unknown key", "runtimes: [runc]\nbogus: 1\n", "bogus: unknown key"),
+               ("yaml syntax", "runtimes: [runc\n", "config"),
+               ("wrong type", "hook: {timeout: soon}\n", "hook.timeout")]
+
+
+@pytest.fixture
+def default_runc(fake_runc: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The fake runc as the first `runc` on PATH: the default runtime a bad config falls to;
+    the defaults' log file is under tmp_path (not the host's)."""
+    from hook import config as config_mod
+
+    monkeypatch.setenv("PATH", f"{fake_runc.parent}:/usr/bin:/bin")
+    defaults = config_mod.parse(f"log: {{file: {tmp_path / 'ours.log'}}}\n", "defaults")
+    monkeypatch.setattr(config_mod, "defaults", lambda: defaults)
+    return fake_runc
+
+
+@pytest.mark.parametrize(("description", "text", "problem"), BAD_CONFIGS,
+                         ids=[c[0] for c in BAD_CONFIGS])
+@pytest.mark.parametrize("argv", [["state", "x"], ["kill", "x", "KILL"], ["delete", "-f", "x"],
+                                  ["list"], ["--root", "/r", "start", "x"]])
+def test_bad_config_passes_through_to_the_default_runtime_with_a_warning(
+        tmp_path: Path, default_runc: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], execs: list[tuple[str, list[str]]],
+        description: str, text: str, problem: str, argv: list[str]) -> None:
+    """Engines must be able to stop and clean up containers while config.yaml is broken: the
+    call reaches runc (the default runtime) unchanged, and one warning names the problem."""
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    with pytest.raises(Exec):
+        main_mod.main(argv)
+    assert execs == [(str(default_runc), [str(default_runc), *argv])]
+    err = capsys.readouterr().err
+    assert err.startswith("gpu-container-runtime: warning: config: ") and problem in err
+    assert err.count("\n") == 1 and "passing " in err
+
+
+def test_bad_config_warning_goes_to_the_runc_log(
+        tmp_path: Path, default_runc: Path, monkeypatch: pytest.MonkeyPatch,
+        execs: list[tuple[str, list[str]]]) -> None:
+    """With --log the warning is also a runc-style line there, at level warning."""
+    config = tmp_path / "bad.yaml"
+    config.write_text("bogus: 1\n")
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    log = tmp_path / "runc.log"
+    with pytest.raises(Exec):
+        main_mod.main(["--log", str(log), "--log-format", "json", "state", "x"])
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "warning" and "bogus: unknown key" in entry["msg"]
+
+
+@pytest.mark.parametrize("command", ["create", "run"])
+def test_bad_config_still_fails_a_gpu_create_closed(
+        tmp_path: Path, default_runc: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], execs: list[tuple[str, list[str]]],
+        command: str) -> None:
+    """create/run of a GPU container with a bad config.yaml: one error line, config.json
+    untouched, runc never runs."""
+    config = tmp_path / "bad.yaml"
+    config.write_text("bogus: 1\n")
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    bundle = make_bundle(tmp_path, {"process": {"env": ["NVIDIA_VISIBLE_DEVICES=0"]}})
+    before = (bundle / "config.json").read_bytes()
+    assert main_mod.main([command, "-b", str(bundle), "c1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gpu-container-runtime: config: ") and "warning" not in err
+    assert execs == [] and (bundle / "config.json").read_bytes() == before
+
+
+# --- --version and --help: ours first, then the runtime's lines unchanged ----------------------
+
+@pytest.mark.parametrize(("argv", "first"), [
+    (["--version"], "gpu-container-runtime version "), (["-v"], "gpu-container-runtime version "),
+    (["--help"], "gpu-container-runtime: an OCI runtime shim"), (["-h"], "gpu-container-runtime:"),
+    (["help"], "gpu-container-runtime:")])
+def test_version_and_help_print_ours_then_exec_the_runtime(
+        shim_config: Path, fake_runc: Path, capsys: pytest.CaptureFixture[str],
+        execs: list[tuple[str, list[str]]], argv: list[str], first: str) -> None:
+    """Our line(s) go out first; then the runtime runs with the same argv, printing its own."""
+    with pytest.raises(Exec):
+        main_mod.main(argv)
+    assert capsys.readouterr().out.startswith(first)
+    assert execs == [(str(fake_runc), [str(fake_runc), *argv])]
+
+
+def test_version_keeps_the_runtimes_lines_unchanged(tmp_path: Path) -> None:
+    """As a real process: our version line, then runc's lines exactly as runc printed them."""
+    runc = tmp_path / "runc"
+    runc.write_text("#!/bin/sh\nprintf 'runc version 1.1.5\\ncommit: v1.1.5\\nspec: 1.0.2\\n'\n")
+    runc.chmod(0o755)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"runtimes: [{runc}]\nlog: {{file: ''}}\n")
+    done = subprocess.run([sys.executable, "-m", "runtime_shim", "--version"], capture_output=True,
+                          text=True, check=True, cwd=REPO,
+                          env={**os.environ, "GPU_CONTAINER_SHIM_CONFIG": str(config)})
+    from hook.about import VERSION
+    assert done.stdout == (f"gpu-container-runtime version {VERSION}\nrunc version 1.1.5\n"
+                           "commit: v1.1.5\nspec: 1.0.2\n")
+
+
+def test_state_is_not_a_version_request() -> None:
+    """A --version after the command belongs to the command: nothing of ours is printed."""
+    from runtime_shim import argv as argv_mod
+
+    assert main_mod.about_request(argv_mod.parse(["state", "--version"])) == ""
+
+
+def test_bad_config_warning_goes_to_our_default_log(
+        tmp_path: Path, default_runc: Path, monkeypatch: pytest.MonkeyPatch,
+        execs: list[tuple[str, list[str]]]) -> None:
+    """The file's own log.file cannot be trusted, so the warning goes to the default log."""
+    ours = tmp_path / "ours.log"
+    config = tmp_path / "bad.yaml"
+    config.write_text("bogus: 1\n")
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    with pytest.raises(Exec):
+        main_mod.main(["delete", "c9"])
+    (line,) = ours.read_text().splitlines()
+    assert "level=warning cmd=delete id=c9 event=config-invalid" in line
+    assert "bogus: unknown key" in line

@@ -224,7 +224,10 @@ class TestPipeline:
         assert caps == sorted(f"/dev/nvidia-caps/nvidia-cap{m}"
                               for m in (cap_minor(1, 2), cap_minor(1, 2, 0)))
         assert config_errors(result.spec) == []
-        assert json.dumps(result.spec).count(mig(1, 1)) == 1
+        process_and_devices = {"process": result.spec["process"],
+                               "devices": result.spec["linux"]["devices"]}
+        assert json.dumps(process_and_devices).count(mig(1, 1)) == 1
+        assert result.spec["annotations"][mig_lease.LEASED] == mig(1, 1)
 
 
 class TestRuntimeRoot:
@@ -248,3 +251,69 @@ class TestRuntimeRoot:
         assert not mig_lease.faults_enabled(context(tmp_path, spec))
         config = config_mod.parse(f"simulation: {{dir: {tmp_path}}}\n", "t.yaml")
         assert mig_lease.faults_enabled(Context(config=config, request=None))
+
+
+class TestRetry:
+    """A retried create of the same bundle resolves the profile again (the first run's
+    config.json names a UUID another container may hold by then)."""
+
+    def first_run(self, tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
+        new, _ = mig_lease.apply(spec, context(tmp_path, spec))
+        lease_store.release_if_mine(str(tmp_path / "leases"), "c1")  # the start failed
+        return new
+
+    def test_rewritten_spec_keeps_the_original_request(self, tmp_path: Path) -> None:
+        """The rewrite records what was asked and what it became."""
+        spec = base_spec(env=("NVIDIA_VISIBLE_DEVICES=2,mig-1g.10gb",))
+        new, _ = mig_lease.apply(spec, context(tmp_path, spec))
+        assert new["annotations"] == {mig_lease.REQUESTED: "2,mig-1g.10gb",
+                                      mig_lease.LEASED: f"2,{mig(0)}"}
+        assert config_errors(new) == []
+
+    def test_retry_takes_a_free_instance_when_the_first_is_held(self, tmp_path: Path) -> None:
+        """Another container took the first run's instance: the retry leases another one."""
+        first = self.first_run(tmp_path, base_spec(env=("NVIDIA_VISIBLE_DEVICES=mig-1g.10gb",)))
+        assert env_value(first) == [f"NVIDIA_VISIBLE_DEVICES={mig(0)}"]
+        hold(tmp_path, "other", (mig(0),))
+        ctx = context(tmp_path, first)
+        second, notes = mig_lease.apply(first, ctx)
+        assert env_value(second) == [f"NVIDIA_VISIBLE_DEVICES={mig(1)}"]
+        assert second["annotations"] == {mig_lease.REQUESTED: "mig-1g.10gb",
+                                         mig_lease.LEASED: mig(1)}
+        assert stored(tmp_path) == {"other": [mig(0)], "c1": [mig(1)]}
+        assert ctx.request is not None and ctx.request.devices == (mig(1),)
+        assert notes[0] == f"mig-lease: mig-1g.10gb -> {mig(1)} (1g.10gb on {gpu_uuid(0)})"
+
+    def test_retry_of_a_mount_list_request_rewrites_the_mount(self, tmp_path: Path) -> None:
+        """The device-list mount named by the stale UUID is renamed to the new one."""
+        first = self.first_run(tmp_path, base_spec(mounts=("mig-1g.10gb",)))
+        hold(tmp_path, "other", (mig(0),))
+        second, _ = mig_lease.apply(first, context(tmp_path, first))
+        assert [m["destination"] for m in second["mounts"]] == [
+            f"/var/run/nvidia-container-devices/{mig(1)}"]
+
+    def test_retry_with_the_instance_still_free_changes_nothing(self, tmp_path: Path) -> None:
+        """Same free instance: the same spec object comes back (nothing to write)."""
+        first = self.first_run(tmp_path, base_spec(env=("NVIDIA_VISIBLE_DEVICES=mig-1g.10gb",)))
+        second, _ = mig_lease.apply(first, context(tmp_path, first))
+        assert second is first
+
+    def test_record_that_no_longer_matches_the_request_is_ignored(self, tmp_path: Path) -> None:
+        """The user edited the request since: the env is the truth; the explicit UUID it names
+        is leased as such."""
+        spec = base_spec(env=(f"NVIDIA_VISIBLE_DEVICES={mig(2)}",))
+        spec["annotations"] = {mig_lease.REQUESTED: "mig-1g.10gb", mig_lease.LEASED: mig(0)}
+        new, _ = mig_lease.apply(spec, context(tmp_path, spec))
+        assert env_value(new) == [f"NVIDIA_VISIBLE_DEVICES={mig(2)}"]
+        assert stored(tmp_path) == {"c1": [mig(2)]}
+
+    @pytest.mark.parametrize("requested", ["all", "0", "1", "GPU-x", "mig-1g.10gb,extra"])
+    def test_record_can_only_restore_profile_tokens(self, tmp_path: Path,
+                                                    requested: str) -> None:
+        """Annotations are untrusted: a record naming anything but a profile token (or a
+        different count) is ignored, so it cannot widen the request."""
+        spec = base_spec(env=(f"NVIDIA_VISIBLE_DEVICES={mig(2)}",))
+        spec["annotations"] = {mig_lease.REQUESTED: requested, mig_lease.LEASED: mig(2)}
+        request = parse_request(spec, config_mod.defaults())
+        assert request is not None
+        assert mig_lease.original_request(spec, request) == request

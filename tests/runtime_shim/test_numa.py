@@ -14,7 +14,8 @@ from oci_schema import config_errors
 from hook import config as config_mod
 from hook.request import DeviceRequest
 from hook.testing import fake_inventory, mig_uuid
-from runtime_shim.context import Context
+from runtime_shim.context import Context, HostFacts
+from runtime_shim.cpuset import Available
 from runtime_shim.modifiers import numa
 
 HOST = fake_inventory(8, {0: ("1g.10gb",)})
@@ -200,3 +201,70 @@ class TestApply:
         assert result is spec
         assert notes == [f"{PREFIX}: placement skipped: no cpulist for NUMA node 1 under the "
                          "sysfs root"]
+
+
+# --- what the container can get on this host (runtime_shim.cpuset.Available) -------------------
+
+AVAILABLE_CASES: list[tuple[str, Available, Optional[dict[str, Any]], str]] = [
+    # (description, what the host gives, expected cpu for GPU 5 on node 1, note part)
+    ("a 2-cpu host without node 1: skipped", Available(frozenset({0, 1}), frozenset({0}),
+                                                       "host online cpus 0-1 mems 0"),
+     None, "placement skipped: GPU 5 on node 1 (cpus 64-127, mems 1) outside what the "
+           "container can get here (host online cpus 0-1 mems 0), left as it was"),
+    ("node 1 memory offline: skipped", Available(None, frozenset({0}), "host mems 0"),
+     None, "placement skipped"),
+    ("some of node 1's cpus isolated: narrowed", Available(frozenset(range(0, 100)), None,
+                                                           "cgroup v2 /kubepods.slice"),
+     {"cpus": "64-99", "mems": "1"}, "linux.resources.cpu.cpus 64-99, linux.resources.cpu.mems "
+                                     "1 (narrowed from cpus 64-127, mems 1 to what the container "
+                                     "can get here: cgroup v2 /kubepods.slice)"),
+    ("all of node 1 available: placed as asked", Available(frozenset(range(128)),
+                                                           frozenset({0, 1}), "x"),
+     {"cpus": "64-127", "mems": "1"},
+     "linux.resources.cpu.cpus 64-127, linux.resources.cpu.mems 1"),
+    ("nothing known: placed as asked", Available(), {"cpus": "64-127", "mems": "1"},
+     "linux.resources.cpu.mems 1"),
+]
+
+
+@pytest.mark.parametrize(("description", "available", "expected", "note"), AVAILABLE_CASES,
+                         ids=[c[0] for c in AVAILABLE_CASES])
+def test_placement_stays_inside_what_the_container_can_get(
+        description: str, available: Available, expected: Optional[dict[str, Any]],
+        note: str) -> None:
+    """Placement is the node's cpus and mems cut to the host's online ones and the parent
+    cgroup's cpuset; nothing left: the spec is untouched and the note says why."""
+    spec = base_spec()
+    result, notes = numa.place(spec, {5: 1}, {1: NODE1}, PREFIX, available)
+    assert cpu_of(result) == expected
+    assert note in notes[0]
+    assert ("narrowed" in notes[0]) is ("narrowed" in note)
+    if expected is None:
+        assert result is spec
+    assert config_errors(result) == []
+
+
+def test_engine_cpuset_and_host_limit_both_apply() -> None:
+    """An engine cpuset is intersected after the host's limit: 64-70 of node 1 within 0-67."""
+    spec = base_spec(cpu={"cpus": "60-70"})
+    result, _ = numa.place(spec, {5: 1}, {1: NODE1}, PREFIX,
+                           Available(frozenset(range(68)), None, "x"))
+    assert cpu_of(result) == {"cpus": "64-67", "mems": "1"}
+
+
+def test_modifier_asks_with_the_specs_cgroups_path(sysfs: Path) -> None:
+    """The modifier passes linux.cgroupsPath (as the cgroup modifier left it) to the host's
+    reader and applies its answer."""
+    asked: list[Optional[str]] = []
+
+    def available(cgroups_path: Optional[str]) -> Available:
+        asked.append(cgroups_path)
+        return Available(frozenset({0, 1}), frozenset({0}), "host online cpus 0-1 mems 0")
+
+    spec = base_spec()
+    spec["linux"]["cgroupsPath"] = "/ai-workload.slice/c1"
+    ctx = context(sysfs, ("5",))
+    ctx.host = HostFacts(available=available)
+    result, notes = numa.apply(spec, ctx)
+    assert asked == ["/ai-workload.slice/c1"]
+    assert result is spec and "placement skipped" in notes[0]

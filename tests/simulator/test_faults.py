@@ -50,6 +50,24 @@ def test_parse_bad(spec: str, message: str) -> None:
     assert message in caught.value.cause
 
 
+def test_unknown_fault_lists_every_fault_with_its_whole_syntax() -> None:
+    """The list of known faults is complete and not cut at a colon inside a syntax."""
+    with pytest.raises(ShimError) as caught:
+        faults.parse("gpu-melted=1", gpu_count=8)
+    assert caught.value.cause.endswith(
+        "unknown fault (expected nvml-not-ready=N, nvc-init-transient=N[:MESSAGE], "
+        "nvc-init-permanent=MESSAGE, gpu-lost=INDEX[,INDEX...], nvc-mount-delay=MS)")
+
+
+def test_bad_value_names_the_syntax_and_its_meaning() -> None:
+    """A value of the wrong shape shows the whole expected form and what the fault does."""
+    with pytest.raises(ShimError) as caught:
+        faults.parse("nvc-init-transient=x:boom", gpu_count=8)
+    assert caught.value.cause == ("fault 'nvc-init-transient=x:boom': expected "
+                                  "nvc-init-transient=N[:MESSAGE]: the first N nvc_init calls "
+                                  "fail")
+
+
 def test_later_spec_of_a_fault_wins() -> None:
     """Repeating a fault keeps the last value."""
     assert faults.parse_all(["gpu-lost=1", "gpu-lost=2"], 8) == [("gpu-lost", "2")]
