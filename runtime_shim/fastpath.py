@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
 from hook import config as config_mod
+from hook import logfile, private_dirs
 
 STATE_DIR = "/run/gpu-container-shim/fastpath"
 MAGIC = "gpu-container-shim fastpath 3"
@@ -127,12 +127,17 @@ def wanted(config: config_mod.Config, environ: Mapping[str, str],
     return (text, data) if text is not None else None
 
 
-def ensure_private_dir(state_dir: str) -> bool:
-    """Create the state directory owner-only; refuse one that others could write into."""
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    info = os.lstat(state_dir)
-    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
-            and not info.st_mode & 0o022)
+def ensure_private_dir(state_dir: str, log_path: str = "") -> bool:
+    """Make the state directory ours (0700, hook.private_dirs): one someone else made or left
+    writable is moved aside (noted in ``log_path``) and made again. False when that cannot be
+    done; the launcher then keeps starting Python."""
+    try:
+        moved = private_dirs.ensure(state_dir, 0o700, own_root=config_mod.OWN_ROOT)
+    except OSError:
+        return False
+    if moved:
+        logfile.note_untrusted(log_path, moved)
+    return True
 
 
 def referenced_copies(state_dir: str) -> set[str]:
@@ -162,10 +167,11 @@ def remember(config: config_mod.Config, environ: Optional[Mapping[str, str]] = N
     entry = os.path.join(state_dir, slot_name(env))
     current = read_bytes(entry)
     copy = os.path.join(state_dir, text.split("\n")[2][len("copy "):]) if data else ""
-    if current == text.encode("utf-8", "surrogateescape") and (not copy or os.path.exists(copy)):
+    if current == text.encode("utf-8", "surrogateescape") and (not copy or os.path.exists(copy)) \
+            and private_dirs.trusted(state_dir):
         return False
     try:
-        if not ensure_private_dir(state_dir):
+        if not ensure_private_dir(state_dir, log_file(config)):
             return False
         if data is not None and read_bytes(copy) != data:
             replace_file(copy, data)
