@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from hook.errors import ShimError
+from hook.private_dirs import OWN_ROOT
 
 DEFAULT_PATH = "/etc/gpu-container-shim/config.yaml"
 ENV_VAR = "GPU_CONTAINER_SHIM_CONFIG"
-OWN_ROOT = "/run/gpu-container-shim"
-"""Ours: the config cache, the fast-path entry and the default lease directory live under it."""
 CACHE_DIR = OWN_ROOT + "/config-cache"
 """Validated configurations keyed by path and confirmed by contents: every runtime call the
 engine makes (state, kill, delete …) needs ``runtimes``, and parsing YAML plus compiling the

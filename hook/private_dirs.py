@@ -19,6 +19,8 @@ import stat
 import time
 from typing import Optional
 
+OWN_ROOT = "/run/gpu-container-shim"
+"""Ours: the config cache, the fast-path entry and the default lease directory live under it."""
 MAX_LINKS = 8
 """Symlinked ancestors (``/var/run`` -> ``/run``) followed before giving up."""
 

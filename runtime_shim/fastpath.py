@@ -132,7 +132,7 @@ def ensure_private_dir(state_dir: str, log_path: str = "") -> bool:
     writable is moved aside (noted in ``log_path``) and made again. False when that cannot be
     done; the launcher then keeps starting Python."""
     try:
-        moved = private_dirs.ensure(state_dir, 0o700, own_root=config_mod.OWN_ROOT)
+        moved = private_dirs.ensure(state_dir, 0o700, own_root=private_dirs.OWN_ROOT)
     except OSError:
         return False
     if moved:
