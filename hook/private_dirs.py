@@ -114,7 +114,8 @@ def make_dir(path: str, mode: int) -> None:
         os.close(fd)
 
 
-def _make_parents(path: str, mode: int) -> None:
+def make_parents(path: str, mode: int) -> None:
+    """Make ``path`` and its missing parents, each with exactly ``mode``."""
     missing = []
     current = os.path.abspath(path)
     while not os.path.lexists(current):
@@ -139,10 +140,10 @@ def ensure(path: str, mode: int = 0o700, own_root: str = "", parent_mode: int = 
     notes: list[str] = []
     if own_root and path.startswith(own_root.rstrip("/") + "/"):
         parent = os.path.dirname(own_root.rstrip("/"))
-        _make_parents(parent, parent_mode)
+        make_parents(parent, parent_mode)
         notes += ensure(own_root, parent_mode)
     parent = os.path.dirname(path)
-    _make_parents(parent, parent_mode)
+    make_parents(parent, parent_mode)
     problem = ancestor_problem(parent)
     if problem is not None:
         raise UntrustedError(problem)
