@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from hook.leases import Holder, Lease, Observer, stale_reason
+from hook.errors import one_line
+from hook.leases import Holder, Lease, LeasedDevice, Observer, stale_reason
 
 MIG_UUID = re.compile(rb"(?<![0-9a-z-])(?:MIG-GPU-[0-9a-f]+(?:-[0-9a-f]+)*/[0-9]{1,9}/[0-9]{1,9}"
                       rb"(?![0-9])|MIG-[0-9a-f]+(?:-[0-9a-f]+)*(?![0-9a-z/-]))", re.IGNORECASE)
@@ -101,3 +102,25 @@ def stale(entry: Unreadable, observer: Observer) -> Optional[str]:
         if reason is None:
             return None
     return reason
+
+
+def names_only_its_file(entry: Unreadable) -> bool:
+    """It names no other container than the one its file name gives."""
+    return entry.holders == (entry.container_id,)
+
+
+def as_held(entry: Unreadable, container_id: str) -> Lease:
+    """The devices ``entry`` holds, as a lease an allocation for ``container_id`` respects;
+    ValueError (a one-line cause) when it may hold anything or belongs to that container id."""
+    what = f"{entry.describe()}; its holder may be alive"
+    fix = (f"remove it once container {' / '.join(entry.holders)} is gone "
+           "(gpu-ctk leases list shows it)")
+    if container_id in entry.holders:
+        raise ValueError(one_line(f"{what}, so container {container_id} cannot take new "
+                                  f"leases: {fix}"))
+    if entry.devices is None:
+        raise ValueError(one_line(f"{what}, so no MIG device is handed out: {fix}"))
+    holder = Holder(container_id=f"{entry.container_id} (unreadable lease {entry.name})",
+                    runtime_root="", bundle="", shim_pid=0)
+    return Lease(holder=holder, created=0.0, devices=tuple(
+        LeasedDevice(uuid=uuid, profile="", gpu="", token="") for uuid in sorted(entry.devices)))

@@ -6,8 +6,13 @@ Layout of ``mig.lease_dir`` (root-only, 0700):
 - ``.lock``: ``flock``-ed by every change. The lock covers only the decision (read the store,
   reclaim stale leases, choose devices, write one file): never discovery, never the runtime.
 
-Writes are atomic (temp file, fsync, rename, fsync of the directory), so a reader sees a lease
-file whole or not at all. Every write happens under the lock, so a temp file found by a process
+The directory is trusted only when it is ours (hook.private_dirs: owned by us, 0700, under
+directories nobody else can swap); an allocation moves one that is not aside and makes it again,
+every other operation leaves it alone. A ``.json`` file that holds no lease we can trust counts
+as held (hook.lease_salvage): leases fail closed.
+
+Writes are atomic (exclusive temp file, fsync, rename, fsync of the directory), so a reader sees
+a lease file whole or not at all. Every write happens under the lock, so a temp file found by a process
 that holds the lock was left by a dead writer and is removed; readers without the lock (``gpu-ctk
 leases list``) report it.
 
@@ -36,7 +41,7 @@ from typing import Callable, Optional
 
 from hook import private_dirs
 from hook.errors import ShimError, one_line
-from hook.lease_salvage import Unreadable, salvage
+from hook.lease_salvage import Unreadable, as_held, names_only_its_file, salvage
 from hook.lease_salvage import stale as unreadable_stale
 from hook.leases import (
     STAGE,
@@ -371,33 +376,16 @@ def allocate(directory: str, container_id: str, decide: Decide, *, pid: Optional
                 _unlink(directory, entry.name)
                 notes.append(f"removed {entry.name}: its holder is gone ({gone})")
                 continue
-            others[f"{entry.container_id} (unreadable)"] = _held_by_unreadable(entry,
-                                                                               container_id)
+            try:
+                others[f"{entry.container_id} (unreadable)"] = as_held(entry, container_id)
+            except ValueError as exc:
+                raise ShimError(STAGE, str(exc)) from None
         lease = decide(others)
         if lease.container_id != container_id:
             raise ValueError(f"decide returned a lease for {lease.container_id}")
         write_lease(directory, lease, faults)
     return Allocation(lease=lease, reclaimed=tuple(reclaimed), removed_temps=snapshot.temps,
                       problems=tuple(notes))
-
-
-def _held_by_unreadable(entry: Unreadable, container_id: str) -> Lease:
-    """The devices an unreadable lease file holds, as a lease ``decide`` respects; a
-    ``mig`` error when it may hold anything or belongs to this container id."""
-    what = f"{entry.describe()}; its holder may be alive"
-    fix = (f"remove it once container {' / '.join(entry.holders)} is gone "
-           "(gpu-ctk leases list shows it)")
-    if container_id in entry.holders:
-        raise ShimError(STAGE, one_line(f"{what}, so container {container_id} cannot take "
-                                        f"new leases: {fix}"))
-    if entry.devices is None:
-        raise ShimError(STAGE, one_line(f"{what}, so no MIG device is handed out: {fix}"))
-    from hook.leases import Holder, LeasedDevice
-
-    holder = Holder(container_id=f"{entry.container_id} (unreadable lease {entry.name})",
-                    runtime_root="", bundle="", shim_pid=0)
-    return Lease(holder=holder, created=0.0, devices=tuple(
-        LeasedDevice(uuid=uuid, profile="", gpu="", token="") for uuid in sorted(entry.devices)))
 
 
 def _check_own(lease: Lease, me: int, reason: Optional[str], observer: Observer) -> None:
@@ -416,14 +404,9 @@ DropUnreadable = Callable[[Unreadable], bool]
 """Whether an unreadable lease file of the container being released may go."""
 
 
-def _own_only(entry: Unreadable) -> bool:
-    """It names no other container than the one its file name gives."""
-    return entry.holders == (entry.container_id,)
-
-
 def release(directory: str, container_id: str,
             keep: Optional[Callable[[Lease], bool]] = None,
-            drop_unreadable: Optional[DropUnreadable] = _own_only) -> Optional[Lease]:
+            drop_unreadable: Optional[DropUnreadable] = names_only_its_file) -> Optional[Lease]:
     """Remove ``container_id``'s lease (unless ``keep`` says otherwise); the removed lease, or
     None when there was none. A missing store is an empty one; one that is not ours
     (hook.private_dirs) is left alone. An unreadable file under this id goes only when
@@ -454,7 +437,7 @@ def release_if_stale(directory: str, container_id: str,
     delete that failed, or a new start of the same id, keeps it)."""
     return release(directory, container_id,
                    keep=lambda lease: stale_reason(lease, observer) is None,
-                   drop_unreadable=lambda entry: _own_only(entry) and (
+                   drop_unreadable=lambda entry: names_only_its_file(entry) and (
                        entry.holder is None or unreadable_stale(entry, observer) is not None))
 
 
