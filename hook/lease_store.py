@@ -11,10 +11,10 @@ directories nobody else can swap); an allocation moves one that is not aside and
 every other operation leaves it alone. A ``.json`` file that holds no lease we can trust counts
 as held (hook.lease_salvage): leases fail closed.
 
-Writes are atomic (exclusive temp file, fsync, rename, fsync of the directory), so a reader sees
-a lease file whole or not at all. Every write happens under the lock, so a temp file found by a process
-that holds the lock was left by a dead writer and is removed; readers without the lock (``gpu-ctk
-leases list``) report it.
+Writes are atomic (exclusive temp file, fsync, rename, fsync of the directory), so a reader
+sees a lease file whole or not at all. Every write happens under the lock, so a temp file found
+by a process that holds the lock was left by a dead writer and is removed; readers without the
+lock (``gpu-ctk leases list``) report it.
 
 Test-only fault points: with ``GPU_CONTAINER_SHIM_FAULT=<point>:<action>`` in the environment
 *and* a configuration that points at a simulated host (``simulation.dir`` set), the shim stops at

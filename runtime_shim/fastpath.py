@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
@@ -127,12 +128,44 @@ def wanted(config: config_mod.Config, environ: Mapping[str, str],
     return (text, data) if text is not None else None
 
 
+def sealed(path: str) -> bool:
+    """Whether ``path`` is a real directory with the sticky bit (see ``seal``)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and bool(info.st_mode & stat.S_ISVTX)
+
+
+def seal(path: str) -> None:
+    """Set the sticky bit on the directory ``path`` (never through a link).
+
+    On a directory nobody else can write it changes nothing; should the directory later become
+    writable by others, it still stops them from renaming or removing what root put there. And
+    it is what the launcher checks without starting a process: any numeric chmod (``chmod 777``,
+    os.chmod) clears it, so a directory whose mode was set again since Python checked it goes to
+    Python (or, for the parent, to a ``find -perm`` check) before it is trusted again."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if not mode & stat.S_ISVTX:
+            os.fchmod(fd, mode | stat.S_ISVTX)
+    finally:
+        os.close(fd)
+
+
 def ensure_private_dir(state_dir: str, log_path: str = "") -> bool:
     """Make the state directory ours (0700, hook.private_dirs): one someone else made or left
-    writable is moved aside (noted in ``log_path``) and made again. False when that cannot be
-    done; the launcher then keeps starting Python."""
+    writable is moved aside (noted in ``log_path``) and made again. Then it is sealed, and so is
+    its parent when that is ours and nobody else can write it (``seal``). False when that cannot
+    be done; the launcher then keeps starting Python."""
     try:
         moved = private_dirs.ensure(state_dir, 0o700, own_root=private_dirs.OWN_ROOT)
+        seal(state_dir)
+        parent = os.path.dirname(os.path.abspath(state_dir))
+        info = os.lstat(parent)
+        if info.st_uid == os.geteuid() and not info.st_mode & 0o022:
+            seal(parent)
     except OSError:
         return False
     if moved:
@@ -168,7 +201,7 @@ def remember(config: config_mod.Config, environ: Optional[Mapping[str, str]] = N
     current = read_bytes(entry)
     copy = os.path.join(state_dir, text.split("\n")[2][len("copy "):]) if data else ""
     if current == text.encode("utf-8", "surrogateescape") and (not copy or os.path.exists(copy)) \
-            and private_dirs.trusted(state_dir):
+            and private_dirs.trusted(state_dir) and sealed(state_dir):
         return False
     try:
         if not ensure_private_dir(state_dir, log_file(config)):

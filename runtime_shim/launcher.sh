@@ -120,9 +120,15 @@ trusted() {
 runtimes() {
     if [ -n "${GPU_CONTAINER_SHIM_CONFIG:-}" ]; then slot=named; else slot=default; fi
     entry=$STATE/$slot
-    [ -f "$entry" ] && [ -O "$entry" ] && [ -O "$STATE" ] || return 1
-    # A directory someone else made or can write is not ours (fastpath.ensure_private_dir).
-    trusted "$STATE" "${STATE%/*}" || return 1
+    [ -f "$entry" ] && [ ! -L "$entry" ] && [ -O "$entry" ] || return 1
+    # A directory someone else made or can write is not ours. Python seals the directory it
+    # checked, and its parent, with the sticky bit (fastpath.seal), which any numeric chmod
+    # clears: a sealed directory of ours needs no process here; the parent, when unsealed, is
+    # checked with find; the state directory, when unsealed, goes to Python.
+    [ -d "$STATE" ] && [ ! -L "$STATE" ] && [ -O "$STATE" ] && [ -k "$STATE" ] || return 1
+    parent=${STATE%/*}
+    [ -k "${parent:-/}" ] && [ ! -L "${parent:-/}" ] && [ -O "${parent:-/}" ] ||
+        trusted "$STATE" "${parent:-/}" || return 1
     list=
     complete=
     {

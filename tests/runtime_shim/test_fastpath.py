@@ -141,6 +141,38 @@ def test_loose_state_directory_is_fixed_even_when_the_entry_is_current(
     assert dirs[0].stat().st_mode & 0o777 == 0o700
 
 
+def test_state_directory_and_its_parent_are_sealed(tmp_path: Path,
+                                                   dirs: tuple[Path, Path]) -> None:
+    """Both get the sticky bit the launcher checks without starting a process."""
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    assert load_and_remember(config, dirs)
+    assert dirs[0].stat().st_mode & 0o7777 == 0o1700
+    assert tmp_path.stat().st_mode & 0o1000
+
+
+def test_unsealed_state_directory_is_sealed_again(tmp_path: Path,
+                                                  dirs: tuple[Path, Path]) -> None:
+    """A directory whose mode was set since (any numeric chmod clears the bit) is checked and
+    sealed again, even when its entry is current."""
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    assert load_and_remember(config, dirs)
+    dirs[0].chmod(0o700)
+    assert load_and_remember(config, dirs)
+    assert dirs[0].stat().st_mode & 0o7777 == 0o1700
+
+
+def test_parent_others_can_write_is_not_sealed(tmp_path: Path) -> None:
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    parent.chmod(0o1777)
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    load_and_remember(config, (parent / "state", tmp_path / "cache"))
+    assert parent.stat().st_mode & 0o7777 == 0o1777
+
+
 @pytest.mark.parametrize("umask", [0o000, 0o077, 0o277])
 def test_state_directory_mode_does_not_depend_on_the_umask(tmp_path: Path,
                                                            dirs: tuple[Path, Path],

@@ -104,14 +104,23 @@ def test_pass_through_uses_a_trusted_entry(fast: Launcher) -> None:
     assert fast.run(["state", "c1"]).startswith("RUNTIME")
 
 
-@pytest.mark.parametrize("loosen", ["0777", "0770", "0702", "foreign", "parent-0777"])
+@pytest.mark.parametrize("loosen", ["0777", "0770", "0702", "foreign", "parent-0777",
+                                    "parent-foreign", "unsealed", "symlink"])
 def test_entry_in_a_directory_others_control_is_not_trusted(fast: Launcher, loosen: str) -> None:
-    """The launcher checks owner and mode (find -perm) of the entry's directory and its parent:
-    one someone else made or can write is not ours, so Python decides."""
+    """The launcher checks owner and mode of the entry's directory and its parent (the sticky
+    seal Python set, which a numeric chmod clears, else find -perm): one someone else made or
+    can write, or one whose mode was set since Python checked it, is not trusted: Python
+    decides."""
     if loosen == "foreign":
         os.chown(fast.state, 65534, 65534)
-    elif loosen == "parent-0777":
-        fast.root.chmod(0o777)
+    elif loosen.startswith("parent-"):
+        os.chown(fast.root, 65534, 65534) if loosen == "parent-foreign" else \
+            fast.root.chmod(int(loosen[7:], 8))
+    elif loosen == "unsealed":
+        fast.state.chmod(0o700)
+    elif loosen == "symlink":
+        fast.state.rename(fast.root / "real-state")
+        fast.state.symlink_to(fast.root / "real-state")
     else:
         fast.state.chmod(int(loosen, 8))
     assert fast.run(["state", "c1"]).startswith("PYTHON")
