@@ -6,6 +6,7 @@ import ``runtime_shim`` (design.md §Packages and their direction).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -138,18 +139,24 @@ def open_log(path: str) -> tuple[int, list[str]]:
     problem = private_dirs.ancestor_problem(directory)
     if problem is not None:
         raise private_dirs.UntrustedError(problem)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK |
-                     os.O_CLOEXEC)
-    except FileNotFoundError:
-        return _create(path), []
-    except OSError as exc:  # ELOOP (a symlink), ENXIO (a FIFO), EISDIR ...
-        problem = f"{path}: {exc.strerror or exc}"
+    for _ in range(2):  # a second round when another writer created the file meanwhile
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK |
+                         os.O_CLOEXEC)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                return _create(path), []
+            continue
+        except OSError as exc:  # ELOOP (a symlink), ENXIO (a FIFO), EISDIR ...
+            problem = f"{path}: {exc.strerror or exc}"
+        else:
+            problem = _file_problem(path, os.fstat(fd))
+            if problem is None:
+                return fd, []
+            os.close(fd)
+        break
     else:
-        problem = _file_problem(path, os.fstat(fd))
-        if problem is None:
-            return fd, []
-        os.close(fd)
+        raise FileExistsError(path)
     aside = f"{path}.untrusted-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
     os.rename(path, aside)
     return _create(path), [f"{problem}: moved aside to {aside}"]

@@ -257,8 +257,10 @@ def _write_host(sim_dir: Path, topo: Topology, nvml_entry: Path, nvc_entry: Opti
     driver_tree.install(sim_dir / "driver", stubs, topo)
     host_files.write_files(sim_dir, host_files.sys_files(topo))
     host_files.write_files(sim_dir, host_files.proc_files(topo))
-    (sim_dir / "run" / "leases").mkdir(parents=True, exist_ok=True)
-    (sim_dir / "log").mkdir(exist_ok=True)
+    for directory, mode in ((sim_dir / "run", 0o755), (sim_dir / "run" / "leases", 0o700),
+                            (sim_dir / "log", 0o755)):
+        if not directory.exists():  # exact modes whatever the umask (hook/private_dirs.py)
+            private_dirs.make_dir(str(directory), mode)
     faults.apply(sim_dir, chosen)
     _write_text(sim_dir / "config.yaml", render_config(sim_dir, topo))
 
