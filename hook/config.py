@@ -226,8 +226,9 @@ def store(config: Config, data: bytes, cache_dir: str) -> None:
             from hook import logfile
 
             logfile.note_untrusted(str(config.section("log")["file"]), moved)
-        fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=".entry.")  # 0600, O_EXCL
+        fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=".entry.")  # O_EXCL
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            os.fchmod(fd, 0o600)  # exactly, whatever the umask
             json.dump({"format": CACHE_FORMAT, "source": config.source,
                        "text": data.decode("utf-8", "surrogateescape"), "raw": config.raw},
                       stream)

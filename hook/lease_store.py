@@ -252,6 +252,7 @@ def locked(directory: str, timeout: float = LOCK_TIMEOUT, create: bool = True
     except OSError as exc:
         raise ShimError(STAGE, f"lease store {directory}: lock: {exc.strerror or exc}") from None
     try:
+        os.fchmod(fd, 0o600)  # exactly, whatever the umask
         deadline = time.monotonic() + timeout
         pause = 0.001
         while True:
@@ -290,6 +291,7 @@ def write_lease(directory: str, lease: Lease, faults: bool = False) -> None:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         try:
+            os.fchmod(fd, 0o600)  # exactly, whatever the umask
             half = len(data) // 2
             os.write(fd, data[:half])
             if faults:

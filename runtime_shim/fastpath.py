@@ -86,6 +86,7 @@ def replace_file(path: str, data: bytes) -> None:
                  0o600)
     try:
         with os.fdopen(fd, "wb") as stream:
+            os.fchmod(fd, 0o600)  # exactly, whatever the umask
             stream.write(data)
         os.replace(temp, path)
     except OSError:
@@ -164,7 +165,7 @@ def ensure_private_dir(state_dir: str, log_path: str = "") -> bool:
         seal(state_dir)
         parent = os.path.dirname(os.path.abspath(state_dir))
         info = os.lstat(parent)
-        if info.st_uid == os.geteuid() and not info.st_mode & 0o022:
+        if parent != "/" and info.st_uid == os.geteuid() and not info.st_mode & 0o022:
             seal(parent)
     except OSError:
         return False

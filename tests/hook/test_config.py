@@ -123,7 +123,7 @@ def test_directory_under_a_parent_others_can_write_is_not_used(tmp_path: Path) -
     assert load(config, cache).runtimes == ["crun"]
 
 
-@pytest.mark.parametrize("umask", [0o000, 0o077])
+@pytest.mark.parametrize("umask", [0o000, 0o077, 0o377])
 def test_modes_do_not_depend_on_the_umask(tmp_path: Path, umask: int) -> None:
     config = write_config(tmp_path)
     cache = tmp_path / "run" / "config-cache"

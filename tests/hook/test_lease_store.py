@@ -386,7 +386,7 @@ class TestDirectoryTrust:
         assert (info.st_uid, info.st_mode & 0o7777) == (os.geteuid(), 0o700)
         assert (store / "c1.json").is_file()
 
-    @pytest.mark.parametrize("umask", [0o000, 0o077])
+    @pytest.mark.parametrize("umask", [0o000, 0o077, 0o377])
     def test_modes_do_not_depend_on_the_umask(self, tmp_path: Path, umask: int) -> None:
         store = tmp_path / "run" / "leases"
         old = os.umask(umask)

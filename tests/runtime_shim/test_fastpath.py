@@ -189,6 +189,7 @@ def test_state_directory_mode_does_not_depend_on_the_umask(tmp_path: Path,
     assert state.stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "run" / "shim").stat().st_mode & 0o777 == 0o755
+    assert all(entry.stat().st_mode & 0o777 == 0o600 for entry in state.iterdir())
 
 
 def test_state_directory_is_created_owner_only(tmp_path: Path, dirs: tuple[Path, Path]) -> None:
