@@ -68,9 +68,10 @@ def unreadable_rows(entries: tuple[Unreadable, ...]) -> list[dict[str, Any]]:
     for entry in entries:
         for device in sorted(entry.devices) if entry.devices is not None else ["*"]:
             result.append({
-                "holder": entry.container_id, "device": device, "profile": "", "gpu": "",
-                "age_s": None, "status": "unreadable", "stale_reason": "",
-                "reason": f"{entry.name}: {entry.reason}", "request": "", "bundle": ""})
+                "holder": entry.holders[0] if entry.holders else "", "device": device,
+                "profile": "", "gpu": "", "age_s": None, "status": "unreadable",
+                "stale_reason": "", "reason": f"{entry.shown_name}: {entry.reason}",
+                "request": "", "bundle": ""})
     return result
 
 

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from hook.container_id import is_lease_name
 from hook.errors import one_line
 from hook.leases import Holder, Lease, LeasedDevice, Observer, stale_reason
 
@@ -47,12 +48,19 @@ class Unreadable:
     def holders(self) -> tuple[str, ...]:
         """Every container it may belong to: its file name's, and the one it names."""
         named = self.holder.container_id if self.holder is not None else ""
-        return tuple(dict.fromkeys(x for x in (self.container_id, named) if x))
+        return tuple(dict.fromkeys(x if is_lease_name(x) else ascii(x)
+                                   for x in (self.container_id, named) if x))
+
+    @property
+    def shown_name(self) -> str:
+        """The file name as printed: quoted when it is not a plain lease name (it could hold a
+        newline or a control character, and every message is one line)."""
+        return self.name if is_lease_name(self.container_id) else ascii(self.name)
 
     def describe(self) -> str:
         held = ("any MIG device" if self.devices is None
                 else ", ".join(sorted(self.devices)))
-        return f"unreadable lease {self.name} ({self.reason}), counted as holding {held}"
+        return f"unreadable lease {self.shown_name} ({self.reason}), counted as holding {held}"
 
 
 def _int(record: Any, key: str) -> Optional[int]:

@@ -170,3 +170,14 @@ def test_salvage_finds_both_uuid_spellings() -> None:
     legacy = "MIG-GPU-0f2b0000-1111-2222-3333-444455556666/1/0"
     entry = lease_salvage.salvage("x.json", f'["{legacy}", "MIG-ABCD-12"]'.encode(), "bad")
     assert entry.devices == frozenset({legacy.lower(), "mig-abcd-12"})
+
+
+def test_a_file_name_with_a_newline_is_listed_on_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "leases"
+    store.mkdir(mode=0o700)
+    (store / "x\ntime=x forged.json").write_text("{")
+    assert main(["leases", "list", "--dir", str(store)]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2 and len(err.splitlines()) == 1
+    assert lease_store.gc(str(store), Host()).kept[0].count("\n") == 0
