@@ -259,8 +259,14 @@ def make_directories(directory: str) -> None:
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Replace ``path`` whole or not at all: temp file beside it, fsync, rename."""
+    """Replace ``path`` whole or not at all: temp file beside it, fsync, rename. Run as root
+    into a directory others may reach, so no link is followed: a symlink at ``path`` is refused
+    in one line, the temporary is made exclusively under a random name (mkstemp), and the
+    rename replaces a link raced in rather than writing through it."""
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.islink(path):
+        raise ShimError(STAGE, one_line(f"writing {path}: it is a symlink (to "
+                                        f"{os.readlink(path)}); name the file itself"))
     try:
         make_directories(directory)
         fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")

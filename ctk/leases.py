@@ -1,8 +1,10 @@
 """``gpu-ctk leases list|gc``: the node's MIG leases (``hook.lease_store``).
 
 ``list`` reads without the lock, so it works while containers start; a lease shows ``stale``
-when its holder is gone (the next allocation, or ``gc``, reclaims it), and a temp file left by
-a killed writer is reported below the table. ``gc`` takes the lock and reclaims what is stale.
+when its holder is gone (the next allocation, or ``gc``, reclaims it), a lease file that cannot
+be read or trusted shows ``unreadable`` with the reason (it still counts as held), and a temp
+file left by a killed writer is reported below the table. ``gc`` takes the lock and reclaims
+what is stale; an unreadable file only once its holder is provably gone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import time
 from typing import Any, Optional
 
+from hook.lease_salvage import Unreadable
 from hook.leases import Lease, stale_reason
 
 
@@ -58,9 +61,25 @@ def rows(leases: tuple[Lease, ...], now: float,
     return result
 
 
+def unreadable_rows(entries: tuple[Unreadable, ...]) -> list[dict[str, Any]]:
+    """One row per device an unreadable lease file holds (``*``: it may hold any): leases fail
+    closed, so these count as held (hook.lease_salvage)."""
+    result = []
+    for entry in entries:
+        for device in sorted(entry.devices) if entry.devices is not None else ["*"]:
+            result.append({
+                "holder": entry.holders[0] if entry.holders else "", "device": device,
+                "profile": "", "gpu": "", "age_s": None, "status": "unreadable",
+                "stale_reason": "", "reason": f"{entry.shown_name}: {entry.reason}",
+                "request": "", "bundle": ""})
+    return result
+
+
 def table(found: list[dict[str, Any]]) -> str:
     heads = ("HOLDER", "DEVICE", "PROFILE", "AGE", "STATUS")
-    lines = [(r["holder"], r["device"], r["profile"], age(r["age_s"]), r["status"])
+    lines = [(r["holder"], r["device"], r["profile"] or "-",
+              "-" if r["age_s"] is None else age(r["age_s"]),
+              f"unreadable ({r['reason']})" if r["status"] == "unreadable" else r["status"])
              for r in found]
     widths = [max(len(str(x)) for x in column) for column in zip(heads, *lines)]
     return "\n".join("  ".join(str(x).ljust(w) for x, w in zip(line, widths)).rstrip()
@@ -78,13 +97,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"reclaimed {item.lease.container_id}: {devices}: {item.reason}")
         for name in collected.removed:
             print(f"removed {name}")
+        for line in collected.kept:
+            print(f"gpu-ctk: leases: kept {line}", file=sys.stderr)
         if not collected.reclaimed and not collected.removed:
             print(f"nothing to reclaim in {directory}")
         return 0
     snapshot = lease_store.read_all(directory)
     reasons = {lease.container_id: stale_reason(lease, lease_store.HOST)
                for lease in snapshot.leases}
-    found = rows(snapshot.leases, time.time(), reasons)
+    found = rows(snapshot.leases, time.time(), reasons) + unreadable_rows(snapshot.untrusted)
     if args.json:
         print(json.dumps(found, indent=1))
     elif found:

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import copy
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from hook.errors import ShimError
+from hook.private_dirs import OWN_ROOT
 
 DEFAULT_PATH = "/etc/gpu-container-shim/config.yaml"
 ENV_VAR = "GPU_CONTAINER_SHIM_CONFIG"
-CACHE_DIR = "/run/gpu-container-shim/config-cache"
+CACHE_DIR = OWN_ROOT + "/config-cache"
 """Validated configurations keyed by path and confirmed by contents: every runtime call the
 engine makes (state, kill, delete …) needs ``runtimes``, and parsing YAML plus compiling the
-schema on each would cost more than runc itself. Root-only directory; a stale or unreadable entry
-is just a miss."""
+schema on each would cost more than runc itself. Root-only directory (0700, entries 0600); a
+stale or unreadable entry, or one in a directory we do not trust, is just a miss."""
 CACHE_FORMAT = 2
 
 # The documented defaults (README §Configuration mirrors this table).
@@ -171,14 +173,36 @@ def cache_file(path: str, cache_dir: str) -> str:
     return os.path.join(cache_dir, content_key(path.encode("utf-8", "surrogateescape")) + ".json")
 
 
+def read_entry(path: str) -> Optional[bytes]:
+    """A cache entry's bytes when it is a regular file of ours that nobody else can write;
+    never through a symlink (README §Security and fault hardening)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or \
+                info.st_mode & 0o022:
+            return None
+        return stream.read()
+
+
 def cached(path: str, data: bytes, cache_dir: str) -> Optional[Config]:
-    """The validated config stored for ``path`` when it was made from exactly ``data``."""
+    """The validated config stored for ``path`` when it was made from exactly ``data``, from a
+    cache directory we trust (hook.private_dirs): anyone else's entry could name any runtime."""
     import json
 
+    from hook import private_dirs
+
+    if not private_dirs.trusted(cache_dir):
+        return None
+    stored = read_entry(cache_file(path, cache_dir))
+    if stored is None:
+        return None
     try:
-        with open(cache_file(path, cache_dir), encoding="utf-8") as stream:
-            entry = json.load(stream)
-    except (OSError, ValueError):
+        entry = json.loads(stored)
+    except (ValueError, RecursionError):
         return None
     if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or \
             entry.get("source") != path or \
@@ -189,16 +213,24 @@ def cached(path: str, data: bytes, cache_dir: str) -> Optional[Config]:
 
 
 def store(config: Config, data: bytes, cache_dir: str) -> None:
-    """Remember a validated config; failing to is harmless (the next call validates again)."""
+    """Remember a validated config; failing to is harmless (the next call validates again). A
+    cache directory someone else made or left writable is moved aside and made again, 0700."""
     import json
     import tempfile
+
+    from hook import private_dirs
 
     if os.geteuid() != 0:
         return
     try:
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=".entry.")
+        moved = private_dirs.ensure(cache_dir, 0o700, own_root=OWN_ROOT)
+        if moved:
+            from hook import logfile
+
+            logfile.note_untrusted(str(config.section("log")["file"]), moved)
+        fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=".entry.")  # O_EXCL
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            os.fchmod(fd, 0o600)  # exactly, whatever the umask
             json.dump({"format": CACHE_FORMAT, "source": config.source,
                        "text": data.decode("utf-8", "surrogateescape"), "raw": config.raw},
                       stream)

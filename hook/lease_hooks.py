@@ -30,7 +30,7 @@ def _has_lease(lease_dir: str, container_id: str) -> bool:
 
     if not lease_dir or not is_lease_name(container_id):
         return False
-    return os.path.exists(os.path.join(lease_dir, container_id + ".json"))
+    return os.path.lexists(os.path.join(lease_dir, container_id + ".json"))
 
 
 def state_id(data: bytes) -> str:

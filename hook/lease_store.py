@@ -6,10 +6,15 @@ Layout of ``mig.lease_dir`` (root-only, 0700):
 - ``.lock``: ``flock``-ed by every change. The lock covers only the decision (read the store,
   reclaim stale leases, choose devices, write one file): never discovery, never the runtime.
 
-Writes are atomic (temp file, fsync, rename, fsync of the directory), so a reader sees a lease
-file whole or not at all. Every write happens under the lock, so a temp file found by a process
-that holds the lock was left by a dead writer and is removed; readers without the lock (``gpu-ctk
-leases list``) report it.
+The directory is trusted only when it is ours (hook.private_dirs: owned by us, 0700, under
+directories nobody else can swap); an allocation moves one that is not aside and makes it again,
+every other operation leaves it alone. A ``.json`` file that holds no lease we can trust counts
+as held (hook.lease_salvage): leases fail closed.
+
+Writes are atomic (exclusive temp file, fsync, rename, fsync of the directory), so a reader
+sees a lease file whole or not at all. Every write happens under the lock, so a temp file found
+by a process that holds the lock was left by a dead writer and is removed; readers without the
+lock (``gpu-ctk leases list``) report it.
 
 Test-only fault points: with ``GPU_CONTAINER_SHIM_FAULT=<point>:<action>`` in the environment
 *and* a configuration that points at a simulated host (``simulation.dir`` set), the shim stops at
@@ -34,7 +39,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
+from hook import private_dirs
 from hook.errors import ShimError, one_line
+from hook.lease_salvage import Unreadable, as_held, names_only_its_file, salvage
+from hook.lease_salvage import stale as unreadable_stale
 from hook.leases import (
     STAGE,
     Lease,
@@ -122,6 +130,8 @@ class Snapshot:
     """Names of temp files present (writes in progress or left by killed writers)."""
     unreadable: tuple[str, ...] = ()
     """Names of ``.json`` files that hold no lease record."""
+    untrusted: tuple[Unreadable, ...] = ()
+    """What each of those still holds (hook.lease_salvage): leases fail closed."""
 
 
 def lease_path(directory: str, container_id: str) -> str:
@@ -138,21 +148,49 @@ def _temp_writer(name: str) -> Optional[int]:
 def read_lease(path: str) -> Lease:
     """One lease file; OSError when unreadable, LeaseFormatError when it is not a lease."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LeaseFormatError("not a regular file")
     with os.fdopen(fd, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise LeaseFormatError("not a regular file")
         data = stream.read(MAX_LEASE_BYTES + 1)
     if len(data) > MAX_LEASE_BYTES:
         raise LeaseFormatError(f"larger than {MAX_LEASE_BYTES} bytes")
+    if not data:
+        raise LeaseFormatError("empty")
     try:
         record = json.loads(data)
     except ValueError as exc:
         raise LeaseFormatError(f"not JSON: {one_line(str(exc), 120)}") from None
+    except RecursionError:
+        raise LeaseFormatError("not JSON: nested too deeply") from None
     lease = Lease.from_json(record)
     name = os.path.basename(path)
     if name != lease.container_id + LEASE_SUFFIX:
         raise LeaseFormatError(f"holds container {lease.container_id}, not {name}")
     return lease
+
+
+def read_salvage(path: str, reason: str) -> Unreadable:
+    """What the unreadable lease file ``path`` still holds: its bytes, read as read_lease does
+    (never through a symlink, never blocking on a FIFO), go to hook.lease_salvage."""
+    name = os.path.basename(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return salvage(name, None, reason)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return salvage(name, None, reason)
+    with os.fdopen(fd, "rb") as stream:
+        data = stream.read(MAX_LEASE_BYTES + 1)
+    return salvage(name, data, reason, complete=len(data) <= MAX_LEASE_BYTES)
+
+
+def check_trusted(directory: str) -> None:
+    """A lease directory someone else made or can write is not ours: ``mig: ...`` otherwise."""
+    problem = private_dirs.trust_problem(directory)
+    if problem is not None:
+        raise ShimError(STAGE, one_line(f"lease store {directory} is not trusted: {problem}"))
 
 
 def read_all(directory: str) -> Snapshot:
@@ -163,10 +201,11 @@ def read_all(directory: str) -> Snapshot:
         return Snapshot(leases=())
     except OSError as exc:
         raise ShimError(STAGE, f"lease store {directory}: {exc.strerror or exc}") from None
+    check_trusted(directory)
     leases: list[Lease] = []
     problems: list[str] = []
     temps: list[str] = []
-    unreadable: list[str] = []
+    untrusted: list[Unreadable] = []
     for name in names:
         if name.endswith(TEMP_SUFFIX):
             temps.append(name)
@@ -175,34 +214,45 @@ def read_all(directory: str) -> Snapshot:
             state = "in progress" if alive else f"writer pid {writer} gone"
             problems.append(f"incomplete write {name} ({state})")
         elif name.endswith(LEASE_SUFFIX):
+            path = os.path.join(directory, name)
             try:
-                leases.append(read_lease(os.path.join(directory, name)))
+                leases.append(read_lease(path))
             except FileNotFoundError:
                 continue  # released between listdir and open
             except (OSError, LeaseFormatError) as exc:
-                unreadable.append(name)
                 cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                untrusted.append(read_salvage(path, one_line(cause, 160)))
                 problems.append(one_line(f"unreadable lease {name}: {cause}", 200))
     return Snapshot(leases=tuple(leases), problems=tuple(problems), temps=tuple(temps),
-                    unreadable=tuple(unreadable))
+                    unreadable=tuple(entry.name for entry in untrusted),
+                    untrusted=tuple(untrusted))
 
 
 # --- locking and writing -------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def locked(directory: str, timeout: float = LOCK_TIMEOUT, create: bool = True) -> Iterator[None]:
-    """Hold the store's lock; ``mig: lease store busy`` after ``timeout`` seconds."""
-    if create:
-        try:
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-        except OSError as exc:
-            raise ShimError(STAGE, f"lease store {directory}: {exc.strerror or exc}") from None
+def locked(directory: str, timeout: float = LOCK_TIMEOUT, create: bool = True
+           ) -> Iterator[list[str]]:
+    """Hold the store's lock; ``mig: lease store busy`` after ``timeout`` seconds. With
+    ``create`` the directory is made ours first (0700 whatever the umask; one someone else made
+    or left writable is moved aside: hook.private_dirs), and the notes say what was moved.
+    Without it, a directory that is not ours is refused."""
+    notes: list[str] = []
+    try:
+        if create:
+            notes = private_dirs.ensure(directory, 0o700, own_root=private_dirs.OWN_ROOT)
+        else:
+            check_trusted(directory)
+    except OSError as exc:
+        raise ShimError(STAGE, one_line(f"lease store {directory}: {exc.strerror or exc}")
+                        ) from None
     try:
         fd = os.open(os.path.join(directory, LOCK_NAME),
                      os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise ShimError(STAGE, f"lease store {directory}: lock: {exc.strerror or exc}") from None
     try:
+        os.fchmod(fd, 0o600)  # exactly, whatever the umask
         deadline = time.monotonic() + timeout
         pause = 0.001
         while True:
@@ -218,7 +268,7 @@ def locked(directory: str, timeout: float = LOCK_TIMEOUT, create: bool = True) -
                                        f"more than {timeout:g}s")
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
-        yield
+        yield notes
     finally:
         os.close(fd)  # closing drops the flock
 
@@ -237,9 +287,11 @@ def write_lease(directory: str, lease: Lease, faults: bool = False) -> None:
     temp = os.path.join(directory, f".{lease.container_id}.{os.getpid()}{TEMP_SUFFIX}")
     data = (json.dumps(lease.to_json(), indent=1, sort_keys=True) + "\n").encode()
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+        _unlink(directory, os.path.basename(temp))  # whatever is there (a FIFO would block)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600)
         try:
+            os.fchmod(fd, 0o600)  # exactly, whatever the umask
             half = len(data) // 2
             os.write(fd, data[:half])
             if faults:
@@ -261,7 +313,8 @@ def write_lease(directory: str, lease: Lease, faults: bool = False) -> None:
 
 
 def _unlink(directory: str, name: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Remove ``name`` when it can go; a directory planted at a temp name stays (reported)."""
+    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
         os.unlink(os.path.join(directory, name))
 
 
@@ -294,10 +347,12 @@ def allocate(directory: str, container_id: str, decide: Decide, *, pid: Optional
              timeout: float = LOCK_TIMEOUT) -> Allocation:
     """Under the lock: drop dead writers' temp files, reclaim stale leases, let ``decide`` pick
     from what live others do not hold, and commit its lease for ``container_id`` (replacing
-    one this process, or a dead start of the same id, left)."""
+    one this process, or a dead start of the same id, left). An unreadable lease file counts
+    as held (hook.lease_salvage): ``decide`` sees its devices as held by its container, and
+    one whose devices cannot be read refuses every allocation while it is there."""
     check_container_id(container_id)
     me = os.getpid() if pid is None else pid
-    with locked(directory, timeout):
+    with locked(directory, timeout) as moved:
         snapshot = read_all(directory)
         for name in snapshot.temps:
             _unlink(directory, name)
@@ -315,13 +370,24 @@ def allocate(directory: str, container_id: str, decide: Decide, *, pid: Optional
             else:
                 _unlink(directory, lease.container_id + LEASE_SUFFIX)
                 reclaimed.append(Reclaimed(lease, reason))
+        notes = [*(f"lease store: {note}" for note in moved),
+                 *(p for p in snapshot.problems if not p.startswith("incomplete write"))]
+        for entry in snapshot.untrusted:
+            gone = unreadable_stale(entry, observer)
+            if gone is not None:
+                _unlink(directory, entry.name)
+                notes.append(f"removed {entry.name}: its holder is gone ({gone})")
+                continue
+            try:
+                others[f"{entry.container_id} (unreadable)"] = as_held(entry, container_id)
+            except ValueError as exc:
+                raise ShimError(STAGE, str(exc)) from None
         lease = decide(others)
         if lease.container_id != container_id:
             raise ValueError(f"decide returned a lease for {lease.container_id}")
         write_lease(directory, lease, faults)
     return Allocation(lease=lease, reclaimed=tuple(reclaimed), removed_temps=snapshot.temps,
-                      problems=tuple(p for p in snapshot.problems
-                                     if not p.startswith("incomplete write")))
+                      problems=tuple(notes))
 
 
 def _check_own(lease: Lease, me: int, reason: Optional[str], observer: Observer) -> None:
@@ -336,21 +402,30 @@ def _check_own(lease: Lease, me: int, reason: Optional[str], observer: Observer)
                            "holds its MIG leases")
 
 
+DropUnreadable = Callable[[Unreadable], bool]
+"""Whether an unreadable lease file of the container being released may go."""
+
+
 def release(directory: str, container_id: str,
-            keep: Optional[Callable[[Lease], bool]] = None) -> Optional[Lease]:
+            keep: Optional[Callable[[Lease], bool]] = None,
+            drop_unreadable: Optional[DropUnreadable] = names_only_its_file) -> Optional[Lease]:
     """Remove ``container_id``'s lease (unless ``keep`` says otherwise); the removed lease, or
-    None when there was none. A missing store is an empty one."""
+    None when there was none. A missing store is an empty one; one that is not ours
+    (hook.private_dirs) is left alone. An unreadable file under this id goes only when
+    ``drop_unreadable`` says so: by default when it names no other container (the one it
+    belongs to is being destroyed)."""
     path = lease_path(directory, container_id)
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) or not private_dirs.trusted(directory):
         return None
     with locked(directory, create=False):
         try:
             lease = read_lease(path)
         except FileNotFoundError:
             return None
-        except (OSError, LeaseFormatError):
-            # Ours by name, and its container is being deleted: not worth keeping.
-            _unlink(directory, os.path.basename(path))
+        except (OSError, LeaseFormatError) as exc:
+            cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            if drop_unreadable is not None and drop_unreadable(read_salvage(path, cause)):
+                _unlink(directory, os.path.basename(path))
             return None
         if keep is not None and keep(lease):
             return None
@@ -363,16 +438,20 @@ def release_if_stale(directory: str, container_id: str,
     """After ``delete``: release the lease when the runtime no longer knows the container (a
     delete that failed, or a new start of the same id, keeps it)."""
     return release(directory, container_id,
-                   keep=lambda lease: stale_reason(lease, observer) is None)
+                   keep=lambda lease: stale_reason(lease, observer) is None,
+                   drop_unreadable=lambda entry: names_only_its_file(entry) and (
+                       entry.holder is None or unreadable_stale(entry, observer) is not None))
 
 
 def release_if_mine(directory: str, container_id: str, pid: Optional[int] = None
                     ) -> Optional[Lease]:
-    """After a failed create: release the lease this process took, and nothing else."""
+    """After a failed create: release the lease this process took, and nothing else (an
+    unreadable file is never one this process wrote)."""
     me = os.getpid() if pid is None else pid
     if not os.path.exists(lease_path(directory, container_id)):
         return None
-    return release(directory, container_id, keep=lambda lease: lease.holder.shim_pid != me)
+    return release(directory, container_id, keep=lambda lease: lease.holder.shim_pid != me,
+                   drop_unreadable=None)
 
 
 def record_init(directory: str, container_id: str, pid: int,
@@ -394,15 +473,30 @@ def record_init(directory: str, container_id: str, pid: int,
 
 @dataclass(frozen=True)
 class Collected:
-    """What ``gc`` removed."""
+    """What ``gc`` removed, and what it kept although it is no lease."""
 
     reclaimed: tuple[Reclaimed, ...]
     removed: tuple[str, ...]
-    """Temp files of dead writers and unreadable lease files."""
+    """Temp files of dead writers and unreadable lease files whose holder is gone."""
+    kept: tuple[str, ...] = ()
+    """One line per unreadable lease file kept (its holder may be alive) or leftover that
+    could not be removed."""
+
+
+def _remove(directory: str, name: str) -> Optional[str]:
+    """Unlink ``name`` (a symlink itself, never its target); why not, or None."""
+    try:
+        os.unlink(os.path.join(directory, name))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"{name}: {exc.strerror or exc}"
+    return None
 
 
 def gc(directory: str, observer: Observer = HOST) -> Collected:
-    """Reclaim every stale lease, leftover temp file and unreadable lease file."""
+    """Reclaim every stale lease, leftover temp file, and unreadable lease file whose holder is
+    provably gone; keep (and say why) every unreadable file whose holder may be alive."""
     if not os.path.isdir(directory):
         return Collected(reclaimed=(), removed=())
     with locked(directory, create=False):
@@ -413,6 +507,17 @@ def gc(directory: str, observer: Observer = HOST) -> Collected:
             if reason is not None:
                 _unlink(directory, lease.container_id + LEASE_SUFFIX)
                 reclaimed.append(Reclaimed(lease, reason))
-        for name in (*snapshot.temps, *snapshot.unreadable):
-            _unlink(directory, name)
-    return Collected(reclaimed=tuple(reclaimed), removed=(*snapshot.temps, *snapshot.unreadable))
+        removed: list[str] = []
+        kept: list[str] = []
+        gone = [entry.name for entry in snapshot.untrusted
+                if unreadable_stale(entry, observer) is not None]
+        kept += [f"{entry.describe()}: its holder may be alive; remove it by hand once "
+                 f"container {' / '.join(entry.holders)} is gone"
+                 for entry in snapshot.untrusted if entry.name not in gone]
+        for name in (*snapshot.temps, *gone):
+            problem = _remove(directory, name)
+            if problem is None:
+                removed.append(name)
+            else:
+                kept.append(f"cannot remove {problem}")
+    return Collected(reclaimed=tuple(reclaimed), removed=tuple(removed), kept=tuple(kept))

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Optional
 
 from hook import config as config_mod
+from hook import logfile, private_dirs
 
 STATE_DIR = "/run/gpu-container-shim/fastpath"
 MAGIC = "gpu-container-shim fastpath 3"
@@ -87,6 +88,7 @@ def replace_file(path: str, data: bytes) -> None:
                  0o600)
     try:
         with os.fdopen(fd, "wb") as stream:
+            os.fchmod(fd, 0o600)  # exactly, whatever the umask
             stream.write(data)
         os.replace(temp, path)
     except OSError:
@@ -129,12 +131,49 @@ def wanted(config: config_mod.Config, environ: Mapping[str, str],
     return (text, data) if text is not None else None
 
 
-def ensure_private_dir(state_dir: str) -> bool:
-    """Create the state directory owner-only; refuse one that others could write into."""
-    os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    info = os.lstat(state_dir)
-    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
-            and not info.st_mode & 0o022)
+def sealed(path: str) -> bool:
+    """Whether ``path`` is a real directory with the sticky bit (see ``seal``)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and bool(info.st_mode & stat.S_ISVTX)
+
+
+def seal(path: str) -> None:
+    """Set the sticky bit on the directory ``path`` (never through a link).
+
+    On a directory nobody else can write it changes nothing; should the directory later become
+    writable by others, it still stops them from renaming or removing what root put there. And
+    it is what the launcher checks without starting a process: any numeric chmod (``chmod 777``,
+    os.chmod) clears it, so a directory whose mode was set again since Python checked it goes to
+    Python (or, for the parent, to a ``find -perm`` check) before it is trusted again."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if not mode & stat.S_ISVTX:
+            os.fchmod(fd, mode | stat.S_ISVTX)
+    finally:
+        os.close(fd)
+
+
+def ensure_private_dir(state_dir: str, log_path: str = "") -> bool:
+    """Make the state directory ours (0700, hook.private_dirs): one someone else made or left
+    writable is moved aside (noted in ``log_path``) and made again. Then it is sealed, and so is
+    its parent when that is ours and nobody else can write it (``seal``). False when that cannot
+    be done; the launcher then keeps starting Python."""
+    try:
+        moved = private_dirs.ensure(state_dir, 0o700, own_root=private_dirs.OWN_ROOT)
+        seal(state_dir)
+        parent = os.path.dirname(os.path.abspath(state_dir))
+        info = os.lstat(parent)
+        if parent != "/" and info.st_uid == os.geteuid() and not info.st_mode & 0o022:
+            seal(parent)
+    except OSError:
+        return False
+    if moved:
+        logfile.note_untrusted(log_path, moved)
+    return True
 
 
 def referenced_copies(state_dir: str) -> set[str]:
@@ -164,10 +203,11 @@ def remember(config: config_mod.Config, environ: Optional[Mapping[str, str]] = N
     entry = os.path.join(state_dir, slot_name(env))
     current = read_bytes(entry)
     copy = os.path.join(state_dir, text.split("\n")[2][len("copy "):]) if data else ""
-    if current == text.encode("utf-8", "surrogateescape") and (not copy or os.path.exists(copy)):
+    if current == text.encode("utf-8", "surrogateescape") and (not copy or os.path.exists(copy)) \
+            and private_dirs.trusted(state_dir) and sealed(state_dir):
         return False
     try:
-        if not ensure_private_dir(state_dir):
+        if not ensure_private_dir(state_dir, log_file(config)):
             return False
         if data is not None and read_bytes(copy) != data:
             replace_file(copy, data)

@@ -15,6 +15,7 @@ PYCODE='import site,sys;site.main();from runtime_shim.main import main;sys.exit(
 STATE=/run/gpu-container-shim/fastpath
 TRIGGERS='nvidia_visible_devices|nvidia-container-devices|cuda_version|ai.scheduling.policy|ai_scheduling_policy|oomscoreadj|\u'
 CMP='/usr/bin/cmp /bin/cmp'
+FIND='/usr/bin/find /bin/find'
 
 # Whatever PATH this shell searches is the one both paths use (dash and bash give an unset PATH
 # a default value without exporting it; Python would otherwise search a different one).
@@ -94,6 +95,24 @@ operands() {
     done
 }
 
+# trusted PATH PARENT: whether PATH is as hook/private_dirs.py and hook/logfile.py trust it
+# (not a symlink, owned by root, writable by nobody else, a file with one link) and PARENT
+# cannot be swapped by others (owned by root, not writable by others unless sticky). Needs
+# find(1) (POSIX -prune keeps it at the named paths); without one, nothing is trusted.
+trusted() {
+    case $2 in *[][*?\\]*) return 1 ;; esac  # PARENT is also a -path pattern
+    for tool in $FIND; do
+        if [ -x "$tool" ]; then
+            loose=$("$tool" "$1" "$2" -prune \( -type l -o ! -user 0 -o -type f -links +1 -o \
+                -perm -002 ! -perm -1000 -o ! -path "$2" \( -perm -020 -o -perm -002 \) \) \
+                -print 2>/dev/null) || return 1
+            [ -z "$loose" ]
+            return
+        fi
+    done
+    return 1
+}
+
 # The runtimes list of the configuration in force, or failure. An entry is a few lines:
 # magic, the config path it was made for, "absent" (the default file does not exist, so the
 # defaults apply) or "copy NAME" (the exact bytes that were validated), "lease-dir DIR" (MIG
@@ -101,7 +120,15 @@ operands() {
 runtimes() {
     if [ -n "${GPU_CONTAINER_SHIM_CONFIG:-}" ]; then slot=named; else slot=default; fi
     entry=$STATE/$slot
-    [ -f "$entry" ] && [ -O "$entry" ] && [ -O "$STATE" ] || return 1
+    [ -f "$entry" ] && [ ! -L "$entry" ] && [ -O "$entry" ] || return 1
+    # A directory someone else made or can write is not ours. Python seals the directory it
+    # checked, and its parent, with the sticky bit (fastpath.seal), which any numeric chmod
+    # clears: a sealed directory of ours needs no process here; the parent, when unsealed, is
+    # checked with find; the state directory, when unsealed, goes to Python.
+    [ -d "$STATE" ] && [ ! -L "$STATE" ] && [ -O "$STATE" ] && [ -k "$STATE" ] || return 1
+    parent=${STATE%/*}
+    [ -k "${parent:-/}" ] && [ ! -L "${parent:-/}" ] && [ -O "${parent:-/}" ] ||
+        trusted "$STATE" "${parent:-/}" || return 1
     list=
     complete=
     {
@@ -204,9 +231,18 @@ untouched_create() {
     esac
     spec=$bundle_dir/config.json
     [ -f "$spec" ] && [ ! -L "$spec" ] || return 1
+    # Our log line would need quoting (hook/logfile.py BARE), or escaping: Python writes it.
+    # Letters spelled out: a range would follow the locale's collation.
     case $cid$bundle_dir in
-        *[!A-Za-z0-9_./:@+,-]*) return 1 ;;  # our log line would need quoting: Python writes it
+        *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:@+,-]*) return 1 ;;
     esac
+    # The log file is appended to only when it is a file of ours that nobody else can swap for
+    # a symlink (hook/logfile.open_log); else Python writes the line (moving it aside).
+    if [ -n "$log_file" ]; then
+        case $log_file in /*/*) ;; *) return 1 ;; esac
+        [ -f "$log_file" ] && [ ! -L "$log_file" ] && [ -O "$log_file" ] &&
+            trusted "$log_file" "${log_file%/*}" || return 1
+    fi
     # ENVIRON, not -v: awk would read the backslash of \u in a -v value as an escape.
     found_root=$(TRIGGERS=$TRIGGERS awk '
         BEGIN { n = split(ENVIRON["TRIGGERS"], t, "|") }

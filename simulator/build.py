@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,10 @@ def build(topology_ref: str, into: Path, fault_specs: Sequence[str] = (),
     chosen = faults.parse_all(fault_specs, len(topo["gpus"]))
     sim_dir = Path(os.path.abspath(into))
     check_target(sim_dir)
-    cache = cache_dir or cc_tools.default_cache_dir()
+    cache, distrust = cc_tools.safe_cache(cache_dir or cc_tools.default_cache_dir())
+    if distrust is not None:
+        print(one_line(f"gpu-ctk: simulate: not using the compile cache ({distrust}): "
+                       f"compiling into {cache}"), file=sys.stderr)
     nvc = _nvc_module()
     version = _nvc_version(nvc, nvc_version) if nvc is not None else ""
     compiler_path: list[str] = []
@@ -78,6 +82,7 @@ def build(topology_ref: str, into: Path, fault_specs: Sequence[str] = (),
 def set_faults(into: Path, fault_specs: Sequence[str]) -> Topology:
     """Replace the faults of the host already built in ``into``; nothing is recompiled."""
     sim_dir = Path(os.path.abspath(into))
+    check_owned(sim_dir)
     topo = read_topology(sim_dir)
     faults.apply(sim_dir, faults.parse_all(fault_specs, len(topo["gpus"])))
     return topo
@@ -95,13 +100,38 @@ def read_topology(sim_dir: Path) -> Topology:
 
 def check_target(sim_dir: Path) -> None:
     """Refuse a target that exists but is not a directory, or is a non-empty directory without a
-    simulated host in it (the build replaces whole subdirectories)."""
-    if sim_dir.is_symlink() or (sim_dir.exists() and not sim_dir.is_dir()):
-        raise ShimError("simulate", f"{sim_dir} exists and is not a directory")
+    simulated host in it (the build replaces whole subdirectories), and one that someone else
+    owns or could change: the root hook loads the libraries built there."""
+    check_owned(sim_dir)
     if sim_dir.is_dir() and any(sim_dir.iterdir()) and not (sim_dir / MARKER).is_file():
         raise ShimError("simulate", one_line(
             f"{sim_dir} is not empty and holds no simulated host ({MARKER}); refusing to "
             f"write into it"))
+
+
+def check_owned(sim_dir: Path) -> None:
+    """``simulate --into``: a directory of the caller that nobody else can write, under
+    directories nobody else can swap (hook.private_dirs); a new one is made so."""
+    from hook import private_dirs
+
+    try:
+        info: Optional[os.stat_result] = sim_dir.lstat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise ShimError("simulate", one_line(f"{sim_dir}: {exc.strerror or exc}")) from None
+    if info is not None and (stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode)):
+        raise ShimError("simulate", f"{sim_dir} exists and is not a directory")
+    problem = private_dirs.ancestor_problem(str(sim_dir.parent))
+    if info is not None and info.st_uid != os.geteuid():
+        problem = f"{sim_dir} is owned by uid {info.st_uid}, not by you"
+    elif info is not None and info.st_mode & 0o022:
+        problem = (f"{sim_dir} is writable by group or others (mode "
+                   f"{stat.S_IMODE(info.st_mode):04o})")
+    if problem is not None:
+        raise ShimError("simulate", one_line(
+            f"--into {sim_dir}: {problem}; the root hook would load libraries others can "
+            "swap: choose a directory of your own"))
 
 
 def config_document(sim_dir: Path, topo: Topology) -> dict[str, Any]:
@@ -209,7 +239,11 @@ def _clear(path: Path) -> None:
 
 def _write_host(sim_dir: Path, topo: Topology, nvml_entry: Path, nvc_entry: Optional[Path],
                 stubs: Path, chosen: list[faults.Fault], reset_state: bool) -> None:
-    sim_dir.mkdir(parents=True, exist_ok=True)
+    from hook import private_dirs
+
+    if not sim_dir.exists():
+        private_dirs.make_parents(str(sim_dir.parent), 0o755)
+        private_dirs.make_dir(str(sim_dir), 0o755)
     os.chmod(sim_dir, 0o755)
     _write_text(sim_dir / MARKER, json.dumps(topo, indent=2) + "\n")
     for name in MANAGED + (STATE if reset_state else ()):
@@ -224,14 +258,13 @@ def _write_host(sim_dir: Path, topo: Topology, nvml_entry: Path, nvc_entry: Opti
     driver_tree.install_host_root(sim_dir, topo)
     host_files.write_files(sim_dir, host_files.sys_files(topo))
     host_files.write_files(sim_dir, host_files.proc_files(topo))
-    (sim_dir / "run" / "leases").mkdir(parents=True, exist_ok=True)
-    (sim_dir / "log").mkdir(exist_ok=True)
+    for directory, mode in ((sim_dir / "run", 0o755), (sim_dir / "run" / "leases", 0o700),
+                            (sim_dir / "log", 0o755)):
+        if not directory.exists():  # exact modes whatever the umask (hook/private_dirs.py)
+            private_dirs.make_dir(str(directory), mode)
     faults.apply(sim_dir, chosen)
     _write_text(sim_dir / "config.yaml", render_config(sim_dir, topo))
 
 
 def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    cc_tools.write_new(text.encode("utf-8"), path, 0o644)

@@ -4,9 +4,12 @@ cache so that a topology's libraries are compiled once and copied into each buil
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -87,17 +90,90 @@ def cache_key(parts: Iterable[KeyPart]) -> str:
     return digest.hexdigest()[:32]
 
 
+def _tree_problem(top: Path) -> Optional[str]:
+    """Why the files under ``top`` could have been swapped by someone else (None when not): each
+    must be owned by the caller or root and not writable by group or others (links: owner only)."""
+    owners = (0, os.geteuid())
+    for path in (top, *top.rglob("*")):
+        info = path.lstat()
+        if info.st_uid not in owners:
+            return f"{path} is owned by uid {info.st_uid}"
+        if not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o022:
+            return f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
+
+
+def cache_problem(cache_dir: Path) -> Optional[str]:
+    """Why ``cache_dir`` cannot hold libraries a root hook will load (None when it can): it must
+    be a real directory of the caller or root that nobody else can write, under directories
+    nobody else can swap (hook.private_dirs)."""
+    from hook import private_dirs
+
+    try:
+        info = cache_dir.lstat()
+    except FileNotFoundError:
+        return private_dirs.ancestor_problem(str(cache_dir.parent))
+    except OSError as exc:
+        return f"{cache_dir}: {exc.strerror or exc}"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{cache_dir} is not a directory"
+    if info.st_uid not in (0, os.geteuid()):
+        return f"{cache_dir} is owned by uid {info.st_uid}"
+    if info.st_mode & 0o022:
+        return f"{cache_dir} is writable by group or others (mode {stat.S_IMODE(info.st_mode):04o})"
+    return private_dirs.ancestor_problem(str(cache_dir.parent))
+
+
+def safe_cache(cache_dir: Path) -> tuple[Path, Optional[str]]:
+    """``cache_dir`` (made 0700, parents 0755, whatever the umask) when it can be trusted; else a
+    fresh private directory removed at exit, and why ``cache_dir`` was not used: a simulated
+    host's libraries are loaded by the root hook, so nobody else may be able to swap them."""
+    from hook import private_dirs
+
+    problem = cache_problem(cache_dir)
+    if problem is None:
+        try:
+            if not cache_dir.exists():
+                private_dirs.make_parents(str(cache_dir.parent), 0o755)
+                private_dirs.make_dir(str(cache_dir), 0o700)
+            return cache_dir, None
+        except FileExistsError:
+            problem = cache_problem(cache_dir)
+            if problem is None:
+                return cache_dir, None
+        except OSError as exc:
+            problem = f"{cache_dir}: {exc.strerror or exc}"
+    private = Path(tempfile.mkdtemp(prefix="gpu-ctk-sim-cache-"))
+    atexit.register(shutil.rmtree, private, True)
+    return private, problem
+
+
+def _tighten(top: Path) -> None:
+    """Whatever the umask gave the compiler's outputs, nobody else may write them."""
+    for path in (top, *top.rglob("*")):
+        info = path.lstat()
+        if not stat.S_ISLNK(info.st_mode) and info.st_mode & 0o022:
+            os.chmod(path, stat.S_IMODE(info.st_mode) & ~0o022)
+
+
 def cached(cache_dir: Path, key: str, produce: Callable[[Path], None]) -> Path:
     """The cache entry ``key``, produced into a fresh directory on a miss. Entries are complete
     or absent: ``produce`` fills a temporary directory that is renamed into place, so a
-    concurrent builder of the same key either wins or uses the winner's entry."""
+    concurrent builder of the same key either wins or uses the winner's entry. An entry that
+    someone else could have changed is removed and produced again."""
     entry = cache_dir / key
-    if entry.is_dir():
-        return entry
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    if entry.is_dir() and not entry.is_symlink():
+        if _tree_problem(entry) is None:
+            return entry
+        shutil.rmtree(entry, ignore_errors=True)  # never follows links inside
+    elif entry.is_symlink():
+        entry.unlink()
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache_dir))
     try:
         produce(scratch)
+        _tighten(scratch)
+        scratch.chmod(0o755)
         os.rename(scratch, entry)
     except OSError:
         if not entry.is_dir():
@@ -110,11 +186,24 @@ def cached(cache_dir: Path, key: str, produce: Callable[[Path], None]) -> Path:
 
 def install(data: bytes, target: Path, mode: int = 0o755) -> None:
     """Write ``data`` to ``target`` atomically (a process that mapped the old file keeps it);
-    an identical target is left alone."""
+    an identical target is left alone. The temporary is made exclusively (mkstemp), and a link
+    at ``target`` is replaced, never written through."""
     if target.is_file() and not target.is_symlink() and target.read_bytes() == data:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(data)
-    os.chmod(temporary, mode)
-    os.replace(temporary, target)
+    write_new(data, target, mode)
+
+
+def write_new(data: bytes, target: Path, mode: int) -> None:
+    """Put ``data`` at ``target`` with exactly ``mode``: a fresh exclusive temporary beside it,
+    then a rename."""
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            os.fchmod(stream.fileno(), mode)
+        os.replace(temporary, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

@@ -64,11 +64,11 @@ def apply(sim_dir: Path, faults: Sequence[Fault]) -> None:
     for entry in directory.iterdir():
         if entry.name.endswith(".count") or entry.name not in wanted:
             entry.unlink()
+    from simulator.compile import write_new
+
     for name, value in faults:
-        temporary = directory / f".{name}.tmp"
-        temporary.write_text(value + "\n", encoding="utf-8")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, directory / name)
+        # The directory is world-writable: an exclusive temporary, never a planted link.
+        write_new((value + "\n").encode("utf-8"), directory / name, 0o644)
     # Sticky and world-writable like /tmp: a process of any user creates its counter file.
     os.chmod(directory, 0o1777)
 

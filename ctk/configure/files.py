@@ -1,10 +1,15 @@
 """The one place ``gpu-ctk runtime`` reads and writes engine files.
 
 Writes are atomic (a temporary file in the target's directory, fsync, rename) and keep the
-file's mode and owner; a symlinked config is written through to its target, so the link
-survives. Before an admin's file first changes, its bytes are copied to ``PATH.gpu-ctk.bak``;
-the oldest backup is kept (a later configure never overwrites it) because unconfigure restores
-what the admin had before gpu-ctk, not some intermediate state.
+file's mode and owner. Before an admin's file first changes, its bytes are copied to
+``PATH.gpu-ctk.bak``; the oldest backup is kept (a later configure never overwrites it) because
+unconfigure restores what the admin had before gpu-ctk, not some intermediate state.
+
+gpu-ctk runs as root on paths others may control, so no link is ever followed (README
+§Security and fault hardening): a symlink at the file or its backup is refused in one line
+before anything changes, reads use O_NOFOLLOW, the temporary is made exclusively under a random
+name (mkstemp: O_CREAT|O_EXCL), the backup is published with link(2), which never replaces or
+follows what is already there, and the rename replaces a link raced in rather than following it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Optional
 
 from ctk.configure import Texts
 from ctk.configure.changes import Change
-from hook.errors import ShimError
+from hook import private_dirs
+from hook.errors import ShimError, one_line
 
 BACKUP_SUFFIX = ".gpu-ctk.bak"
 """Not ``.toml``/``.json``/``.conf``: no engine's drop-in glob picks a backup up."""
@@ -32,22 +38,27 @@ def backup_path(path: str) -> str:
 
 
 def read(path: str) -> Optional[str]:
-    """The file's text, or None when it does not exist."""
+    """The file's text, or None when it does not exist; never through a symlink."""
     try:
-        info = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if os.path.islink(path):
+            raise ShimError("runtime", one_line(
+                f"{path} is a symlink (to {os.readlink(path)}): gpu-ctk writes no file through "
+                "a link; name the file itself")) from None
         raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ShimError("runtime", f"{path}: not a regular file")
-    if info.st_size > LIMIT:
-        raise ShimError("runtime", f"{path}: larger than {LIMIT} bytes")
-    try:
-        with open(path, "rb") as stream:
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ShimError("runtime", f"{path}: not a regular file")
+        if info.st_size > LIMIT:
+            raise ShimError("runtime", f"{path}: larger than {LIMIT} bytes")
+        try:
             data = stream.read(LIMIT + 1)
-    except OSError as exc:
-        raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
+        except OSError as exc:
+            raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -62,6 +73,11 @@ def apply(changes: Iterable[Change], drop_backups: Iterable[str] = ()) -> list[s
     """Carry out ``changes``; returns one line per file for the user. ``drop_backups``: files
     whose backup was just restored, so it is removed."""
     dropped = set(drop_backups)
+    changes = list(changes)
+    for change in changes:  # a link at any file or backup refuses the lot before any write
+        if change.changed:
+            read(change.path)
+            read(backup_path(change.path))
     report = []
     for change in changes:
         if not change.changed:
@@ -71,7 +87,7 @@ def apply(changes: Iterable[Change], drop_backups: Iterable[str] = ()) -> list[s
         if change.back_up and change.before is not None and change.path not in dropped:
             backup = backup_path(change.path)
             if read(backup) is None:
-                write(backup, change.before, like=change.path)
+                write(backup, change.before, like=change.path, exclusive=True)
             note = f" (backup {backup})"
         if change.after is None:
             remove(change.path)
@@ -84,15 +100,28 @@ def apply(changes: Iterable[Change], drop_backups: Iterable[str] = ()) -> list[s
     return report
 
 
-def write(path: str, text: str, like: Optional[str] = None) -> None:
-    """Atomically replace ``path`` (through a symlink, to its target) with ``text``; mode and
-    owner come from ``like`` when it exists, else 0644 and the caller's."""
-    target = os.path.realpath(path)
-    directory = os.path.dirname(target)
+def _model(path: str) -> Optional[os.stat_result]:
+    """The mode and owner to keep: those of the regular file at ``path`` (not a link's)."""
     try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        model = os.stat(like or target) if os.path.exists(like or target) else None
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.",
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def write(path: str, text: str, like: Optional[str] = None, exclusive: bool = False) -> None:
+    """Atomically replace ``path`` with ``text`` (``exclusive``: create it, failing when
+    anything is there); mode and owner come from ``like`` when it exists, else 0644 and the
+    caller's. A symlink at ``path`` is refused, never followed."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.islink(path):
+        raise ShimError("runtime", one_line(
+            f"{path} is a symlink (to {os.readlink(path)}): gpu-ctk writes no file through a "
+            "link; name the file itself"))
+    try:
+        private_dirs.make_parents(directory, 0o755)
+        model = _model(like or path)
+        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
                                     suffix=".tmp")
     except OSError as exc:
         raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
@@ -105,7 +134,11 @@ def write(path: str, text: str, like: Optional[str] = None) -> None:
                                                                       os.getegid()):
                 os.fchown(stream.fileno(), model.st_uid, model.st_gid)
             os.fsync(stream.fileno())
-        os.replace(temp, target)
+        if exclusive:
+            os.link(temp, path)  # EEXIST whatever is there, a dangling link included
+            os.unlink(temp)
+        else:
+            os.replace(temp, path)  # a link raced in is replaced, not followed
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(temp)

@@ -259,6 +259,34 @@ def test_output_directory_is_created_0755(
         assert stat.S_IMODE(os.stat(directory).st_mode) == 0o755
 
 
+@pytest.mark.parametrize("target", ["canary", "dangling"])
+def test_symlink_at_the_output_is_never_followed(
+        host_of: Callable[[str], SimHost], tmp_path: Path, target: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A link planted at --output (to a file root must not change, or to where root must not
+    create one) is refused in one line; the link and its target stay as they were, and links at
+    guessable temporary names are not written through either."""
+    host_of("t4")
+    canary = tmp_path / "outside" / "canary"
+    canary.parent.mkdir()
+    if target == "canary":
+        canary.write_text("canary\n")
+    out_dir = tmp_path / "cdi"
+    out_dir.mkdir()
+    output = out_dir / "nvidia.yaml"
+    output.symlink_to(canary)
+    for name in (".nvidia.yaml.tmp", "nvidia.yaml.tmp"):
+        (out_dir / name).symlink_to(canary)
+    status, out, err = generate(capsys, "--output", str(output))
+    assert status == 1 and out == "" and len(err.splitlines()) == 1 and "symlink" in err
+    assert os.readlink(output) == str(canary)
+    assert (canary.read_text() == "canary\n") if target == "canary" else not canary.exists()
+    output.unlink()
+    status, _, _ = generate(capsys, "--output", str(output))
+    assert status == 0 and not output.is_symlink()
+    assert (canary.read_text() == "canary\n") if target == "canary" else not canary.exists()
+
+
 def test_vendor_and_class_make_the_kind(host_of: Callable[[str], SimHost],
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """--vendor/--class set the kind; a dot in the class needs CDI 0.6.0."""

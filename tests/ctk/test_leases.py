@@ -82,7 +82,7 @@ def test_list_reports_leftovers_on_stderr(tmp_path: Path,
     err = capsys.readouterr().err.splitlines()
     assert err[0] == ("gpu-ctk: leases: incomplete write .c1.999999999.tmp (writer pid "
                       "999999999 gone)")
-    assert err[1].startswith("gpu-ctk: leases: unreadable lease c2.json: not JSON")
+    assert err[1] == "gpu-ctk: leases: unreadable lease c2.json: empty"
 
 
 def test_gc_reclaims_stale_and_says_what(tmp_path: Path,
@@ -97,6 +97,28 @@ def test_gc_reclaims_stale_and_says_what(tmp_path: Path,
                    f"runtime (no runtime root recorded), start pid {DEAD_PID} gone",
                    "removed .x.999999999.tmp"]
     assert sorted(os.listdir(tmp_path)) == [".lock", "live.json"]
+
+
+def test_gc_keeps_an_unreadable_lease_and_says_why(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An unreadable lease may belong to a live container: gc keeps it, one line on stderr."""
+    (tmp_path / "c2.json").write_text("{")
+    assert main(["leases", "gc", "--dir", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith("gpu-ctk: leases: kept unreadable lease c2.json (not JSON: ")
+    assert line.endswith("remove it by hand once container c2 is gone")
+    assert (tmp_path / "c2.json").exists()
+
+
+def test_list_shows_an_unreadable_lease_in_the_table(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    hold(tmp_path, "c1", (0,), os.getpid())
+    (tmp_path / "c2.json").write_text("[]")
+    assert main(["leases", "list", "--dir", str(tmp_path)]) == 0
+    rows = [line.split(None, 4) for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows[1] == ["c2", "*", "-", "-", "unreadable (c2.json: <root>: expected an object)"]
 
 
 def test_directory_defaults_to_the_configuration(

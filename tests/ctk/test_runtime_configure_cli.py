@@ -111,15 +111,91 @@ def test_unconfigure_keeps_what_the_admin_changed_since(admin_file: Path) -> Non
 
 
 @pytest.mark.parametrize("admin_file", ["docker"], indirect=True)
-def test_configure_keeps_mode_and_writes_through_a_symlink(admin_file: Path,
-                                                           tmp_path: Path) -> None:
-    """A symlinked daemon.json stays a link to the rewritten target, whose mode is kept."""
+def test_configure_keeps_the_mode(admin_file: Path) -> None:
     os.chmod(admin_file, 0o600)
-    link = tmp_path / "daemon-link.json"
-    link.symlink_to(admin_file)
-    assert cli("configure", *engine_args("docker", link)) == 0
-    assert link.is_symlink() and b'"runtimes"' in admin_file.read_bytes()
+    assert cli("configure", *engine_args("docker", admin_file)) == 0
+    assert b'"runtimes"' in admin_file.read_bytes()
     assert admin_file.stat().st_mode & 0o777 == 0o600
+
+
+def plant(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+
+
+@pytest.mark.parametrize("admin_file", ["docker", "containerd-v2", "crio", "podman"],
+                         indirect=True)
+@pytest.mark.parametrize("target", ["canary", "dangling"])
+def test_symlink_at_the_file_is_never_followed(admin_file: Path, tmp_path: Path, target: str,
+                                               request: pytest.FixtureRequest,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A link planted at the engine file (to a file root must not change, or to where root
+    must not create one) is refused in one line; the link and its target stay as they were."""
+    case = request.node.callspec.params["admin_file"]
+    canary = tmp_path / "outside" / "canary"
+    canary.parent.mkdir()
+    if target == "canary":
+        canary.write_text('{"canary": true}\n')
+    if admin_file.exists():
+        admin_file.unlink()
+    plant(admin_file, canary)
+    assert cli("configure", *engine_args(case, admin_file)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "is a symlink" in err[0]
+    assert admin_file.is_symlink() and os.readlink(admin_file) == str(canary)
+    assert (canary.read_text() == '{"canary": true}\n') if target == "canary" \
+        else not canary.exists()
+    assert sorted(p.name for p in admin_file.parent.iterdir()) == [admin_file.name]
+
+
+@pytest.mark.parametrize("admin_file", ["docker", "containerd-v2"], indirect=True)
+@pytest.mark.parametrize("target", ["canary", "dangling"])
+def test_symlink_at_the_backup_is_never_followed(admin_file: Path, tmp_path: Path, target: str,
+                                                 request: pytest.FixtureRequest,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A link planted at PATH.gpu-ctk.bak is neither written through nor read as the admin's
+    file: configure and unconfigure refuse in one line and the engine file is untouched."""
+    case = request.node.callspec.params["admin_file"]
+    canary = tmp_path / "outside" / "canary"
+    canary.parent.mkdir()
+    if target == "canary":
+        canary.write_text("secret\n")
+    before = admin_file.read_bytes()
+    plant(Path(str(admin_file) + ".gpu-ctk.bak"), canary)
+    for action in ("configure", "unconfigure"):
+        args = engine_args(case, admin_file)
+        assert cli(action, *(args if action == "configure" else args[:4])) == 1
+        assert "is a symlink" in capsys.readouterr().err
+    assert admin_file.read_bytes() == before
+    assert (canary.read_text() == "secret\n") if target == "canary" else not canary.exists()
+
+
+@pytest.mark.parametrize("admin_file", ["docker"], indirect=True)
+def test_symlinks_at_likely_temporary_names_are_not_followed(admin_file: Path,
+                                                             tmp_path: Path) -> None:
+    """The temporary has a random name made exclusively: links planted at guessable names
+    (the old fixed names of other tools) are never written through."""
+    canary = tmp_path / "canary"
+    canary.write_text("canary\n")
+    for name in (".daemon.json.tmp", "daemon.json.tmp", ".daemon.json.gpu-ctk.bak.tmp",
+                 "daemon.json~"):
+        (admin_file.parent / name).symlink_to(canary)
+    assert cli("configure", *engine_args("docker", admin_file)) == 0
+    assert canary.read_text() == "canary\n"
+    assert b'"runtimes"' in admin_file.read_bytes()
+
+
+@pytest.mark.parametrize("admin_file", ["docker"], indirect=True)
+def test_backup_is_made_exclusively(admin_file: Path) -> None:
+    """The backup holds the admin's bytes, is a regular file of one link, and keeps the mode."""
+    os.chmod(admin_file, 0o640)
+    before = admin_file.read_bytes()
+    assert cli("configure", *engine_args("docker", admin_file)) == 0
+    backup = Path(str(admin_file) + ".gpu-ctk.bak")
+    info = os.lstat(backup)
+    assert backup.read_bytes() == before and info.st_nlink == 1
+    assert info.st_mode & 0o777 == 0o640
+    assert [p.name for p in admin_file.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,68 @@ def test_bad_topology_file(cache: Path, tmp_path: Path,
     path.write_text("gpus: 3\n")
     assert main(["simulate", "--topology", str(path), "--into", str(tmp_path / "sim")]) == 1
     assert capsys.readouterr().err.startswith(f"gpu-ctk: simulate: topology {path}: ")
+
+
+@pytest.mark.parametrize("setup", ["foreign", "0777", "0770", "symlink", "parent-0777"])
+def test_into_a_directory_others_control_is_refused(cache: Path, tmp_path: Path, setup: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """--into a directory someone else owns or can write (or a link, or under a parent others
+    can write): one line, exit 1, nothing written there or through it."""
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    into = parent / "sim"
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    if setup == "symlink":
+        into.symlink_to(canary)
+    elif setup == "parent-0777":
+        parent.chmod(0o777)
+    else:
+        into.mkdir()
+        os.chown(into, 65534, 65534) if setup == "foreign" else into.chmod(int(setup, 8))
+    assert main(["simulate", "--topology", "t4", "--into", str(into)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gpu-ctk: simulate: ") and err.count("\n") == 1
+    assert list(canary.iterdir()) == []
+    assert into.is_symlink() or not into.exists() or list(into.iterdir()) == []
+
+
+def test_fault_update_of_a_host_others_can_now_write_is_refused(
+        cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    into = tmp_path / "sim"
+    assert main(["simulate", "--topology", "t4", "--into", str(into)]) == 0
+    into.chmod(0o777)
+    assert main(["simulate", "--into", str(into), "--fault", "gpu-lost=0"]) == 1
+    assert "writable by group or others" in capsys.readouterr().err
+    assert list((into / "faults").iterdir()) == []
+
+
+def test_links_planted_at_temporary_names_are_not_followed(cache: Path, tmp_path: Path) -> None:
+    """A rebuild and a fault change write through no link left at a guessable temporary name
+    (DIR/faults is world-writable by design: any user's process counts faults there)."""
+    into = tmp_path / "sim"
+    assert main(["simulate", "--topology", "t4", "--into", str(into)]) == 0
+    canary = tmp_path / "canary"
+    canary.write_text("canary\n")
+    for name in (".config.yaml.tmp", ".topology.json.tmp", "lib/.libnvidia-ml.so.1.tmp",
+                 "faults/.gpu-lost.tmp"):
+        (into / name).symlink_to(canary)
+    assert main(["simulate", "--topology", "t4", "--into", str(into)]) == 0
+    assert main(["simulate", "--into", str(into), "--fault", "gpu-lost=0"]) == 0
+    assert canary.read_text() == "canary\n"
+
+
+def test_compile_cache_others_can_write_is_not_used(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The libraries come from a private directory instead, and the build says why."""
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("GPU_CTK_SIM_CACHE", str(shared))
+    into = tmp_path / "sim"
+    assert main(["simulate", "--topology", "t4", "--into", str(into)]) == 0
+    err = capsys.readouterr().err
+    assert "not using the compile cache" in err and "writable by group or others" in err
+    assert list(shared.iterdir()) == []
+    assert (into / "lib/libnvidia-ml.so.1").is_file()

@@ -234,8 +234,9 @@ class TestRelease:
         (tmp_path / "junk.json").write_text("[]")
         collected = lease_store.gc(str(tmp_path), Host(known=("live",)))
         assert [r.lease.container_id for r in collected.reclaimed] == ["dead"]
-        assert sorted(collected.removed) == [".x.1.tmp", "junk.json"]
-        assert sorted(os.listdir(tmp_path)) == [".lock", "live.json"]
+        assert collected.removed == (".x.1.tmp",)
+        assert sorted(os.listdir(tmp_path)) == [".lock", "junk.json", "live.json"]
+        assert "junk.json" in collected.kept[0] and "may be alive" in collected.kept[0]
 
 
 class TestHostObserver:
@@ -358,3 +359,72 @@ def test_many_processes_allocate_without_duplicates_or_losses(tmp_path: Path) ->
     stored = lease_store.read_all(str(directory))
     assert stored.problems == ()
     assert {lease.container_id: lease.devices[0].uuid for lease in stored.leases} == winners
+
+
+class TestDirectoryTrust:
+    """The lease directory steers which devices root hands out: it is ours only when nobody
+    else made it or can write it (hook/private_dirs.py)."""
+
+    @pytest.mark.parametrize("setup", ["0777", "0770", "foreign", "symlink"])
+    def test_allocation_moves_a_directory_others_control_aside(self, tmp_path: Path,
+                                                               setup: str) -> None:
+        store = tmp_path / "leases"
+        canary = tmp_path / "canary"
+        canary.mkdir(mode=0o700)
+        if setup == "symlink":
+            store.symlink_to(canary)
+        else:
+            store.mkdir(mode=0o700)
+            if setup == "foreign":
+                os.chown(store, 65534, 65534)
+            else:
+                store.chmod(int(setup, 8))
+        got = lease_store.allocate(str(store), "c1", decider("c1"), observer=Host())
+        assert got.lease.devices and any("moved aside" in p for p in got.problems)
+        assert list(canary.iterdir()) == []
+        info = os.lstat(store)
+        assert (info.st_uid, info.st_mode & 0o7777) == (os.geteuid(), 0o700)
+        assert (store / "c1.json").is_file()
+
+    @pytest.mark.parametrize("umask", [0o000, 0o077, 0o377])
+    def test_modes_do_not_depend_on_the_umask(self, tmp_path: Path, umask: int) -> None:
+        store = tmp_path / "run" / "leases"
+        old = os.umask(umask)
+        try:
+            lease_store.allocate(str(store), "c1", decider("c1"), observer=Host())
+        finally:
+            os.umask(old)
+        assert store.stat().st_mode & 0o777 == 0o700
+        assert store.parent.stat().st_mode & 0o777 == 0o755
+        assert (store / "c1.json").stat().st_mode & 0o777 == 0o600
+        assert (store / ".lock").stat().st_mode & 0o777 == 0o600
+
+    def test_allocation_under_a_parent_others_can_write_is_refused(self, tmp_path: Path) -> None:
+        parent = tmp_path / "run"
+        parent.mkdir()
+        parent.chmod(0o777)
+        with pytest.raises(ShimError, match=r"^mig: lease store .* writable by others"):
+            lease_store.allocate(str(parent / "leases"), "c1", decider("c1"), observer=Host())
+        assert list(parent.iterdir()) == []
+
+    @pytest.mark.parametrize("setup", ["0777", "foreign"])
+    def test_gc_release_and_list_leave_a_foreign_directory_alone(self, tmp_path: Path,
+                                                                 setup: str) -> None:
+        """Nothing is deleted in (or read as leases from) a directory that is not ours."""
+        put(tmp_path / "leases", make_lease("dead", (mig(1),)))
+        store = tmp_path / "leases"
+        (store / ".x.1.tmp").write_text("{")
+        os.chown(store, 65534, 65534) if setup == "foreign" else store.chmod(0o777)
+        before = sorted(os.listdir(store))
+        with pytest.raises(ShimError, match="not trusted"):
+            lease_store.gc(str(store), Host())
+        assert lease_store.release(str(store), "dead") is None
+        with pytest.raises(ShimError, match="not trusted"):
+            lease_store.read_all(str(store))
+        assert sorted(os.listdir(store)) == before
+
+    def test_fifo_planted_at_a_temp_name_does_not_block_a_write(self, tmp_path: Path) -> None:
+        tmp_path.chmod(0o700)
+        os.mkfifo(tmp_path / f".c1.{os.getpid()}.tmp")
+        put(tmp_path, make_lease("c1", (mig(0),)))
+        assert lease_store.read_lease(str(tmp_path / "c1.json")).container_id == "c1"

@@ -88,16 +88,108 @@ def test_values_that_are_not_one_line_get_no_entry(lease_dir: str, runtimes: lis
     assert fastpath.entry_text("/c.yaml", "copy copy-x", lease_dir, runtimes) is None
 
 
-def test_state_directory_others_can_write_is_refused(tmp_path: Path,
-                                                     dirs: tuple[Path, Path]) -> None:
-    """A group- or world-writable state directory is never trusted with an entry."""
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702])
+def test_state_directory_others_can_write_is_moved_aside(tmp_path: Path, dirs: tuple[Path, Path],
+                                                          mode: int) -> None:
+    """A group- or world-writable state directory is never trusted with an entry: it is moved
+    aside untouched and a fresh owner-only one holds the entry."""
     state = dirs[0]
     state.mkdir()
-    state.chmod(0o777)
+    state.chmod(mode)
     config = tmp_path / "c.yaml"
     config.write_text("runtimes: [runc]\n")
-    assert not load_and_remember(config, dirs)
-    assert not (state / "named").exists()
+    assert load_and_remember(config, dirs)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("state.untrusted-")]
+    assert len(aside) == 1 and list(aside[0].iterdir()) == []
+    assert (state / "named").is_file() and state.stat().st_mode & 0o777 == 0o700
+
+
+def test_foreign_state_directory_is_moved_aside(tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+    """A state directory someone else made first is not ours, whatever its mode."""
+    state = dirs[0]
+    state.mkdir(mode=0o700)
+    os.chown(state, 65534, 65534)
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    assert load_and_remember(config, dirs)
+    assert state.stat().st_uid == os.geteuid()
+    aside = next(p for p in tmp_path.iterdir() if p.name.startswith("state.untrusted-"))
+    assert aside.stat().st_uid == 65534 and list(aside.iterdir()) == []
+
+
+def test_symlinked_state_directory_is_never_written_through(tmp_path: Path,
+                                                            dirs: tuple[Path, Path]) -> None:
+    """A symlink planted at the state directory is replaced, its target left as it was."""
+    canary = tmp_path / "canary"
+    canary.mkdir(mode=0o700)
+    dirs[0].symlink_to(canary)
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    assert load_and_remember(config, dirs)
+    assert list(canary.iterdir()) == []
+    assert not dirs[0].is_symlink() and (dirs[0] / "named").is_file()
+
+
+def test_loose_state_directory_is_fixed_even_when_the_entry_is_current(
+        tmp_path: Path, dirs: tuple[Path, Path]) -> None:
+    """An entry that is current but sits in a directory loosened since is written again."""
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    assert load_and_remember(config, dirs)
+    dirs[0].chmod(0o777)
+    assert load_and_remember(config, dirs)
+    assert dirs[0].stat().st_mode & 0o777 == 0o700
+
+
+def test_state_directory_and_its_parent_are_sealed(tmp_path: Path,
+                                                   dirs: tuple[Path, Path]) -> None:
+    """Both get the sticky bit the launcher checks without starting a process."""
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    assert load_and_remember(config, dirs)
+    assert dirs[0].stat().st_mode & 0o7777 == 0o1700
+    assert tmp_path.stat().st_mode & 0o1000
+
+
+def test_unsealed_state_directory_is_sealed_again(tmp_path: Path,
+                                                  dirs: tuple[Path, Path]) -> None:
+    """A directory whose mode was set since (any numeric chmod clears the bit) is checked and
+    sealed again, even when its entry is current."""
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    assert load_and_remember(config, dirs)
+    dirs[0].chmod(0o700)
+    assert load_and_remember(config, dirs)
+    assert dirs[0].stat().st_mode & 0o7777 == 0o1700
+
+
+def test_parent_others_can_write_is_not_sealed(tmp_path: Path) -> None:
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    parent.chmod(0o1777)
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    load_and_remember(config, (parent / "state", tmp_path / "cache"))
+    assert parent.stat().st_mode & 0o7777 == 0o1777
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o077, 0o277])
+def test_state_directory_mode_does_not_depend_on_the_umask(tmp_path: Path,
+                                                           dirs: tuple[Path, Path],
+                                                           umask: int) -> None:
+    """Whatever the umask, the state directory is 0700 and its parents 0755."""
+    state = tmp_path / "run" / "shim" / "fastpath"
+    config = tmp_path / "c.yaml"
+    config.write_text("runtimes: [runc]\n")
+    old = os.umask(umask)
+    try:
+        assert load_and_remember(config, (state, dirs[1]))
+    finally:
+        os.umask(old)
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "run" / "shim").stat().st_mode & 0o777 == 0o755
+    assert all(entry.stat().st_mode & 0o777 == 0o600 for entry in state.iterdir())
 
 
 def test_state_directory_is_created_owner_only(tmp_path: Path, dirs: tuple[Path, Path]) -> None:
@@ -110,8 +202,9 @@ def test_state_directory_is_created_owner_only(tmp_path: Path, dirs: tuple[Path,
 
 def test_unwritable_state_directory_is_harmless(tmp_path: Path,
                                                 dirs: tuple[Path, Path]) -> None:
-    """Failing to write (here: the state path is a file) costs only the fast path."""
-    dirs[0].write_text("")
+    """Failing to write (here: a parent of the state path is a file) costs only the fast path."""
+    (tmp_path / "file").write_text("")
+    dirs = (tmp_path / "file" / "state", dirs[1])
     config = tmp_path / "c.yaml"
     config.write_text("runtimes: [runc]\n")
     assert not load_and_remember(config, dirs)

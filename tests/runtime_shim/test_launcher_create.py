@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from oci_schema import config_errors
 
 from hook import config as config_mod
+from hook import logfile
 from runtime_shim import fastpath, launcher, pipeline, policy_choice, rootfs_guard
 from runtime_shim.main import build_context
 
@@ -54,6 +55,7 @@ class Launcher:
         self.path.write_text(launcher.render_runtime(str(python), ["/nowhere"], str(self.state)))
         self.path.chmod(0o755)
         self.log = root / "shim.log"
+        os.close(logfile.open_log(str(self.log))[0])  # as the first create through Python does
         self.config = root / "config.yaml"
         self.config.write_text(f"runtimes: [runc]\nlog: {{file: {self.log}}}\n" + config_text)
         self.bundle = root / "bundle"
@@ -96,6 +98,92 @@ def test_untouched_create_runs_runc_directly_and_logs_a_line(fast: Launcher) -> 
     assert line.startswith("time=") and line.endswith(
         f"level=info cmd=create id=c1 bundle={fast.bundle} gpu=no written=no changes=none "
         "path=fast")
+
+
+def test_pass_through_uses_a_trusted_entry(fast: Launcher) -> None:
+    assert fast.run(["state", "c1"]).startswith("RUNTIME")
+
+
+@pytest.mark.parametrize("loosen", ["0777", "0770", "0702", "foreign", "parent-0777",
+                                    "parent-foreign", "unsealed", "symlink"])
+def test_entry_in_a_directory_others_control_is_not_trusted(fast: Launcher, loosen: str) -> None:
+    """The launcher checks owner and mode of the entry's directory and its parent (the sticky
+    seal Python set, which a numeric chmod clears, else find -perm): one someone else made or
+    can write, or one whose mode was set since Python checked it, is not trusted: Python
+    decides."""
+    if loosen == "foreign":
+        os.chown(fast.state, 65534, 65534)
+    elif loosen.startswith("parent-"):
+        os.chown(fast.root, 65534, 65534) if loosen == "parent-foreign" else \
+            fast.root.chmod(int(loosen[7:], 8))
+    elif loosen == "unsealed":
+        fast.state.chmod(0o700)
+    elif loosen == "symlink":
+        fast.state.rename(fast.root / "real-state")
+        fast.state.symlink_to(fast.root / "real-state")
+    else:
+        fast.state.chmod(int(loosen, 8))
+    assert fast.run(["state", "c1"]).startswith("PYTHON")
+
+
+def test_missing_log_file_is_left_to_python(fast: Launcher) -> None:
+    """The launcher appends only to a log file that exists; Python makes one safely."""
+    fast.log.unlink()
+    fast.write(base_spec())
+    assert fast.create() == "python"
+
+
+@pytest.mark.parametrize("plant", ["symlink", "foreign", "loose", "hardlink", "fifo"])
+def test_log_file_someone_could_have_planted_is_left_to_python(fast: Launcher,
+                                                               plant: str) -> None:
+    """A symlink, hard link or FIFO at the log, or a log someone else owns or can write, is
+    never appended to by the launcher: Python moves it aside (hook/logfile.open_log)."""
+    canary = fast.root / "canary"
+    canary.write_text("canary\n")
+    canary.chmod(0o600)
+    fast.log.unlink()
+    if plant == "symlink":
+        fast.log.symlink_to(canary)
+    elif plant == "hardlink":
+        os.link(canary, fast.log)
+    elif plant == "fifo":
+        os.mkfifo(fast.log)
+    else:
+        fast.log.write_text("")
+        fast.log.chmod(0o666) if plant == "loose" else os.chown(fast.log, 65534, 65534)
+    fast.write(base_spec())
+    assert fast.create() == "python"
+    assert canary.read_text() == "canary\n"
+
+
+@pytest.mark.parametrize("setup", ["loose", "foreign"])
+def test_log_in_a_directory_others_control_is_left_to_python(tmp_path: Path, setup: str) -> None:
+    fast = Launcher(tmp_path)
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    log = directory / "shim.log"
+    log.write_text("")
+    log.chmod(0o640)
+    directory.chmod(0o777) if setup == "loose" else os.chown(directory, 65534, 65534)
+    fast.config.write_text(f"runtimes: [runc]\nlog: {{file: {log}}}\n")
+    env = fast.environ()
+    loaded = config_mod.load(env, cache_dir=str(tmp_path / "cache"))
+    assert fastpath.remember(loaded, env, state_dir=str(fast.state),
+                             cache_dir=str(tmp_path / "cache"))
+    fast.write(base_spec())
+    assert fast.create() == "python"
+
+
+@pytest.mark.parametrize("container_id", ["c1\ntime=x level=error", "c1\rx", "c1\x0bx",
+                                          "c1\x0cx", "c1\u0085x", "c1\u2028x", "c1\u2029x",
+                                          "c1\x1bx", "c1 x", "c1\u00e9", "c1\"x"])
+def test_id_that_needs_escaping_is_logged_by_python(fast: Launcher, container_id: str) -> None:
+    """The launcher writes only bare logfmt values; any id that would need escaping (argv is
+    the engine's) goes to Python, whose formatter escapes it."""
+    fast.write(base_spec())
+    out = fast.run(["create", "--bundle", str(fast.bundle), container_id])
+    assert out.startswith("PYTHON")
+    assert fast.log.read_text() == ""
 
 
 def test_pretty_printed_spec_is_read_too(fast: Launcher) -> None:

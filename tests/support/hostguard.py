@@ -44,9 +44,10 @@ def _sha256(path: str) -> str:
 def mount_points() -> list[str]:
     """Mount points of this process's mount namespace (the host's), unescaped."""
     points = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as stream:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace",
+              newline="\n") as stream:  # a path may hold \r, which the kernel leaves as is
         for line in stream:
-            raw = line.split()[4]
+            raw = line.split(" ")[4]
             points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw))
     return points
 
