@@ -101,11 +101,12 @@ def test_gc_reclaims_stale_and_says_what(tmp_path: Path,
 
 def test_gc_keeps_an_unreadable_lease_and_says_why(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    """An unreadable lease may belong to a live container: gc keeps it, one line on stderr."""
+    """An unreadable lease may belong to a live container: gc keeps it, one line on stderr, and
+    says on stdout that nothing was reclaimed."""
     (tmp_path / "c2.json").write_text("{")
     assert main(["leases", "gc", "--dir", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert captured.out == ""
+    assert captured.out == f"nothing to reclaim in {tmp_path}\n"
     (line,) = captured.err.splitlines()
     assert line.startswith("gpu-ctk: leases: kept unreadable lease c2.json (not JSON: ")
     assert line.endswith("remove it by hand once container c2 is gone")
