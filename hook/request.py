@@ -124,12 +124,15 @@ def _strings(value: Any, field: str) -> list[str]:
 
 
 def environment(process: Mapping[str, Any]) -> dict[str, str]:
-    """``process.env`` as a dict: later duplicates win (as execve and runc see it), entries
-    without ``=`` are ignored."""
+    """``process.env`` as a dict: later duplicates win (as execve and runc see it). An entry
+    without ``=`` is an error, as in the toolkit's hook (and runc refuses to start it)."""
     env: dict[str, str] = {}
-    for entry in _strings(process.get("env"), "process.env"):
+    for i, entry in enumerate(_strings(process.get("env"), "process.env")):
         key, sep, value = entry.partition("=")
-        if sep and key:
+        if not sep:
+            raise ShimError(SPEC_STAGE, f"process.env[{i}]: expected NAME=VALUE, got "
+                                        f"{_shown(entry, 40)}")
+        if key:
             env[key] = value
     return env
 
@@ -162,19 +165,23 @@ def _legacy(env: Mapping[str, str]) -> bool:
 
 
 def _mig_devices(env: Mapping[str, str], name: str, privileged: bool) -> tuple[str, ...]:
-    """The toolkit refuses these in unprivileged containers rather than ignoring them, and
-    libnvidia-container accepts only ``all``."""
-    items = split_list(env.get(name, ""), name)
-    if not items:
+    """The toolkit refuses any non-empty value in an unprivileged container rather than
+    ignoring it; libnvidia-container then reads the value untrimmed, skips empty items and
+    accepts only ``all`` (any case), reading nothing after it."""
+    value = env.get(name, "")
+    if value == "":
         return ()
     if not privileged:
         raise ShimError(STAGE, f"cannot set {name} in an unprivileged container "
                                f"(needs {CAP_SYS_ADMIN})")
-    for item in items:
-        if item.lower() != "all":
+    for item in value.split(","):
+        if item == "":
+            continue
+        if not (item.isascii() and item.lower() == "all"):
             raise ShimError(STAGE, f"{name}: {_shown(item)}: only 'all' devices are currently "
                                    "supported")
-    return ("all",)
+        return ("all",)
+    return ()
 
 
 def _requirements(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

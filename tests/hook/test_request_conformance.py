@@ -338,7 +338,8 @@ def test_legacy_requirement_names_its_source() -> None:
 @pytest.mark.parametrize(("version", "expected"), [
     ("0", "0.0"), ("8", "8.0"), ("7.5", "7.5"), ("9.0.116", "9.0"),
     ("4294967295.4294967295.4294967295", "4294967295.4294967295"), ("v11.6", "11.6"),
-    ("12.2.0-rc1", "12.2"), ("12.2.0+build.5", "12.2"), ("09.01", "9.1"),
+    ("12.2.0-rc1", "12.2"), ("12.2.0+build.5", "12.2"), ("12.2.0-rc.1+b.2", "12.2"),
+    ("1.0.0-0a", "1.0"),
 ])
 def test_legacy_version_valid(version: str, expected: str) -> None:
     assert legacy_cuda_version(version) == expected
@@ -347,7 +348,8 @@ def test_legacy_version_valid(version: str, expected: str) -> None:
 @pytest.mark.parametrize("version", [
     "foo", "foo.5.10", "9.0.116.50", "9.0.116foo", "7.foo", "9.0.bar", "9.4294967296",
     "9.0.116.", "9..0", "9.", ".5.10", "-9", "+9", "-9.1.116", "-9.-1.-116", "", "1.0.0-01",
-    "\u0661\u0662",
+    "\u0661\u0662", "09.01", "9.01", "12.2-rc1", "12-rc1", "1.2.3-", "1.2.3+", "vv1", "V11.6",
+    "1.2.3-a..b", " 11.6",
 ])
 def test_legacy_version_invalid(version: str) -> None:
     with pytest.raises(ShimError, match="CUDA_VERSION: invalid CUDA version"):
