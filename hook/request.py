@@ -23,12 +23,14 @@ from hook.request_mounts import (
     mount_tokens,
 )
 from hook.request_words import (
+    CAP_SYS_ADMIN,
     CAPABILITIES,
     DEFAULT_CAPABILITIES,
     MAX_TOKENS,
     device_token_kind,
     driver_capabilities,
     legacy_cuda_version,
+    mig_control,
     parse_bool,
     pick_devices,
     split_list,
@@ -54,8 +56,10 @@ MIG_MONITOR_DEVICES = "NVIDIA_MIG_MONITOR_DEVICES"
 CUDA_VERSION = "CUDA_VERSION"
 REQUIRE_CUDA = "NVIDIA_REQUIRE_CUDA"
 
+MAX_REQUIREMENTS = 32
+"""libnvidia-container's CLI holds at most 32 ``--require`` options; more fail the start."""
+
 IMEX_CHANNELS = "NVIDIA_IMEX_CHANNELS"
-CAP_SYS_ADMIN = "CAP_SYS_ADMIN"
 
 
 @dataclass(frozen=True)
@@ -164,30 +168,18 @@ def _legacy(env: Mapping[str, str]) -> bool:
     return env.get(CUDA_VERSION, "") != "" and env.get(REQUIRE_CUDA, "") == ""
 
 
-def _mig_devices(env: Mapping[str, str], name: str, privileged: bool) -> tuple[str, ...]:
-    """The toolkit refuses any non-empty value in an unprivileged container rather than
-    ignoring it; libnvidia-container then reads the value untrimmed, skips empty items and
-    accepts only ``all`` (any case), reading nothing after it."""
-    value = env.get(name, "")
-    if value == "":
-        return ()
-    if not privileged:
-        raise ShimError(STAGE, f"cannot set {name} in an unprivileged container "
-                               f"(needs {CAP_SYS_ADMIN})")
-    for item in value.split(","):
-        if item == "":
-            continue
-        if not (item.isascii() and item.lower() == "all"):
-            raise ShimError(STAGE, f"{name}: {_shown(item)}: only 'all' devices are currently "
-                                   "supported")
-        return ("all",)
-    return ()
-
-
 def _requirements(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The requirements and the variable each came from; the legacy rule last."""
-    names = sorted(name for name in env if name.startswith(REQUIRE_PREFIX)
-                   and not name.startswith(REQUIRE_JETPACK) and env[name].strip())
+    """The requirements and the variable each came from; the legacy rule last. Blank ones
+    constrain nothing and are left out, but count towards libnvidia-container's limit (the
+    toolkit's hook passes each as a ``--require``)."""
+    every = [name for name in env if name.startswith(REQUIRE_PREFIX)
+             and not name.startswith(REQUIRE_JETPACK)]
+    count = len(every) + (1 if _legacy(env) else 0)
+    if count > MAX_REQUIREMENTS:
+        raise ShimError(STAGE, f"too many requirements: {count} NVIDIA_REQUIRE_* (with the "
+                               f"legacy rule); libnvidia-container takes at most "
+                               f"{MAX_REQUIREMENTS}")
+    names = sorted(name for name in every if env[name].strip())
     texts, sources = [env[name] for name in names], list(names)
     if _legacy(env):
         texts.append(f"cuda>={legacy_cuda_version(env[CUDA_VERSION])}")
@@ -264,8 +256,8 @@ def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceReq
     if devices is None:
         return None
 
-    mig_config = _mig_devices(env, MIG_CONFIG_DEVICES, privileged)
-    mig_monitor = _mig_devices(env, MIG_MONITOR_DEVICES, privileged)
+    mig_config = mig_control(env.get(MIG_CONFIG_DEVICES, ""), MIG_CONFIG_DEVICES, privileged)
+    mig_monitor = mig_control(env.get(MIG_MONITOR_DEVICES, ""), MIG_MONITOR_DEVICES, privileged)
     supported = supported_capabilities(str(options.get("supported_driver_capabilities",
                                                        "all")))
     capabilities, caps_source = driver_capabilities(env.get(DRIVER_CAPABILITIES), _legacy(env),

@@ -14,6 +14,7 @@ from typing import Optional
 from hook.errors import ShimError, one_line
 
 STAGE = "request"
+CAP_SYS_ADMIN = "CAP_SYS_ADMIN"
 
 MAX_TOKEN_CHARS = 256
 MAX_TOKENS = 1024
@@ -109,6 +110,26 @@ def pick_devices(tokens: Sequence[str]) -> Optional[tuple[str, ...]]:
         if device_token_kind(token) is None:
             raise ShimError(STAGE, f"unknown device {shown(token)}; expected {TOKEN_FORMS}")
     return tuple(tokens)
+
+
+def mig_control(value: str, name: str, privileged: bool) -> tuple[str, ...]:
+    """``NVIDIA_MIG_CONFIG_DEVICES``/``NVIDIA_MIG_MONITOR_DEVICES`` (``name``): ``("all",)`` or
+    ``()``. The toolkit refuses any non-empty value in an unprivileged container rather than
+    ignoring it; libnvidia-container then reads the value untrimmed, skips empty items and
+    accepts only ``all`` (any case), reading nothing after it."""
+    if value == "":
+        return ()
+    if not privileged:
+        raise ShimError(STAGE, f"cannot set {name} in an unprivileged container "
+                               f"(needs {CAP_SYS_ADMIN})")
+    for item in value.split(","):
+        if item == "":
+            continue
+        if not (item.isascii() and item.lower() == "all"):
+            raise ShimError(STAGE, f"{name}: {shown(item)}: only 'all' devices are currently "
+                                   "supported")
+        return ("all",)
+    return ()
 
 
 def supported_capabilities(value: str) -> frozenset[str]:

@@ -203,6 +203,19 @@ def test_env_entry_without_equals_is_refused() -> None:
     assert exc.cause == "process.env[1]: expected NAME=VALUE, got NVIDIA_VISIBLE_DEVICES"
 
 
+def test_more_than_32_requirements_are_refused() -> None:
+    """libnvidia-container takes 32 --require options; blank ones and the legacy rule count."""
+    blanks = [f"NVIDIA_REQUIRE_B{i}=" for i in range(31)]
+    assert request("NVIDIA_VISIBLE_DEVICES=0", "CUDA_VERSION=9.0", *blanks) is not None
+    exc = error("NVIDIA_VISIBLE_DEVICES=0", "CUDA_VERSION=9.0", "NVIDIA_REQUIRE_X=", *blanks)
+    assert exc.cause.startswith("too many requirements: 33")
+
+
+def test_many_requirements_are_not_counted_when_disabled() -> None:
+    many = [f"NVIDIA_REQUIRE_B{i}=cuda>=1" for i in range(40)]
+    assert request("NVIDIA_VISIBLE_DEVICES=0", "NVIDIA_DISABLE_REQUIRE=1", *many) is not None
+
+
 def test_value_may_contain_equals() -> None:
     """Only the first '=' separates name from value."""
     result = request("NVIDIA_VISIBLE_DEVICES=0", "NVIDIA_REQUIRE_X=driver>=450")
