@@ -252,7 +252,7 @@ def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceReq
     cdi: tuple[tuple[str, str], ...] = ()
     if not words & {"all", "none"}:  # else the first of them wins and the rest goes unread
         tokens, cdi = _resolve_cdi(tokens, options)
-    devices = pick_devices(tokens)
+    devices = pick_devices(tokens, in_order=source == "mounts")
     if devices is None:
         return None
 

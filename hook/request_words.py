@@ -90,22 +90,28 @@ def parse_bool(value: Optional[str]) -> bool:
     return value in GO_TRUE
 
 
-def pick_devices(tokens: Sequence[str]) -> Optional[tuple[str, ...]]:
+def pick_devices(tokens: Sequence[str], in_order: bool = False
+                 ) -> Optional[tuple[str, ...]]:
     """Apply the special words: ``void`` anywhere (or no token) is not a GPU container;
     otherwise the first of ``all``/``none`` wins (``all,none`` is ``all``) and the other tokens
     are dropped unread, as the toolkit does. Words match in any case (README: where we differ).
     Without a special word every token must have a device shape (CDI names are resolved
-    before this); None means not a GPU container."""
+    before this); None means not a GPU container.
+
+    ``in_order`` (a mount list, which the toolkit hands libnvidia-container as it is): tokens
+    before the special word are read too, so a malformed one fails even before ``all``."""
     if not tokens:
         return None
     lowered = [token.lower() for token in tokens]
     if "void" in lowered:
         return None
-    for word in lowered:
+    for token, word in zip(tokens, lowered):
         if word == "all":
             return ("all",)
         if word == "none":
             return ()
+        if in_order and "=" not in token and device_token_kind(token) is None:
+            break
     for token in tokens:
         if device_token_kind(token) is None:
             raise ShimError(STAGE, f"unknown device {shown(token)}; expected {TOKEN_FORMS}")

@@ -139,10 +139,19 @@ def test_container_config(description: str, env: dict[str, str], privileged: boo
 
 
 @pytest.mark.parametrize("variable", ["NVIDIA_MIG_CONFIG_DEVICES", "NVIDIA_MIG_MONITOR_DEVICES"])
-def test_mig_control_in_an_unprivileged_container_is_refused(variable: str) -> None:
-    """Either MIG variable set in an unprivileged GPU container fails it (the toolkit panics)."""
+@pytest.mark.parametrize("value", ["all", "mig0,mig1", ",", " "])
+def test_mig_control_in_an_unprivileged_container_is_refused(variable: str, value: str) -> None:
+    """Either MIG variable set (any non-empty value) in an unprivileged GPU container fails it
+    (the toolkit panics)."""
     with pytest.raises(ShimError, match=f"cannot set {variable} in an unprivileged container"):
-        parsed({**MODERN, "NVIDIA_VISIBLE_DEVICES": "all", variable: "all"})
+        parsed({**MODERN, "NVIDIA_VISIBLE_DEVICES": "all", variable: value})
+
+
+@pytest.mark.parametrize("value", ["mig0,mig1", " all", "all "])
+def test_mig_control_other_than_all_fails_in_a_privileged_container(value: str) -> None:
+    """The hook passes the value on untrimmed; libnvidia-container accepts only `all`."""
+    with pytest.raises(ShimError, match="only 'all' devices are currently supported"):
+        parsed({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_MIG_CONFIG_DEVICES": value}, True)
 
 
 # --- supported-driver-capabilities and swarm-resource (the hook's configuration) --------------
@@ -259,7 +268,17 @@ VISIBLE = [
     ("slashes in a mount name", ["MIG-GPU-12345/0/1"], "", True, True, True,
      ("MIG-GPU-12345/0/1",)),
     ("imex mounts are not devices", ["0", "imex/0", "1"], "", True, True, True, ("0", "1")),
+    ("a cdi mount naming no device is skipped", ["cdi/nvidia.com"], "2", True, True, True,
+     ("2",)),
+    ("a comma in a mount name separates devices", ["0,1"], "", True, True, True, ("0", "1")),
+    ("all after devices in a mount list", ["0", "all"], "", True, True, True, ("all",)),
 ]
+
+
+def test_mount_list_is_read_in_order_like_the_cli() -> None:
+    """A mount list reaches libnvidia-container as it is: a bad device before `all` fails."""
+    with pytest.raises(ShimError, match="unknown device bogus"):
+        parsed({}, True, ["bogus", "all"])
 
 
 @pytest.mark.parametrize(("description", "mounts", "env_devices", "privileged", "accept_env",
@@ -378,6 +397,12 @@ DSL = [
     ("cuda>=99 brand=tesla", True), ("cuda>=99 cuda>=98", False),
     ("cuda>=12,brand=tesla", True), ("cuda>=12,brand=geforce", False),
     ("cuda>=99 brand=tesla,driver>=500", True), ("", True), ("  ", True), (",, ,", True),
+    # libnvidia-container's parser, read closely: `!` is a prefix of `!=`; versions are digits
+    # and dots with empty components skipped; a brand is any text; an alternative of only
+    # commas stops the evaluation with the outcome so far (none yet: it holds).
+    ("cuda!12", True), ("cuda!12.2", False), ("brand!tesla", False), ("cuda>=12.", True),
+    ("cuda=12..2", True), ("driver=535.104.5.", True), ("brand=Tesla/T4", False),
+    (", cuda>=99", True), ("cuda>=99 , brand=tesla", False), ("cuda>=99  brand=tesla", True),
 ]
 
 
@@ -393,7 +418,8 @@ def test_requirement_dsl(requirement: str, holds: bool) -> None:
 
 @pytest.mark.parametrize("requirement", [
     "cuda", "cuda>=", ">=12", "cuda=>12", "cuda==12", "cuda>=12a", "gpu>=1", "brand>=tesla",
-    "cuda>=12\tbrand=tesla",
+    "cuda>=12\tbrand=tesla", "cuda>=.1", "cuda>=.", "cuda<18446744073709551615", "cuda!>1",
+    "brand<tesla",
 ])
 def test_invalid_expression(requirement: str) -> None:
     """What libnvidia-container calls an invalid expression fails to parse (a tab is no OR)."""
