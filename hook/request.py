@@ -199,8 +199,8 @@ def _imex_channels(mounted: list[str], env: Mapping[str, str], volume_mounts: bo
         source = "mounts"
     if not channels and env_allowed:
         items = split_list(env.get(IMEX_CHANNELS, ""), IMEX_CHANNELS)
-        lowered = {item.lower() for item in items}
-        channels = [] if lowered & {"all", "none", "void"} else items
+        # Lower case only, as the toolkit's words are (``ALL`` is then no channel number).
+        channels = [] if set(items) & {"all", "none", "void"} else items
         source = "env"
     for channel in channels:
         if not (channel.isascii() and channel.isdigit() and len(channel) <= 9):

@@ -302,8 +302,15 @@ IMEX = [
      {"NVIDIA_IMEX_CHANNELS": "3,4", "CUDA_VERSION": "1.2.3"}, None, ("3", "4")),
     ("all asks for no channel", {"NVIDIA_IMEX_CHANNELS": "all"}, None, ()),
     ("none and void ask for none", {"NVIDIA_IMEX_CHANNELS": "none"}, None, ()),
+    ("a word beside channels wins", {"NVIDIA_IMEX_CHANNELS": "3,void"}, None, ()),
     ("mounts beat the variable", {"NVIDIA_IMEX_CHANNELS": "3"}, ["imex/1", "imex/2"], ("1", "2")),
 ]
+
+
+def test_imex_words_are_lower_case_only() -> None:
+    """The toolkit passes `ALL` on as a channel, which is no channel number: the start fails."""
+    with pytest.raises(ShimError, match="IMEX channel ALL: expected a channel number"):
+        parsed({"NVIDIA_VISIBLE_DEVICES": "0", "NVIDIA_IMEX_CHANNELS": "ALL"}, True)
 
 
 @pytest.mark.parametrize(("description", "env", "mounts", "expected"), IMEX,
