@@ -23,12 +23,14 @@ from hook.request_mounts import (
     mount_tokens,
 )
 from hook.request_words import (
+    CAP_SYS_ADMIN,
     CAPABILITIES,
     DEFAULT_CAPABILITIES,
     MAX_TOKENS,
     device_token_kind,
     driver_capabilities,
     legacy_cuda_version,
+    mig_control,
     parse_bool,
     pick_devices,
     split_list,
@@ -54,8 +56,10 @@ MIG_MONITOR_DEVICES = "NVIDIA_MIG_MONITOR_DEVICES"
 CUDA_VERSION = "CUDA_VERSION"
 REQUIRE_CUDA = "NVIDIA_REQUIRE_CUDA"
 
+MAX_REQUIREMENTS = 32
+"""libnvidia-container's CLI holds at most 32 ``--require`` options; more fail the start."""
+
 IMEX_CHANNELS = "NVIDIA_IMEX_CHANNELS"
-CAP_SYS_ADMIN = "CAP_SYS_ADMIN"
 
 
 @dataclass(frozen=True)
@@ -124,12 +128,15 @@ def _strings(value: Any, field: str) -> list[str]:
 
 
 def environment(process: Mapping[str, Any]) -> dict[str, str]:
-    """``process.env`` as a dict: later duplicates win (as execve and runc see it), entries
-    without ``=`` are ignored."""
+    """``process.env`` as a dict: later duplicates win (as execve and runc see it). An entry
+    without ``=`` is an error, as in the toolkit's hook (and runc refuses to start it)."""
     env: dict[str, str] = {}
-    for entry in _strings(process.get("env"), "process.env"):
+    for i, entry in enumerate(_strings(process.get("env"), "process.env")):
         key, sep, value = entry.partition("=")
-        if sep and key:
+        if not sep:
+            raise ShimError(SPEC_STAGE, f"process.env[{i}]: expected NAME=VALUE, got "
+                                        f"{_shown(entry, 40)}")
+        if key:
             env[key] = value
     return env
 
@@ -161,26 +168,18 @@ def _legacy(env: Mapping[str, str]) -> bool:
     return env.get(CUDA_VERSION, "") != "" and env.get(REQUIRE_CUDA, "") == ""
 
 
-def _mig_devices(env: Mapping[str, str], name: str, privileged: bool) -> tuple[str, ...]:
-    """The toolkit refuses these in unprivileged containers rather than ignoring them, and
-    libnvidia-container accepts only ``all``."""
-    items = split_list(env.get(name, ""), name)
-    if not items:
-        return ()
-    if not privileged:
-        raise ShimError(STAGE, f"cannot set {name} in an unprivileged container "
-                               f"(needs {CAP_SYS_ADMIN})")
-    for item in items:
-        if item.lower() != "all":
-            raise ShimError(STAGE, f"{name}: {_shown(item)}: only 'all' devices are currently "
-                                   "supported")
-    return ("all",)
-
-
 def _requirements(env: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The requirements and the variable each came from; the legacy rule last."""
-    names = sorted(name for name in env if name.startswith(REQUIRE_PREFIX)
-                   and not name.startswith(REQUIRE_JETPACK) and env[name].strip())
+    """The requirements and the variable each came from; the legacy rule last. Blank ones
+    constrain nothing and are left out, but count towards libnvidia-container's limit (the
+    toolkit's hook passes each as a ``--require``)."""
+    every = [name for name in env if name.startswith(REQUIRE_PREFIX)
+             and not name.startswith(REQUIRE_JETPACK)]
+    count = len(every) + (1 if _legacy(env) else 0)
+    if count > MAX_REQUIREMENTS:
+        raise ShimError(STAGE, f"too many requirements: {count} NVIDIA_REQUIRE_* (with the "
+                               f"legacy rule); libnvidia-container takes at most "
+                               f"{MAX_REQUIREMENTS}")
+    names = sorted(name for name in every if env[name].strip())
     texts, sources = [env[name] for name in names], list(names)
     if _legacy(env):
         texts.append(f"cuda>={legacy_cuda_version(env[CUDA_VERSION])}")
@@ -200,8 +199,8 @@ def _imex_channels(mounted: list[str], env: Mapping[str, str], volume_mounts: bo
         source = "mounts"
     if not channels and env_allowed:
         items = split_list(env.get(IMEX_CHANNELS, ""), IMEX_CHANNELS)
-        lowered = {item.lower() for item in items}
-        channels = [] if lowered & {"all", "none", "void"} else items
+        # Lower case only, as the toolkit's words are (``ALL`` is then no channel number).
+        channels = [] if set(items) & {"all", "none", "void"} else items
         source = "env"
     for channel in channels:
         if not (channel.isascii() and channel.isdigit() and len(channel) <= 9):
@@ -253,12 +252,12 @@ def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceReq
     cdi: tuple[tuple[str, str], ...] = ()
     if not words & {"all", "none"}:  # else the first of them wins and the rest goes unread
         tokens, cdi = _resolve_cdi(tokens, options)
-    devices = pick_devices(tokens)
+    devices = pick_devices(tokens, in_order=source == "mounts")
     if devices is None:
         return None
 
-    mig_config = _mig_devices(env, MIG_CONFIG_DEVICES, privileged)
-    mig_monitor = _mig_devices(env, MIG_MONITOR_DEVICES, privileged)
+    mig_config = mig_control(env.get(MIG_CONFIG_DEVICES, ""), MIG_CONFIG_DEVICES, privileged)
+    mig_monitor = mig_control(env.get(MIG_MONITOR_DEVICES, ""), MIG_MONITOR_DEVICES, privileged)
     supported = supported_capabilities(str(options.get("supported_driver_capabilities",
                                                        "all")))
     capabilities, caps_source = driver_capabilities(env.get(DRIVER_CAPABILITIES), _legacy(env),

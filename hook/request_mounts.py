@@ -56,10 +56,12 @@ def device_list_mounts(spec: Mapping[str, Any]) -> list[str]:
         if source is None or "null" not in source or _clean(source) != "/dev/null":
             continue
         destination = _clean(destination)
-        if destination in seen or not destination.startswith(DEVICE_LIST_ROOT + "/"):
-            continue
+        if destination in seen or not destination.startswith(DEVICE_LIST_ROOT):
+            continue  # a plain prefix test, as the toolkit's (``…devices0`` asks for 0)
         seen.add(destination)
         token = destination[len(DEVICE_LIST_ROOT):].strip("/")
+        if not token:
+            continue
         if len(token) > MAX_TOKEN_CHARS:
             raise ShimError(STAGE, f"device-list mount: item longer than {MAX_TOKEN_CHARS} "
                                    f"characters: {_shown(token)}")
@@ -71,7 +73,9 @@ def device_list_mounts(spec: Mapping[str, Any]) -> list[str]:
 
 def mount_tokens(mounted: list[str]) -> list[str]:
     """Device tokens among the ``device_list_mounts`` (``cdi/<vendor>/<class>/<device>``
-    spelled as a CDI name; IMEX channel mounts left out)."""
+    spelled as a CDI name; IMEX channel mounts left out). As in the toolkit, a ``cdi/`` mount
+    that spells no CDI name is skipped, and a comma in a mount name separates devices (the
+    name reaches libnvidia-container's ``--device`` list as it is)."""
     tokens: list[str] = []
     for token in mounted:
         if token.startswith(IMEX_MOUNT_PREFIX):
@@ -80,9 +84,10 @@ def mount_tokens(mounted: list[str]) -> list[str]:
             from hook.cdi_names import mount_name
 
             name = mount_name(token)
-            if name is None:
-                raise ShimError(STAGE, f"device-list mount {_shown(token)}: expected "
-                                       "cdi/<vendor>/<class>/<device>")
-            token = name
-        tokens.append(token)
+            if name is not None:
+                tokens.append(name)
+            continue
+        tokens.extend(item for item in token.split(",") if item)
+    if len(tokens) > MAX_TOKENS:
+        raise ShimError(STAGE, f"device-list mounts: more than {MAX_TOKENS} items")
     return tokens

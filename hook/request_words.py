@@ -14,6 +14,7 @@ from typing import Optional
 from hook.errors import ShimError, one_line
 
 STAGE = "request"
+CAP_SYS_ADMIN = "CAP_SYS_ADMIN"
 
 MAX_TOKEN_CHARS = 256
 MAX_TOKENS = 1024
@@ -43,13 +44,15 @@ _TOKEN_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 TOKEN_FORMS = ("an index, GPU-<uuid>, a PCI bus id, MIG-<uuid>, <gpu>:<mig>, mig-<profile>, "
                "<gpu>.mig-<profile> or a CDI name such as nvidia.com/gpu=0")
 
-# Masterminds semver's loose form (the toolkit's NewVersion): v?MAJOR[.MINOR[.PATCH]][-PRE][+META].
-_SEMVER = re.compile(r"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?"
-                     r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
-                     r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?", re.ASCII)
+# golang.org/x/mod/semver, which the toolkit's hook (v1.20) reads CUDA_VERSION with: "v" plus
+# MAJOR[.MINOR[.PATCH]] without leading zeros; a pre-release or build only after a full PATCH.
+_NUMBER = r"(?:0|[1-9][0-9]*)"
+_PRE_IDENT = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+_SEMVER = re.compile(rf"v?({_NUMBER})(?:\.({_NUMBER})(?:\.{_NUMBER}"
+                     rf"(?:-{_PRE_IDENT}(?:\.{_PRE_IDENT})*)?"
+                     r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)?)?", re.ASCII)
 MAX_VERSION_CHARS = 256
 _UINT32_DIGITS = "4294967295"
-_UINT64_DIGITS = "18446744073709551615"
 
 
 def shown(value: str, limit: int = 80) -> str:
@@ -87,26 +90,52 @@ def parse_bool(value: Optional[str]) -> bool:
     return value in GO_TRUE
 
 
-def pick_devices(tokens: Sequence[str]) -> Optional[tuple[str, ...]]:
+def pick_devices(tokens: Sequence[str], in_order: bool = False
+                 ) -> Optional[tuple[str, ...]]:
     """Apply the special words: ``void`` anywhere (or no token) is not a GPU container;
     otherwise the first of ``all``/``none`` wins (``all,none`` is ``all``) and the other tokens
     are dropped unread, as the toolkit does. Words match in any case (README: where we differ).
     Without a special word every token must have a device shape (CDI names are resolved
-    before this); None means not a GPU container."""
+    before this); None means not a GPU container.
+
+    ``in_order`` (a mount list, which the toolkit hands libnvidia-container as it is): tokens
+    before the special word are read too, so a malformed one fails even before ``all``."""
     if not tokens:
         return None
     lowered = [token.lower() for token in tokens]
     if "void" in lowered:
         return None
-    for word in lowered:
+    for token, word in zip(tokens, lowered):
         if word == "all":
             return ("all",)
         if word == "none":
             return ()
+        if in_order and "=" not in token and device_token_kind(token) is None:
+            break
     for token in tokens:
         if device_token_kind(token) is None:
             raise ShimError(STAGE, f"unknown device {shown(token)}; expected {TOKEN_FORMS}")
     return tuple(tokens)
+
+
+def mig_control(value: str, name: str, privileged: bool) -> tuple[str, ...]:
+    """``NVIDIA_MIG_CONFIG_DEVICES``/``NVIDIA_MIG_MONITOR_DEVICES`` (``name``): ``("all",)`` or
+    ``()``. The toolkit refuses any non-empty value in an unprivileged container rather than
+    ignoring it; libnvidia-container then reads the value untrimmed, skips empty items and
+    accepts only ``all`` (any case), reading nothing after it."""
+    if value == "":
+        return ()
+    if not privileged:
+        raise ShimError(STAGE, f"cannot set {name} in an unprivileged container "
+                               f"(needs {CAP_SYS_ADMIN})")
+    for item in value.split(","):
+        if item == "":
+            continue
+        if not (item.isascii() and item.lower() == "all"):
+            raise ShimError(STAGE, f"{name}: {shown(item)}: only 'all' devices are currently "
+                                   "supported")
+        return ("all",)
+    return ()
 
 
 def supported_capabilities(value: str) -> frozenset[str]:
@@ -153,24 +182,17 @@ def _fits(digits: str, limit: str) -> bool:
     return len(digits) < len(limit) or (len(digits) == len(limit) and digits <= limit)
 
 
-def _prerelease_ok(text: Optional[str]) -> bool:
-    """semver: a numeric pre-release identifier has no leading zero (``1.0.0-01`` is invalid)."""
-    return not text or not any(part.isdigit() and len(part) > 1 and part[0] == "0"
-                               for part in text.split("."))
-
-
 def legacy_cuda_version(value: str) -> str:
     """``major.minor`` of a legacy image's ``CUDA_VERSION`` (``9.0.176`` -> ``9.0``,
-    ``v11.6`` -> ``11.6``, ``8`` -> ``8.0``), read as the toolkit does; a value that is not such
-    a version is a one-line error naming it."""
+    ``v11.6`` -> ``11.6``, ``8`` -> ``8.0``), read as the toolkit does (a semantic version,
+    ``09.0`` and ``11.6-rc1`` are not); a value that is not such a version is a one-line error
+    naming it."""
     match = _SEMVER.fullmatch(value) if len(value) <= MAX_VERSION_CHARS else None
-    if match is None or not all(_fits(part, _UINT64_DIGITS)
-                                for part in match.group(1, 2, 3) if part is not None) \
-            or not _prerelease_ok(match.group(4)):
+    if match is None:
         raise ShimError(STAGE, f"CUDA_VERSION: invalid CUDA version {shown(value)} (legacy "
                                "image: expected a version such as 11.6 to require cuda>=11.6)")
     major, minor = match.group(1), match.group(2) or "0"
     if not (_fits(major, _UINT32_DIGITS) and _fits(minor, _UINT32_DIGITS)):
         raise ShimError(STAGE, f"CUDA_VERSION: invalid CUDA version {shown(value)} (major or "
                                "minor version out of range)")
-    return f"{major.lstrip('0') or '0'}.{minor.lstrip('0') or '0'}"
+    return f"{major}.{minor}"

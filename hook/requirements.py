@@ -1,12 +1,16 @@
-"""The ``NVIDIA_REQUIRE_*`` DSL (design.md §Device requests), with libnvidia-container's meaning.
+"""The ``NVIDIA_REQUIRE_*`` DSL (README §Device requests), with libnvidia-container's meaning.
 
 A requirement is alternatives separated by spaces (OR); an alternative is conditions separated
 by commas (AND); so ``cuda>=11.0 brand=tesla,driver>=450`` reads
 ``cuda>=11.0 OR (brand=tesla AND driver>=450)``. A condition is ``key op value`` with no spaces:
 ``cuda``/``driver``/``arch`` compare as dotted versions numerically (``12.10 > 12.2``,
-``12.0 == 12``), ``brand`` compares as a case-insensitive name with ``=``/``!=`` only. Keys are
-case-insensitive. Every requirement must hold for every selected GPU; a fact that is unknown
-(empty) satisfies its conditions, as libnvidia-container assumes when no device is visible.
+``12.0 == 12``; digits and dots only, empty components skipped: ``12.`` is ``12``), ``brand``
+compares as a case-insensitive name with ``=``/``!=`` only. Keys are case-insensitive; the
+operator ``!`` alone reads as ``!=`` (libnvidia-container matches an operator by its prefix).
+An alternative of only commas ends the evaluation: it holds when no alternative came before it,
+otherwise the requirement fails, as libnvidia-container's evaluator has it. Every requirement
+must hold for every selected GPU; a fact that is unknown (empty) satisfies its conditions, as
+libnvidia-container assumes when no device is visible.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ VERSION_KEYS = ("cuda", "driver", "arch")
 NAME_KEYS = ("brand",)
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
 
-_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*", re.ASCII)
-_NAME = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
+_VERSION = re.compile(r"[0-9][0-9.]*", re.ASCII)
+_UINTMAX = "18446744073709551615"
+"""libnvidia-container reads each version component with strtoumax: UINTMAX_MAX is an error."""
 _OPERATOR_CHARS = "<>=!"
+_OPERATOR_PREFIXES = {"!": "!="}
+"""Operator runs libnvidia-container accepts as a prefix of an operator (strncmp on the run)."""
 
 
 class RequirementError(ShimError):
@@ -78,7 +85,7 @@ class Condition:
         if self.key in NAME_KEYS:
             equal = fact.casefold() == self.value.casefold()
             return equal if self.op == "=" else not equal
-        if not _VERSION.fullmatch(fact) or len(fact) > MAX_VALUE_CHARS:
+        if not _is_version(fact) or len(fact) > MAX_VALUE_CHARS:
             raise ShimError(STAGE, f"cannot compare: host {self.key} {_shown(fact)} is not a "
                                    f"version")
         return _compare(_version_key(fact), self.op, _version_key(self.value))
@@ -88,7 +95,8 @@ class Condition:
 class Requirement:
     """A parsed requirement: OR over ``alternatives``, each an AND over its conditions.
 
-    No alternatives (an empty or blank string) means no constraint.
+    No alternatives (an empty or blank string) means no constraint; an empty alternative (one
+    written as only commas) ends the evaluation.
     """
 
     text: str
@@ -100,6 +108,8 @@ class Requirement:
         reports it)."""
         blame: Optional[Condition] = None
         for alternative in self.alternatives:
+            if not alternative:  # only commas: the evaluator stops with what it had so far
+                return blame
             failed = next((c for c in alternative if not c.holds(facts)), None)
             if failed is None:
                 return None
@@ -107,10 +117,21 @@ class Requirement:
         return blame
 
 
+def _is_version(text: str) -> bool:
+    """Digits and dots starting with a digit, each component below UINTMAX_MAX."""
+    if not _VERSION.fullmatch(text):
+        return False
+    for part in text.split("."):
+        digits = part.lstrip("0")
+        if len(digits) > len(_UINTMAX) or (len(digits) == len(_UINTMAX) and digits >= _UINTMAX):
+            return False
+    return True
+
+
 def _version_key(text: str) -> tuple[tuple[int, str], ...]:
     """A sort key comparing dotted versions numerically without int() on untrusted digits
-    (Python caps int() of long strings); trailing zero components do not count."""
-    parts = [part.lstrip("0") for part in text.split(".")]
+    (Python caps int() of long strings); empty and trailing zero components do not count."""
+    parts = [part.lstrip("0") for part in text.split(".") if part]
     while parts and parts[-1] == "":
         parts.pop()
     return tuple((len(part), part) for part in parts)
@@ -144,6 +165,7 @@ def parse_condition(text: str) -> Condition:
     rest = text[end:]
     op_len = len(rest) - len(rest.lstrip(_OPERATOR_CHARS))
     op, value = rest[:op_len], rest[op_len:]
+    op = _OPERATOR_PREFIXES.get(op, op)
     if op not in OPERATORS:
         raise RequirementError(f"{where}: unknown operator {_shown(op, 16)}; expected "
                                "=, !=, <, <=, > or >=")
@@ -153,10 +175,7 @@ def parse_condition(text: str) -> Condition:
         raise RequirementError(f"{where}: missing value")
     if len(value) > MAX_VALUE_CHARS:
         raise RequirementError(f"{where}: value longer than {MAX_VALUE_CHARS} characters")
-    if key in NAME_KEYS:
-        if not _NAME.fullmatch(value):
-            raise RequirementError(f"{where}: {key} must be a name such as tesla")
-    elif not _VERSION.fullmatch(value):
+    if key not in NAME_KEYS and not _is_version(value):  # a brand is any text
         raise RequirementError(f"{where}: {key} must be a version such as 12.2")
     return Condition(key=key, op=op, value=value, text=text)
 
@@ -166,16 +185,16 @@ def parse_requirement(text: str) -> Requirement:
 
     Empty alternatives and conditions (doubled spaces or commas) are skipped, as the NVIDIA
     tools do; a malformed condition anywhere is an error even if an earlier alternative would
-    be satisfied, so a broken image fails the same way on every host.
+    be satisfied, so a broken image fails the same way on every host. A term of only commas
+    becomes an empty alternative (see ``Requirement.failing``).
     """
     if len(text) > MAX_REQUIREMENT_CHARS:
         raise RequirementError(f"requirement longer than {MAX_REQUIREMENT_CHARS} characters: "
                                f"{_shown(text)}")
     alternatives = []
     for term in text.split(" "):  # spaces only, as libnvidia-container splits: a tab is no OR
-        conditions = tuple(parse_condition(part) for part in term.split(",") if part)
-        if conditions:
-            alternatives.append(conditions)
+        if term:
+            alternatives.append(tuple(parse_condition(part) for part in term.split(",") if part))
     return Requirement(text=text, alternatives=tuple(alternatives))
 
 

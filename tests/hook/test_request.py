@@ -197,10 +197,23 @@ def test_later_duplicate_env_entry_wins() -> None:
     assert result is not None and result.devices == ("1",)
 
 
-def test_env_entry_without_equals_is_ignored() -> None:
-    """An entry without '=' is not a variable and does not reset an earlier one."""
-    result = request("NVIDIA_VISIBLE_DEVICES=2", "NVIDIA_VISIBLE_DEVICES")
-    assert result is not None and result.devices == ("2",)
+def test_env_entry_without_equals_is_refused() -> None:
+    """The toolkit's hook fails on an entry without '=' (runc would refuse it too)."""
+    exc = error("NVIDIA_VISIBLE_DEVICES=2", "NVIDIA_VISIBLE_DEVICES")
+    assert exc.cause == "process.env[1]: expected NAME=VALUE, got NVIDIA_VISIBLE_DEVICES"
+
+
+def test_more_than_32_requirements_are_refused() -> None:
+    """libnvidia-container takes 32 --require options; blank ones and the legacy rule count."""
+    blanks = [f"NVIDIA_REQUIRE_B{i}=" for i in range(31)]
+    assert request("NVIDIA_VISIBLE_DEVICES=0", "CUDA_VERSION=9.0", *blanks) is not None
+    exc = error("NVIDIA_VISIBLE_DEVICES=0", "CUDA_VERSION=9.0", "NVIDIA_REQUIRE_X=", *blanks)
+    assert exc.cause.startswith("too many requirements: 33")
+
+
+def test_many_requirements_are_not_counted_when_disabled() -> None:
+    many = [f"NVIDIA_REQUIRE_B{i}=cuda>=1" for i in range(40)]
+    assert request("NVIDIA_VISIBLE_DEVICES=0", "NVIDIA_DISABLE_REQUIRE=1", *many) is not None
 
 
 def test_value_may_contain_equals() -> None:
@@ -382,6 +395,31 @@ def test_mig_control_other_than_all_is_refused() -> None:
                          "supported")
 
 
+@pytest.mark.parametrize("value", [",", " ", "all "])
+def test_any_non_empty_mig_control_in_unprivileged_container_is_refused(value: str) -> None:
+    """The toolkit's hook tests the raw value: commas or spaces are still a request."""
+    exc = error("NVIDIA_VISIBLE_DEVICES=0", f"NVIDIA_MIG_CONFIG_DEVICES={value}")
+    assert exc.cause.startswith("cannot set NVIDIA_MIG_CONFIG_DEVICES")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("ALL", ("all",)), (",,all", ("all",)), ("all,bogus", ("all",)), (",", ()),
+])
+def test_mig_control_reads_up_to_the_first_item(value: str, expected: tuple[str, ...]) -> None:
+    """libnvidia-container skips empty items and reads nothing after `all` (any case)."""
+    result = request("NVIDIA_VISIBLE_DEVICES=all", f"NVIDIA_MIG_MONITOR_DEVICES={value}",
+                     bounding=ADMIN)
+    assert result is not None and result.mig_monitor == expected
+
+
+@pytest.mark.parametrize("value", [" all", "all ", "bogus,all"])
+def test_mig_control_items_are_not_trimmed(value: str) -> None:
+    """libnvidia-container compares each item untrimmed: ` all` is not `all`."""
+    exc = error("NVIDIA_VISIBLE_DEVICES=all", f"NVIDIA_MIG_CONFIG_DEVICES={value}",
+                bounding=ADMIN)
+    assert exc.cause.endswith("only 'all' devices are currently supported")
+
+
 def test_mig_control_without_devices_is_not_judged() -> None:
     """A non-GPU container is never failed for its MIG variables."""
     assert request("NVIDIA_MIG_CONFIG_DEVICES=all") is None
@@ -446,13 +484,24 @@ def test_mount_all_means_all() -> None:
     assert result is not None and result.wants_all
 
 
+def test_mount_beside_the_root_sharing_its_prefix_is_a_request() -> None:
+    """The toolkit tests the root as a plain prefix: ``…devices0`` asks for GPU 0."""
+    result = request(mounts=[{"source": "/dev/null",
+                              "destination": "/var/run/nvidia-container-devices0"}])
+    assert result is not None and result.devices == ("0",)
+
+
+def test_comma_in_a_mount_name_separates_devices() -> None:
+    """A mount name reaches libnvidia-container's --device list as it is, so `0,1` is two."""
+    result = request(mounts=[device_mount("0,,1")])
+    assert result is not None and result.devices == ("0", "1")
+
+
 MOUNTS_IGNORED = [
     ("source not /dev/null", {"source": "/dev/zero",
                               "destination": "/var/run/nvidia-container-devices/0"}),
     ("no source", {"destination": "/var/run/nvidia-container-devices/0"}),
     ("outside the root", {"source": "/dev/null", "destination": "/run/nvidia-container-devices/0"}),
-    ("sibling with the root as prefix",
-     {"source": "/dev/null", "destination": "/var/run/nvidia-container-devices0"}),
     ("the root itself",
      {"source": "/dev/null", "destination": "/var/run/nvidia-container-devices"}),
     ("dot-dot out of the root",

@@ -139,10 +139,19 @@ def test_container_config(description: str, env: dict[str, str], privileged: boo
 
 
 @pytest.mark.parametrize("variable", ["NVIDIA_MIG_CONFIG_DEVICES", "NVIDIA_MIG_MONITOR_DEVICES"])
-def test_mig_control_in_an_unprivileged_container_is_refused(variable: str) -> None:
-    """Either MIG variable set in an unprivileged GPU container fails it (the toolkit panics)."""
+@pytest.mark.parametrize("value", ["all", "mig0,mig1", ",", " "])
+def test_mig_control_in_an_unprivileged_container_is_refused(variable: str, value: str) -> None:
+    """Either MIG variable set (any non-empty value) in an unprivileged GPU container fails it
+    (the toolkit panics)."""
     with pytest.raises(ShimError, match=f"cannot set {variable} in an unprivileged container"):
-        parsed({**MODERN, "NVIDIA_VISIBLE_DEVICES": "all", variable: "all"})
+        parsed({**MODERN, "NVIDIA_VISIBLE_DEVICES": "all", variable: value})
+
+
+@pytest.mark.parametrize("value", ["mig0,mig1", " all", "all "])
+def test_mig_control_other_than_all_fails_in_a_privileged_container(value: str) -> None:
+    """The hook passes the value on untrimmed; libnvidia-container accepts only `all`."""
+    with pytest.raises(ShimError, match="only 'all' devices are currently supported"):
+        parsed({"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_MIG_CONFIG_DEVICES": value}, True)
 
 
 # --- supported-driver-capabilities and swarm-resource (the hook's configuration) --------------
@@ -259,7 +268,17 @@ VISIBLE = [
     ("slashes in a mount name", ["MIG-GPU-12345/0/1"], "", True, True, True,
      ("MIG-GPU-12345/0/1",)),
     ("imex mounts are not devices", ["0", "imex/0", "1"], "", True, True, True, ("0", "1")),
+    ("a cdi mount naming no device is skipped", ["cdi/nvidia.com"], "2", True, True, True,
+     ("2",)),
+    ("a comma in a mount name separates devices", ["0,1"], "", True, True, True, ("0", "1")),
+    ("all after devices in a mount list", ["0", "all"], "", True, True, True, ("all",)),
 ]
+
+
+def test_mount_list_is_read_in_order_like_the_cli() -> None:
+    """A mount list reaches libnvidia-container as it is: a bad device before `all` fails."""
+    with pytest.raises(ShimError, match="unknown device bogus"):
+        parsed({}, True, ["bogus", "all"])
 
 
 @pytest.mark.parametrize(("description", "mounts", "env_devices", "privileged", "accept_env",
@@ -283,8 +302,15 @@ IMEX = [
      {"NVIDIA_IMEX_CHANNELS": "3,4", "CUDA_VERSION": "1.2.3"}, None, ("3", "4")),
     ("all asks for no channel", {"NVIDIA_IMEX_CHANNELS": "all"}, None, ()),
     ("none and void ask for none", {"NVIDIA_IMEX_CHANNELS": "none"}, None, ()),
+    ("a word beside channels wins", {"NVIDIA_IMEX_CHANNELS": "3,void"}, None, ()),
     ("mounts beat the variable", {"NVIDIA_IMEX_CHANNELS": "3"}, ["imex/1", "imex/2"], ("1", "2")),
 ]
+
+
+def test_imex_words_are_lower_case_only() -> None:
+    """The toolkit passes `ALL` on as a channel, which is no channel number: the start fails."""
+    with pytest.raises(ShimError, match="IMEX channel ALL: expected a channel number"):
+        parsed({"NVIDIA_VISIBLE_DEVICES": "0", "NVIDIA_IMEX_CHANNELS": "ALL"}, True)
 
 
 @pytest.mark.parametrize(("description", "env", "mounts", "expected"), IMEX,
@@ -338,7 +364,8 @@ def test_legacy_requirement_names_its_source() -> None:
 @pytest.mark.parametrize(("version", "expected"), [
     ("0", "0.0"), ("8", "8.0"), ("7.5", "7.5"), ("9.0.116", "9.0"),
     ("4294967295.4294967295.4294967295", "4294967295.4294967295"), ("v11.6", "11.6"),
-    ("12.2.0-rc1", "12.2"), ("12.2.0+build.5", "12.2"), ("09.01", "9.1"),
+    ("12.2.0-rc1", "12.2"), ("12.2.0+build.5", "12.2"), ("12.2.0-rc.1+b.2", "12.2"),
+    ("1.0.0-0a", "1.0"),
 ])
 def test_legacy_version_valid(version: str, expected: str) -> None:
     assert legacy_cuda_version(version) == expected
@@ -347,7 +374,8 @@ def test_legacy_version_valid(version: str, expected: str) -> None:
 @pytest.mark.parametrize("version", [
     "foo", "foo.5.10", "9.0.116.50", "9.0.116foo", "7.foo", "9.0.bar", "9.4294967296",
     "9.0.116.", "9..0", "9.", ".5.10", "-9", "+9", "-9.1.116", "-9.-1.-116", "", "1.0.0-01",
-    "\u0661\u0662",
+    "\u0661\u0662", "09.01", "9.01", "12.2-rc1", "12-rc1", "1.2.3-", "1.2.3+", "vv1", "V11.6",
+    "1.2.3-a..b", " 11.6",
 ])
 def test_legacy_version_invalid(version: str) -> None:
     with pytest.raises(ShimError, match="CUDA_VERSION: invalid CUDA version"):
@@ -376,6 +404,12 @@ DSL = [
     ("cuda>=99 brand=tesla", True), ("cuda>=99 cuda>=98", False),
     ("cuda>=12,brand=tesla", True), ("cuda>=12,brand=geforce", False),
     ("cuda>=99 brand=tesla,driver>=500", True), ("", True), ("  ", True), (",, ,", True),
+    # libnvidia-container's parser, read closely: `!` is a prefix of `!=`; versions are digits
+    # and dots with empty components skipped; a brand is any text; an alternative of only
+    # commas stops the evaluation with the outcome so far (none yet: it holds).
+    ("cuda!12", True), ("cuda!12.2", False), ("brand!tesla", False), ("cuda>=12.", True),
+    ("cuda=12..2", True), ("driver=535.104.5.", True), ("brand=Tesla/T4", False),
+    (", cuda>=99", True), ("cuda>=99 , brand=tesla", False), ("cuda>=99  brand=tesla", True),
 ]
 
 
@@ -391,7 +425,8 @@ def test_requirement_dsl(requirement: str, holds: bool) -> None:
 
 @pytest.mark.parametrize("requirement", [
     "cuda", "cuda>=", ">=12", "cuda=>12", "cuda==12", "cuda>=12a", "gpu>=1", "brand>=tesla",
-    "cuda>=12\tbrand=tesla",
+    "cuda>=12\tbrand=tesla", "cuda>=.1", "cuda>=.", "cuda<18446744073709551615", "cuda!>1",
+    "brand<tesla",
 ])
 def test_invalid_expression(requirement: str) -> None:
     """What libnvidia-container calls an invalid expression fails to parse (a tab is no OR)."""

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
-from hook.errors import ShimError
 from hook.request_mounts import device_list_mounts, mount_tokens
 
 
@@ -32,6 +29,6 @@ def test_tokens_spell_cdi_mounts_as_names_and_skip_imex() -> None:
         "1", "nvidia.com/gpu=0", "nvidia.com/gpu=all"]
 
 
-def test_a_cdi_mount_without_a_device_is_refused() -> None:
-    with pytest.raises(ShimError, match="expected cdi/<vendor>/<class>/<device>"):
-        mount_tokens(["cdi/nvidia.com"])
+def test_a_cdi_mount_without_a_device_is_skipped() -> None:
+    """The toolkit skips (and logs) a cdi/ mount that spells no CDI name."""
+    assert mount_tokens(["cdi/nvidia.com", "1"]) == ["1"]

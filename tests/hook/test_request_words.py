@@ -37,6 +37,15 @@ def test_pick_devices(tokens: list[str], expected: Optional[tuple[str, ...]]) ->
     assert pick_devices(tokens) == expected
 
 
+def test_pick_devices_in_order_reads_tokens_before_the_word() -> None:
+    """A mount list is read in order: a malformed token before `all` fails, one after it is
+    not read; CDI names before it are left for resolution."""
+    with pytest.raises(ShimError, match="unknown device bogus"):
+        pick_devices(["bogus", "all"], in_order=True)
+    assert pick_devices(["all", "bogus"], in_order=True) == ("all",)
+    assert pick_devices(["nvidia.com/gpu=0", "none"], in_order=True) == ()
+
+
 def test_pick_devices_checks_shapes_without_a_special_word() -> None:
     with pytest.raises(ShimError, match="unknown device bogus"):
         pick_devices(["0", "bogus"])

@@ -50,8 +50,30 @@ def test_space_is_or_and_comma_is_and() -> None:
 
 def test_empty_items_are_skipped() -> None:
     """Doubled spaces and commas add no empty conditions or alternatives."""
-    req = parse_requirement("  cuda>=11,,driver>=450,   ,  ")
+    req = parse_requirement("  cuda>=11,,driver>=450,   ")
     assert [[c.text for c in alt] for alt in req.alternatives] == [["cuda>=11", "driver>=450"]]
+
+
+@pytest.mark.parametrize(("text", "holds"), [
+    (", cuda>=99", True), ("cuda>=99 , brand=tesla", False), (",, cuda>=99", True),
+    ("cuda>=99  brand=tesla", True),
+])
+def test_alternative_of_only_commas_ends_the_evaluation(text: str, holds: bool) -> None:
+    """libnvidia-container stops at an alternative of only commas: met when it comes first,
+    unmet after an alternative that failed."""
+    assert satisfied(text) is holds
+
+
+def test_a_lone_exclamation_mark_is_not_equal() -> None:
+    """libnvidia-container matches the operator run as a prefix: `!` reads as `!=`."""
+    assert parse_condition("cuda!12").op == "!="
+    assert satisfied("cuda!11") and not satisfied("cuda!12.2")
+
+
+def test_brand_value_is_any_text() -> None:
+    """A brand is compared as text, whatever its characters."""
+    assert not satisfied("brand=te$la/x")
+    assert satisfied("brand!=a=b")
 
 
 MALFORMED = [
@@ -65,8 +87,10 @@ MALFORMED = [
     ("brand ordered", "brand>tesla", "brand compares with = or != only"),
     ("version with letters", "cuda>=12.2a", "cuda must be a version"),
     ("version with v prefix", "driver>=v450", "driver must be a version"),
-    ("version with empty component", "arch>=8..0", "arch must be a version"),
-    ("brand with symbols", "brand=te$la", "brand must be a name"),
+    ("version starting with a dot", "arch>=.8", "arch must be a version"),
+    ("version of dots only", "cuda>=..", "cuda must be a version"),
+    ("component at UINTMAX_MAX", "cuda<18446744073709551615", "cuda must be a version"),
+    ("component past UINTMAX_MAX", "cuda<1.99999999999999999999", "cuda must be a version"),
     ("overlong value", "cuda>=" + "1" * 65, "value longer than 64 characters"),
 ]
 
@@ -131,7 +155,8 @@ VERSIONS = [
     ("arch<8.6", True),
     ("arch>=9.0", False),
     ("arch=8", True),
-    ("cuda>=99999999999999999999999999.0", False),
+    ("cuda>=18446744073709551614.0", False), ("cuda>=12.", True), ("cuda=12..2", True),
+    ("cuda=012.02", True),
 ]
 
 
