@@ -59,7 +59,9 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     from runtime_shim.modifiers import mig_lease
 
     started = time.monotonic()
-    bundle = os.path.abspath(invocation.bundle or os.getcwd())
+    # runc chdirs into the bundle and joins root.path to its working directory: the physical
+    # path (a symlinked one would make runc refuse the rootfs), so resolve links the same way.
+    bundle = os.path.realpath(invocation.bundle or os.getcwd())
     loaded = bundle_mod.load_spec(bundle)
     rootfs_guard.check(loaded.spec, bundle)
     fault_point(config, "shim-after-load")
