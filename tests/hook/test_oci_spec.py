@@ -22,8 +22,8 @@ def read(text: str) -> dict[str, Any]:
     ('{"ho\u00dftname":"h"}', {"ho\u00dftname": "h"}),  # ß is never ss
 ])
 def test_keys_fold_as_go_folds_them(text: str, expected: dict[str, Any]) -> None:
-    """A key matches a field by Unicode simple folding (the long s U+017F is s, the Kelvin sign is k), and is
-    written back in the field's one spelling; a key matching no field is kept as given."""
+    """A key matches a field by Unicode simple folding (the long s U+017F is s, the Kelvin sign
+    is k), and is written back in the field's one spelling; a key matching no field is kept."""
     assert read(text) == expected
 
 
