@@ -20,13 +20,42 @@ CASES = [
     ("global root named create", ["--root", "create", "state", "x"], "state", None, None),
     ("global flag equals form", ["--root=/r", "--systemd-cgroup", "create", "x"],
      "create", None, "x"),
-    ("unknown global boolean", ["--weird", "delete", "x"], "delete", None, "x"),
+    ("unknown global flag: runc runs nothing", ["--weird", "delete", "x"], None, None, None),
     ("create options before id", ["create", "--console-socket", "/s", "--pid-file", "/p",
                                   "--no-pivot", "-b", "/b", "cid"], "create", "/b", "cid"),
     ("pass-through state", ["state", "abc"], "state", None, None),
     ("run after double dash", ["--", "run", "-b", "/b", "z"], "run", "/b", "z"),
     ("no command at all", ["--debug"], None, None, None),
     ("rootless takes a value", ["--rootless", "true", "run", "r"], "run", None, "r"),
+    ("double-dash short bundle", ["create", "--b", "/b", "i"], "create", "/b", "i"),
+    ("short bundle with equals", ["create", "-b=/b", "i"], "create", "/b", "i"),
+    ("empty bundle with equals is the cwd", ["create", "-b=", "i"], "create", "", "i"),
+    ("flags after the id are reordered", ["create", "i", "--bundle", "/b"], "create", "/b", "i"),
+    ("a value flag takes a dash word", ["create", "--pid-file", "-b", "i"], "create", None, "i"),
+    ("global value takes a dash word", ["--root", "--log", "create", "i"], "create", None, "i"),
+    ("the last of a repeated bundle wins", ["run", "-b", "/a", "-b", "/c", "i"], "run", "/c",
+     "i"),
+    ("a boolean never takes the next word", ["run", "-d", "-b", "/b", "i"], "run", "/b", "i"),
+    ("a bare boolean before the id", ["create", "--no-pivot", "i"], "create", None, "i"),
+    ("boolean with a Go bool value", ["--systemd-cgroup=T", "run", "-d=false", "i"], "run",
+     None, "i"),
+    ("id after double dash", ["create", "-b", "/b", "--", "i"], "create", "/b", "i"),
+    ("delete with short force after the id", ["delete", "i", "-f"], "delete", None, "i"),
+    # runc refuses these argv and runs nothing, so the shim names no command either:
+    ("Go stops at the id after a boolean", ["create", "--no-pivot", "i", "--bundle", "/b"],
+     None, None, None),
+    ("both names of one flag", ["create", "-b", "/a", "--bundle", "/c", "i"], None, None, None),
+    ("a value flag swallowing the bundle flag", ["create", "--pid-file", "--bundle", "/b", "i"],
+     None, None, None),
+    ("two ids", ["run", "a", "b"], None, None, None),
+    ("no id", ["create", "-b", "/b"], None, None, None),
+    ("unknown command flag", ["create", "--bogus", "i"], None, None, None),
+    ("bad flag syntax", ["create", "---b", "/b", "i"], None, None, None),
+    ("boolean with a bad value", ["delete", "--force=yes", "i"], None, None, None),
+    ("help runs nothing", ["create", "--help", "i"], None, None, None),
+    ("global help runs nothing", ["-h", "create", "i"], None, None, None),
+    ("bad preserve-fds", ["run", "--preserve-fds", "x", "i"], None, None, None),
+    ("delete has no bundle flag", ["delete", "-b", "c2", "c1"], None, None, None),
 ]
 
 
@@ -54,6 +83,8 @@ def test_parse_reads_log_options() -> None:
 def test_parse_reads_systemd_cgroup_flag() -> None:
     """--systemd-cgroup switches the cgroup parent to slice form."""
     assert parse(["--systemd-cgroup", "create", "x"]).systemd_cgroup
+    assert parse(["-systemd-cgroup=1", "create", "x"]).systemd_cgroup
+    assert not parse(["--systemd-cgroup=false", "create", "x"]).systemd_cgroup
     assert not parse(["create", "x"]).systemd_cgroup
 
 
