@@ -35,6 +35,13 @@ class DuplicateKeys(dict):  # type: ignore[type-arg]  # a JSON object: any value
 
     pairs: list[tuple[str, Any]]
 
+    @classmethod
+    def of(cls, mapping: dict[str, Any]) -> DuplicateKeys:
+        """``mapping``'s pairs as a DuplicateKeys (to walk them through the general path)."""
+        kept = cls(mapping)
+        kept.pairs = list(mapping.items())
+        return kept
+
 
 def keep_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``json`` object hook that keeps repeated keys for hook.oci_spec to resolve."""
