@@ -45,8 +45,8 @@ def parse_spec(data: bytes, path: str = "config.json") -> dict[str, Any]:
         raise ShimError(STAGE, f"{path}: expected a JSON object, got {type(document).__name__}")
     try:
         return oci_spec.normalise(document)
-    except oci_spec.SpecError as exc:
-        raise ShimError(STAGE, one_line(f"{path}: {exc}")) from None
+    except oci_spec.SpecError as exc:  # names the field, as the request parser's errors do
+        raise ShimError(STAGE, one_line(str(exc), 300)) from None
 
 
 def load_spec_file(bundle: str, limit: int = MAX_SPEC_BYTES) -> SpecFile:

@@ -56,15 +56,10 @@ def fold(key: str) -> Optional[str]:
 
 
 def describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, float):
-        return "a number with a fraction or exponent"
-    if isinstance(value, int):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
+    """The JSON value's Python type, as the project's other config.json messages name it."""
+    if isinstance(value, dict):
+        return "dict"
+    return "list" if isinstance(value, list) else type(value).__name__
 
 
 def mismatch(wanted: str, value: Any) -> DecodeError:
@@ -202,7 +197,7 @@ class Slice(Type):
         if raw.__class__ is not list:
             if raw is None:
                 return MISSING
-            raise mismatch("an array", raw)
+            raise mismatch("a list", raw)
         if not raw:
             return []  # Go makes a new, empty slice
         element = self.element

@@ -64,11 +64,11 @@ def test_unknown_fields_are_kept_with_duplicates_last_wins() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ('{"process":{"oomScoreAdj":"5"}}', "process.oomScoreAdj: expected an integer, got a string"),
+    ('{"process":{"oomScoreAdj":"5"}}', "process.oomScoreAdj: expected an integer, got str"),
     ('{"process":{"oomScoreAdj":5.0}}', "process.oomScoreAdj: expected an integer"),
     ('{"process":{"user":{"uid":4294967296}}}', "process.user.uid: 4294967296 is out of range"),
     ('{"Process":{"Capabilities":{"Bounding":"CAP_SYS_ADMIN"}}}',
-     "process.capabilities.bounding: expected an array"),
+     "process.capabilities.bounding: expected a list, got str"),
     ('{"linux":{"devices":[{"path":7}]}}', "linux.devices[0].path: expected a string"),
     ('{"annotations":{"a":1}}', "annotations['a']: expected a string"),
     ('{"root":"rootfs"}', "root: expected an object"),
