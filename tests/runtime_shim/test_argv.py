@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from runtime_shim.argv import parse
@@ -93,3 +97,31 @@ def test_parse_reads_systemd_cgroup_flag() -> None:
 def test_only_create_and_run_are_rewritten(command: str) -> None:
     """Every command other than create and run takes the pass-through path."""
     assert not parse([command, "x"]).rewrites
+
+
+RUNC_CASES = [
+    ["create", "-b", "/nx-a", "i"], ["create", "i", "--bundle", "/nx-b"],
+    ["create", "--no-pivot", "i", "--bundle", "/nx-c"], ["create", "-b", "/nx-d", "--bundle",
+                                                          "/nx-e", "i"],
+    ["create", "--pid-file", "--bundle", "/nx-f", "i"], ["create", "-b=/nx-g", "--", "i"],
+    ["create", "-d", "-b", "/nx-h", "i"], ["run", "-d=false", "-b", "/nx-i", "i"],
+    ["--systemd-cgroup=yes", "create", "-b", "/nx-j", "i"], ["run", "--b", "/nx-k", "i"],
+    ["run", "-bundle=/nx-l", "-d", "i"], ["create", "-b", "/nx-m", "--preserve-fds", "0x1", "i"],
+    ["create", "-b", "/nx-n", "--preserve-fds", "1.5", "i"], ["-debug=0", "run", "i", "-b",
+                                                              "/nx-o"],
+]
+
+
+@pytest.mark.parametrize("argv", RUNC_CASES, ids=" ".join)
+def test_real_runc_reads_the_bundle_the_parser_names_or_refuses(tmp_path: Path,
+                                                                argv: list[str]) -> None:
+    """runc itself: where the parser names a bundle, runc fails changing into exactly that
+    (nonexistent) directory; where the parser names no command, runc refuses the argv."""
+    done = subprocess.run(["runc", "--root", str(tmp_path), *argv], capture_output=True,
+                          text=True, check=False, cwd=tmp_path)
+    invocation = parse(argv)
+    if invocation.command is None:
+        assert "chdir" not in done.stderr, done.stderr
+        assert re.search("requires exactly|flag|invalid", done.stderr), done.stderr
+    else:
+        assert f"chdir {invocation.bundle}: no such file" in done.stderr, done.stderr
