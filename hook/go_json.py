@@ -31,6 +31,7 @@ from hook.strict_json import DuplicateKeys
 MISSING: Any = object()
 """An unset field: absent from the decoded object (Go's zero value or nil)."""
 STRINGS = frozenset({str})
+STRING_LIST: Any = object()
 GO_FOLDS = str.maketrans({"\u017f": "s", "\u212a": "k"})
 
 
@@ -114,9 +115,11 @@ class Struct(Type):
         if len(self.folded) != len(self.fields):
             raise ValueError("two field tags fold alike")
         self.nil_on_null = pointer
-        self.string_lists = frozenset(
-            tag for tag, kind in self.fields.items()
-            if isinstance(kind, Slice) and kind.element.fast is str)
+        self.quick: dict[str, Any] = {
+            tag: STRING_LIST if isinstance(kind, Slice) and kind.element.fast is str
+            else kind.fast for tag, kind in self.fields.items()}
+        """Per tag, the class of values that decode to themselves (STRING_LIST: a list of
+        strings), so the hot path checks a field without a call."""
 
     def value(self) -> Struct:
         """The same struct held by value (a field, a slice element): ``null`` leaves it."""
@@ -160,19 +163,20 @@ class Struct(Type):
     def fresh(self, raw: dict[str, Any]) -> Any:
         """Decode an object without repeated keys into an unset struct: in place, calling out
         only for values that are not already what they decode to (the hot path: 5 000 mounts)."""
-        fields = self.fields
+        fields, quick = self.fields, self.quick
         drop: list[str] = []
         for key, value in raw.items():
+            check = quick.get(key, MISSING)
+            if value.__class__ is check:
+                continue  # a string or bool field holding one
+            if check is STRING_LIST and value.__class__ is list and \
+                    set(map(type, value)) <= STRINGS:
+                continue  # options, args, env: no call per list
             kind = fields.get(key)
             if kind is None:
                 if fold(key) in self.folded:  # a field in another spelling: rename it
                     return self.decode(DuplicateKeys.of(raw), MISSING)
                 continue
-            if value.__class__ is kind.fast:
-                continue
-            if key in self.string_lists and value.__class__ is list and \
-                    set(map(type, value)) <= STRINGS:
-                continue  # options, args, env: no call per list
             try:
                 got = kind.decode(value, MISSING)
             except DecodeError as error:
@@ -209,6 +213,13 @@ class Slice(Type):
     def into(self, raw: list[Any], current: Any) -> list[Any]:
         """Go's array decoding into the slice ``current`` (its backing array included)."""
         element = self.element
+        if current is MISSING and isinstance(element, Struct) and \
+                all(item.__class__ is dict for item in raw):
+            fresh = element.fresh
+            try:
+                return [fresh(item) for item in raw]
+            except DecodeError:
+                pass  # decoded again below, which names the element (decoding is idempotent)
         if current is MISSING:  # into nil: the backing array past the length is all zero
             result = []
             for i, item in enumerate(raw):
