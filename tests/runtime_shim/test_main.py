@@ -121,6 +121,40 @@ def test_create_rewrites_and_logs_one_line(
     assert "duration_ms=" in log[0]
 
 
+def test_create_rewrites_the_bundle_runc_changes_into(
+        tmp_path: Path, shim_config: Path, fp: FakeProcess,
+        execs: list[tuple[str, list[str]]]) -> None:
+    """``link/../bundle`` is where the kernel takes runc's chdir (``link``'s target's parent),
+    not the ``bundle`` beside ``link`` that cleaning the text would give."""
+    spec = {"ociVersion": "1.0.2", "process": {"args": ["true"]}, "linux": {}}
+    beside = make_bundle(tmp_path, spec)
+    far = tmp_path / "far"
+    (far / "x").mkdir(parents=True)
+    real = make_bundle(far, spec)
+    (tmp_path / "link").symlink_to(far / "x")
+    with pytest.raises(Exec):
+        main_mod.main(["create", "--bundle", str(tmp_path / "link" / ".." / "bundle"), "c1"])
+    assert json.loads((real / "config.json").read_text())["linux"]["cgroupsPath"]
+    assert json.loads((beside / "config.json").read_text()) == spec
+
+
+def test_a_config_json_spelled_with_other_cases_is_written_back_in_one_spelling(
+        tmp_path: Path, shim_config: Path, fp: FakeProcess,
+        execs: list[tuple[str, list[str]]]) -> None:
+    """A rewrite writes runc's reading of the file with each key once, as its field's tag, so
+    runc reads exactly the values the pipeline saw and edited."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(
+        '{"ociVersion":"1.0.2","Process":{"Args":["true"]},"process":{"cwd":"/"},'
+        '"LINUX":{"cgroupsPath":"/old"},"x-vendor":{"Keep":1}}')
+    with pytest.raises(Exec):
+        main_mod.main(["create", "--bundle", str(bundle), "c1"])
+    assert json.loads((bundle / "config.json").read_text()) == {
+        "ociVersion": "1.0.2", "process": {"args": ["true"], "cwd": "/"},
+        "linux": {"cgroupsPath": "/ai-workload.slice/old"}, "x-vendor": {"Keep": 1}}
+
+
 def test_bad_config_json_is_one_line_and_untouched(
         tmp_path: Path, shim_config: Path, execs: list[tuple[str, list[str]]],
         capsys: pytest.CaptureFixture[str]) -> None:
