@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hook import config as config_mod
@@ -177,3 +177,49 @@ def test_a_symlinked_dev_in_runcs_rootfs_never_takes_the_fast_path(setup: Setup,
     done = subprocess.run([str(setup.launcher), "create", "--bundle", str(setup.bundle), "c1"],
                           capture_output=True, text=True, env=setup.env, check=True)
     assert done.stdout == "PYTHON\n"
+
+
+@pytest.fixture(scope="module")
+def two_bundles(setup: Setup) -> tuple[Path, Path]:
+    """``clean`` (nothing for Python to do) and ``gpu`` (a GPU request), side by side."""
+    made = []
+    for name, env in (("clean", []), ("gpu", [('"env"', '["NVIDIA_VISIBLE_DEVICES=0"]')])):
+        bundle = setup.bundle.parent / name
+        (bundle / "rootfs" / "dev").mkdir(parents=True)
+        text = document([('"root"', '{"path":"rootfs"}')], [])
+        if env:
+            text = text.replace('"env":["PATH=/bin"]', '"env":["NVIDIA_VISIBLE_DEVICES=0"]')
+        (bundle / "config.json").write_text(text)
+        made.append(bundle)
+    return made[0], made[1]
+
+
+UNITS = st.sampled_from([
+    ["-b", "CLEAN"], ["--bundle", "GPU"], ["-b=CLEAN"], ["--b", "CLEAN"], ["-bundle=GPU"],
+    ["--bundle", "CLEAN"], ["--no-pivot"], ["--no-new-keyring"], ["-d"], ["--detach=false"],
+    ["--"], ["--pid-file"], ["--preserve-fds", "3"], ["-"], ["-f"], ["c2"],
+])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture])
+@given(command=st.sampled_from(["create", "run"]), before=st.lists(UNITS, max_size=3),
+       after=st.lists(UNITS, max_size=2))
+@example(command="create", before=[["--no-pivot"]], after=[["-b", "CLEAN"]])
+def test_the_fast_path_reads_the_bundle_runc_uses(setup: Setup, two_bundles: tuple[Path, Path],
+                                                  command: str, before: list[list[str]],
+                                                  after: list[list[str]]) -> None:
+    """Run from inside the GPU bundle: the launcher execs runc itself only when the bundle
+    runc will use (argv.py, Go's flag rules, the working directory by default) is the clean
+    one."""
+    from runtime_shim import argv as argv_mod
+
+    clean, gpu = two_bundles
+    words = [w.replace("CLEAN", str(clean)).replace("GPU", str(gpu))
+             for unit in [*before, ["c1"], *after] for w in unit]
+    argv = [command, *words]
+    done = subprocess.run([str(setup.launcher), *argv], capture_output=True, text=True,
+                          env=setup.env, check=True, cwd=gpu)
+    if done.stdout.startswith("RUNTIME"):
+        parsed = argv_mod.parse(argv)
+        assert parsed.rewrites and parsed.bundle == str(clean), argv
