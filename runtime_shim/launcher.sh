@@ -237,12 +237,12 @@ holds_leases() {
 
 # create/run of a container that no modifier would touch: config.json names none of the
 # TRIGGERS (matched byte-wise without regard to ASCII case, as Go's JSON decoder matches keys; a
-# \u escape, a long s or a Kelvin sign could spell one, so they are triggers too) and the configuration changes no such container (the
-# entry's create-fast line: no cgroup.parent). The image's /dev must not be a symlink
-# (runtime_shim/rootfs_guard.py), so root.path must be readable without a JSON parser exactly as
-# runc reads it: one "root" key in any case, spelled so and holding only "path" (a value without
-# escapes or ".." components) and maybe "readonly". Anything else, and any
-# failure, goes to Python. Sets $stamp, $bundle_dir and $rootfs (names no other function uses:
+# \u escape, a long s or a Kelvin sign could spell one, so they are triggers too) and the
+# configuration changes no such container (the entry's create-fast line: no cgroup.parent). The
+# image's /dev must not be a symlink (runtime_shim/rootfs_guard.py), so root.path must be
+# readable without a JSON parser exactly as runc reads it: one "root" key in any case, spelled so
+# and holding only "path" (a value without escapes or ".." components) and maybe "readonly".
+# Anything else, and any failure, goes to Python. Sets $stamp, $bundle_dir and $rootfs (names no other function uses:
 # sh has no local variables).
 untouched_create() {
     [ "$create_fast" = yes ] || return 1
