@@ -9,8 +9,10 @@ work on the same view.
 ``normalise`` returns that view as plain JSON values with one canonical spelling per key (the
 field's JSON tag), unknown keys kept as given, so writing it back makes runc read exactly it.
 Only the fields the table names are walked, which keeps a 5 000-entry spec cheap. The field
-table is the runtime-spec ``specs-go/config.go`` that runc 1.1 vendors, plus fields later
-releases added (runc ignores a field it does not know, whatever its spelling).
+table is the runtime-spec ``specs-go/config.go`` that runc 1.1 vendors (``pids.limit`` still an
+int64), plus the fields later releases added, folded and type-checked as a newer runc reads them
+(runc 1.1 ignores them whatever their spelling). Other platforms' sections are folded by name
+only.
 """
 
 from __future__ import annotations
