@@ -220,19 +220,8 @@ class Slice(Type):
                 return [fresh(item) for item in raw]
             except DecodeError:
                 pass  # decoded again below, which names the element (decoding is idempotent)
-        if current is MISSING:  # into nil: the backing array past the length is all zero
-            result = []
-            for i, item in enumerate(raw):
-                try:
-                    got = element.decode(item, MISSING)
-                except DecodeError as error:
-                    error.path.insert(0, f"[{i}]")
-                    raise
-                if got is MISSING:
-                    got = element.zero()
-                    got = None if got is MISSING else got
-                result.append(got)
-            return result
+        if current is MISSING:  # into nil: no backing array yet
+            current = []
         length = len(current)
         spare = getattr(current, "spare", None)
         backing = [*current, *(spare if spare is not None
