@@ -1,7 +1,7 @@
 """Pure parsing of runc's command line: which command, which bundle, which container — exactly
 as runc 1.1 reads it, or nothing when runc would refuse the argv.
 
-runc parses with urfave/cli v1.22.1 over Go's ``flag`` package, and those rules are the contract:
+runc parses with urfave/cli v1 over Go's ``flag`` package, and those rules are the contract:
 
 - a flag is ``-name`` or ``--name`` (``-b``, ``--b``, ``-bundle``, ``--bundle`` alike); a value
   flag takes ``=value`` or, without ``=``, the next word whatever it is (``--root --x`` sets the
@@ -9,11 +9,14 @@ runc parses with urfave/cli v1.22.1 over Go's ``flag`` package, and those rules 
   (Go's ParseBool spellings); the last of a repeated flag wins; an unknown flag, ``---x`` or
   ``--=x`` is an error and runc runs nothing;
 - global flags stop at the first word that is not a flag (the command) or after ``--``;
-- a command's arguments are first reordered (urfave's reorderArgs): every word starting with
-  ``-`` moves to the front, and so does the word after one without ``=`` unless it starts with
-  ``-`` — even after a boolean flag, where Go's parser then stops, so ``create --no-pivot id
-  --bundle /b`` leaves the bundle unset and three arguments; everything from ``--`` on stays
-  behind;
+- a command's arguments are first reordered, and runc builds differ here: upstream runc 1.1
+  vendors urfave/cli 1.22.1 (every word starting with ``-`` moves to the front, with the word
+  after one without ``=`` unless it starts with ``-``, even after a boolean, where Go's parser
+  then stops: ``create --no-pivot id --bundle /b`` leaves the bundle unset and three arguments),
+  distributions build it with 1.22.9 (only known flags move, with the next word unless that is
+  a known flag; ``--`` moves ahead of the words left behind). Where the two readings differ the
+  shim refuses the argv itself (``ambiguous``), so it never prepares one bundle while runc runs
+  another; engines never write such an argv;
 - one flag under both its names (``-b x --bundle y``) is an error;
 - ``create``, ``run`` and ``delete`` need exactly one argument left, the container id;
   ``-h``/``--help`` (and ``-v``/``--version`` globally) show text and run nothing.
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 VALUE, BOOL, INT = "value", "bool", "int"
@@ -79,11 +82,15 @@ class Invocation:
     systemd_cgroup: bool = False
     root: Optional[str] = None
     """The global ``--root`` (the runtime's state directory), when given."""
+    ambiguous: bool = False
+    """runc builds read this argv differently (urfave/cli 1.22.1 and 1.22.9 reorder a command's
+    words differently): the shim refuses it rather than prepare one bundle while runc runs
+    another."""
 
     @property
     def rewrites(self) -> bool:
         """True for the commands whose config.json goes through the pipeline."""
-        return self.command in REWRITTEN_COMMANDS
+        return self.command in REWRITTEN_COMMANDS and not self.ambiguous
 
 
 def go_flags(tokens: Sequence[str], table: Mapping[str, str]) -> tuple[dict[str, str], int]:
@@ -123,9 +130,10 @@ def go_flags(tokens: Sequence[str], table: Mapping[str, str]) -> tuple[dict[str,
     return values, i
 
 
-def reorder(tokens: Sequence[str]) -> list[str]:
-    """urfave/cli v1.22.1 reorderArgs: flag-like words (and the word after one without ``=``,
-    unless it looks like a flag) first, the rest after, ``--`` and all behind it last."""
+def reorder_v1_22_1(tokens: Sequence[str], table: Mapping[str, str]) -> list[str]:
+    """urfave/cli 1.22.1 (vendored by upstream runc 1.1): words starting with ``-`` first, each
+    with the word after one without ``=`` unless that starts with ``-``; ``--`` and all after
+    it stay behind."""
     flags: list[str] = []
     rest: list[str] = []
     wants_value = False
@@ -146,9 +154,63 @@ def reorder(tokens: Sequence[str]) -> list[str]:
     return flags + rest
 
 
+def is_command_flag(token: str, table: Mapping[str, str]) -> bool:
+    """urfave/cli 1.22.9 argIsFlag: ``-name``/``--name`` (``=value`` allowed) of a known flag."""
+    if token in ("-", "--") or not token.startswith("-"):
+        return False
+    if token.startswith("--"):
+        token = token.replace("-", "", 2)
+    if token.startswith("-"):
+        token = token.replace("-", "", 1)
+    return token.split("=")[0] in table
+
+
+def reorder_v1_22_9(tokens: Sequence[str], table: Mapping[str, str]) -> list[str]:
+    """urfave/cli 1.22.9 (Debian's runc 1.1 builds with it): known flags first, each with the
+    next word unless that is a known flag (``--`` included); at ``--``, it and every word left
+    behind so far go after the flags, then the words after it."""
+    flags: list[str] = []
+    rest: list[str] = []
+    wants_value = False
+    for i, token in enumerate(tokens):
+        if wants_value and not is_command_flag(token, table):
+            wants_value = False
+            flags.append(token)
+        elif token == "--":
+            rest = ["--", *rest, *tokens[i + 1:]]
+            break
+        elif is_command_flag(token, table):
+            flags.append(token)
+            wants_value = "=" not in token
+        else:
+            rest.append(token)
+    return flags + rest
+
+
+Operands = Optional[tuple[Optional[str], str]]
+"""(bundle, id) of a command runc runs; None where it refuses the argv."""
+
+
+def command_operands(command: str, words: Sequence[str], ordered: Sequence[str]) -> Operands:
+    """Go's parse of a command's reordered words: its bundle and id, or None (refused)."""
+    table = COMMAND_FLAGS[command]
+    try:
+        flags, left = go_flags(ordered, table)
+    except Refused:
+        return None
+    operands = ordered[left:]
+    if len(operands) != 1 or flags.get("help") == "true" or flags.get("h") == "true":
+        return None  # runc: "requires exactly 1 argument(s)", or only the help text
+    if any(long in flags and short in flags for long, short in ALIASES):
+        return None  # urfave: "Cannot use two forms of the same flag"
+    bundle = flags.get("bundle", flags.get("b")) if command != "delete" else None
+    return bundle, operands[0]
+
+
 def parse(args: Sequence[str]) -> Invocation:
     """Parse runc's argv (without argv[0]); never raises: where runc would refuse the argv,
-    the invocation names no command and runc itself reports the usage error."""
+    the invocation names no command and runc itself reports the usage error; where runc builds
+    differ (``ambiguous``), the shim refuses it itself."""
     tokens = tuple(args)
     try:
         globals_, at = go_flags(tokens, GLOBAL_FLAGS)
@@ -164,22 +226,16 @@ def parse(args: Sequence[str]) -> Invocation:
                                 for name in ("help", "h", "version", "v")):
         return base
     command = tokens[at]
-    table = COMMAND_FLAGS.get(command)
-    if table is None:
-        return Invocation(args=tokens, command=command, log_path=base.log_path,
-                          log_format=base.log_format, systemd_cgroup=base.systemd_cgroup,
-                          root=base.root)
-    ordered = reorder(tokens[at + 1:])
-    try:
-        flags, left = go_flags(ordered, table)
-    except Refused:
+    if command not in COMMAND_FLAGS:
+        return replace(base, command=command)
+    words = tokens[at + 1:]
+    table = COMMAND_FLAGS[command]
+    read = {command_operands(command, words, reorder(words, table))
+            for reorder in (reorder_v1_22_1, reorder_v1_22_9)}
+    if len(read) != 1:
+        return replace(base, command=command, ambiguous=True)
+    (operands,) = read
+    if operands is None:
         return base
-    operands = ordered[left:]
-    if len(operands) != 1 or flags.get("help") == "true" or flags.get("h") == "true":
-        return base  # runc: "requires exactly 1 argument(s)", or only the help text
-    if any(long in flags and short in flags for long, short in ALIASES):
-        return base  # urfave: "Cannot use two forms of the same flag"
-    bundle = flags.get("bundle", flags.get("b")) if command != "delete" else None
-    return Invocation(args=tokens, command=command, bundle=bundle, container_id=operands[0],
-                      log_path=base.log_path, log_format=base.log_format,
-                      systemd_cgroup=base.systemd_cgroup, root=base.root)
+    bundle, container_id = operands
+    return replace(base, command=command, bundle=bundle, container_id=container_id)

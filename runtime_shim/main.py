@@ -133,6 +133,11 @@ def delete_releasing(invocation: argv_mod.Invocation, config: config_mod.Config,
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     invocation = argv_mod.parse(args)
+    if invocation.ambiguous:  # runc builds disagree on the bundle or id: run nothing
+        report(ShimError("argv", f"{invocation.command}: runc builds read these arguments "
+                                 f"differently (urfave/cli 1.22.1 and 1.22.9 reorder them); "
+                                 f"put the flags before the container id"), invocation)
+        return 1
     try:
         config = config_mod.load()
         fastpath.remember(config)  # lets the shell launcher skip Python next time

@@ -41,6 +41,8 @@ def test_runc_changes_into_the_bundle_the_parser_names(tmp_path: Path, before: l
                           capture_output=True, text=True, check=False, cwd=work, timeout=30)
     said = done.stdout + done.stderr
     invocation = parse(["--root", str(tmp_path / "state"), *argv])
+    if invocation.ambiguous:
+        return  # runc builds disagree: the shim refuses it itself (tests/runtime_shim/test_argv)
     if invocation.command is None:
         assert "chdir" not in said and NO_SPEC not in said, (argv, said)
     elif invocation.bundle:

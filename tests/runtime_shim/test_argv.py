@@ -72,6 +72,22 @@ def test_parse_finds_command_bundle_and_id(description: str, argv: list[str], co
     assert (inv.command, inv.bundle, inv.container_id) == (command, bundle, cid)
 
 
+AMBIGUOUS = [
+    ["create", "i", "-b", "/b", "--"],  # 1.22.1 leaves "--" behind the id: two arguments
+    ["create", "-d", "i", "-b"],  # 1.22.9 leaves the unknown -d behind -b, as its value
+    ["run", "x", "--no-pivot", "--"],
+]
+
+
+@pytest.mark.parametrize("argv", AMBIGUOUS, ids=" ".join)
+def test_argv_runc_builds_read_differently_is_ambiguous(argv: list[str]) -> None:
+    """Where urfave/cli 1.22.1 and 1.22.9 disagree, the invocation is ambiguous: no rewrite,
+    no lease release, the shim refuses it."""
+    invocation = parse(argv)
+    assert invocation.ambiguous and not invocation.rewrites
+    assert (invocation.bundle, invocation.container_id) == (None, None)
+
+
 def test_parse_keeps_argv_untouched() -> None:
     """The invocation keeps the exact arguments to hand on to runc."""
     argv = ["--log", "/l", "--unknown-flag", "create", "-b", "/b", "x"]
@@ -120,6 +136,8 @@ def test_real_runc_reads_the_bundle_the_parser_names_or_refuses(tmp_path: Path,
     done = subprocess.run(["runc", "--root", str(tmp_path), *argv], capture_output=True,
                           text=True, check=False, cwd=tmp_path)
     invocation = parse(argv)
+    if invocation.ambiguous:
+        return  # the shim refuses it itself, whatever this runc build does
     if invocation.command is None:
         assert "chdir" not in done.stderr, done.stderr
         assert re.search("requires exactly|flag|invalid", done.stderr), done.stderr

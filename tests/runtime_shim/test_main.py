@@ -209,3 +209,17 @@ def test_real_exec_hands_argv_to_runtime(tmp_path: Path, shim_config: Path,
     subprocess.run([sys.executable, "-m", "runtime_shim", "--root", "/r", "state", "abc"],
                    check=True, env=env, cwd=REPO)
     assert (fake_runc.parent / "argv").read_text().split() == ["--root", "/r", "state", "abc"]
+
+
+def test_argv_runc_builds_read_differently_is_refused_in_one_line(
+        tmp_path: Path, shim_config: Path, execs: list[tuple[str, list[str]]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``create ID -b B --``: upstream runc refuses it, distribution builds run bundle B; the
+    shim refuses it itself rather than guess, and runc never runs."""
+    bundle = make_bundle(tmp_path, {"ociVersion": "1.0.2", "process": {"args": ["true"]}})
+    before = (bundle / "config.json").read_bytes()
+    assert main_mod.main(["create", "c1", "-b", str(bundle), "--"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gpu-container-runtime: argv: create: runc builds read these "
+                          "arguments differently") and err.count("\n") == 1
+    assert execs == [] and (bundle / "config.json").read_bytes() == before
