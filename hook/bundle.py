@@ -1,8 +1,10 @@
 """The one reader of a bundle's config.json (the shim and the hook both use it), and the rootfs
 it points at.
 
-Read-only and bounded: config.json is as untrusted as the image that shaped it. The shim's atomic
-writer is runtime_shim/bundle.py.
+Read-only and bounded: config.json is as untrusted as the image that shaped it. What it returns
+is runc's reading of the file (hook.oci_spec: keys folded as Go folds them, repeated keys merged as
+Go merges them, one canonical spelling per key), so every check sees what runc will act on. The
+shim's atomic writer is runtime_shim/bundle.py.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hook import strict_json
+from hook import oci_spec, strict_json
 from hook.errors import ShimError, one_line
 
 STAGE = "config.json"
@@ -33,15 +35,18 @@ class SpecFile:
 
 
 def parse_spec(data: bytes, path: str = "config.json") -> dict[str, Any]:
-    """Parse config.json bytes into a dict, unknown fields preserved, JSON read as runc reads it
-    (hook.strict_json)."""
+    """Parse config.json bytes into runc's view of them (hook.oci_spec.normalise), unknown
+    fields preserved; raise ShimError ``config.json: <path>: <what>``."""
     try:
-        spec = strict_json.loads(data)
+        document = strict_json.loads(data, duplicates=True)
     except strict_json.StrictJsonError as exc:
         raise ShimError(STAGE, f"{path}: {exc}") from None
-    if not isinstance(spec, dict):
-        raise ShimError(STAGE, f"{path}: expected a JSON object, got {type(spec).__name__}")
-    return spec
+    if not isinstance(document, dict):
+        raise ShimError(STAGE, f"{path}: expected a JSON object, got {type(document).__name__}")
+    try:
+        return oci_spec.normalise(document)
+    except oci_spec.SpecError as exc:  # names the field, as the request parser's errors do
+        raise ShimError(STAGE, one_line(str(exc), 300)) from None
 
 
 def load_spec_file(bundle: str, limit: int = MAX_SPEC_BYTES) -> SpecFile:
@@ -74,13 +79,12 @@ def read_spec(bundle: str, limit: int = MAX_SPEC_BYTES) -> dict[str, Any]:
 
 
 def rootfs_path(spec: Mapping[str, Any], bundle: str) -> str:
-    """The host path of the container's root: ``root.path``, relative to the bundle unless
-    absolute, as runc resolves it."""
-    root = spec.get("root")
-    path = root.get("path") if isinstance(root, Mapping) else None
-    if not isinstance(path, str) or not path or "\x00" in path:
+    """The host path of the container's root as runc computes it: ``root.path`` of the parsed
+    spec, relative to the bundle unless absolute, cleaned as text (``rootfs/../x`` is ``x``
+    whatever ``rootfs`` is; runc refuses a rootfs whose clean path has a symlink in it)."""
+    full = oci_spec.rootfs(spec, bundle)
+    if full is None:
         raise ShimError(STAGE, "root.path: expected a non-empty string")
-    full = os.path.normpath(os.path.join(bundle, path))
     if full == "/":
         # libnvidia-container refuses it too: mounting the driver over the host's own root.
         raise ShimError(STAGE, "root.path: the host's / cannot be a container rootfs")

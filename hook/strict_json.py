@@ -1,7 +1,8 @@
 """JSON as runc reads it: Python's ``json`` accepts documents Go's parser rejects or reads
-differently (a key given twice — last one wins here, maybe not there; NaN and Infinity; numbers
-that overflow and would be written back as ``Infinity``). Every untrusted JSON document we parse
-(config.json, the OCI state, daemon.json) goes through ``loads``."""
+differently (NaN and Infinity; numbers that overflow and would be written back as
+``Infinity``). Every untrusted JSON document we parse (config.json, the OCI state, daemon.json)
+goes through ``loads``. A key given twice is refused, except for config.json, whose repeated keys
+hook.oci_spec resolves exactly as runc's decoder does (``duplicates=True`` keeps them)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,30 @@ def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+class DuplicateKeys(dict):  # type: ignore[type-arg]  # a JSON object: any values
+    """A JSON object with a repeated key: the dict is last-one-wins, ``pairs`` holds every
+    key/value pair in document order."""
+
+    pairs: list[tuple[str, Any]]
+
+    @classmethod
+    def of(cls, mapping: dict[str, Any]) -> DuplicateKeys:
+        """``mapping``'s pairs as a DuplicateKeys (to walk them through the general path)."""
+        kept = cls(mapping)
+        kept.pairs = list(mapping.items())
+        return kept
+
+
+def keep_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json`` object hook that keeps repeated keys for hook.oci_spec to resolve."""
+    result = dict(pairs)
+    if len(result) == len(pairs):
+        return result
+    kept = DuplicateKeys(result)
+    kept.pairs = pairs
+    return kept
+
+
 def no_constant(name: str) -> Any:
     """``json`` hook for NaN and Infinity."""
     raise StrictJsonError(f"{name} is not a JSON number")
@@ -41,12 +66,14 @@ def finite_float(text: str) -> float:
     return value
 
 
-def loads(data: Union[bytes, str]) -> Any:
+def loads(data: Union[bytes, str], duplicates: bool = False) -> Any:
     """Parse ``data``; every failure is a ``StrictJsonError`` with a one-line message:
-    ``duplicate key 'k'``, ``NaN is not a JSON number``, ``nested too deeply`` or
+    ``duplicate key 'k'`` (unless ``duplicates``: then an object with a repeated key is a
+    ``DuplicateKeys``), ``NaN is not a JSON number``, ``nested too deeply`` or
     ``invalid JSON: <what and where>``."""
     try:
-        return json.loads(data, object_pairs_hook=unique_keys, parse_constant=no_constant,
+        return json.loads(data, object_pairs_hook=keep_duplicates if duplicates else unique_keys,
+                          parse_constant=no_constant,
                           parse_float=finite_float)
     except StrictJsonError:
         raise

@@ -1,10 +1,12 @@
 """The one place that writes a bundle's config.json (reading is hook/bundle.py's, shared with the
 hook).
 
-Reads are size-bounded and reject duplicate keys (an attacker-controlled spec must not mean one
-thing to us and another to runc). Writes are atomic: temp file in the bundle directory with the
-original's mode and owner, fsync, rename, fsync of the directory — a crash leaves either the old
-or the complete new file.
+Reads are size-bounded and give runc's reading of the file (hook.oci_spec: an attacker-controlled
+spec must not mean one thing to us and another to runc). What we write is that reading with our
+edits, every key in its one canonical spelling, so runc reads exactly the values we checked and
+edited, whatever spellings or repeated keys the original had. Writes are atomic: temp file in the
+bundle directory with the original's mode and owner, fsync, rename, fsync of the directory — a
+crash leaves either the old or the complete new file.
 """
 
 from __future__ import annotations

@@ -37,11 +37,14 @@ CREATE_TRIGGERS = (
     "ai_scheduling_policy",      # the policy env var
     "oomscoreadj",               # an explicit value, which the oom modifier may clamp
     "\\u",                       # a JSON escape could spell any of the above
+    "\u017f",                    # Go folds the long s (U+017F) to s, so it can spell "s"
+    "\u212a",                    # and the Kelvin sign to k
 )
 """Lowercase substrings of config.json that may make a modifier act on a container. The launcher
-execs runc for a create/run whose config.json contains none of them (compared without regard to
-case, as Go's JSON decoder matches keys), so every modifier must stay a no-op for such a spec;
-tests/runtime_shim/test_launcher_create.py checks that against the pipeline."""
+execs runc for a create/run whose config.json contains none of them (compared byte-wise without
+regard to ASCII case; Go's JSON decoder also folds the two non-ASCII letters listed), so every
+modifier must stay a no-op for such a spec; tests/runtime_shim/test_launcher_create.py checks
+that against the pipeline."""
 
 
 def create_fast(config: config_mod.Config) -> bool:

@@ -13,7 +13,7 @@
 PYTHON=/usr/bin/python3
 PYCODE='import site,sys;site.main();from runtime_shim.main import main;sys.exit(main())'
 STATE=/run/gpu-container-shim/fastpath
-TRIGGERS='nvidia_visible_devices|nvidia-container-devices|cuda_version|ai.scheduling.policy|ai_scheduling_policy|oomscoreadj|\u'
+TRIGGERS='nvidia_visible_devices|nvidia-container-devices|cuda_version|ai.scheduling.policy|ai_scheduling_policy|oomscoreadj|\u|ſ|K'
 CMP='/usr/bin/cmp /bin/cmp'
 FIND='/usr/bin/find /bin/find'
 
@@ -25,9 +25,11 @@ slow() {
     exec "$PYTHON" -I -S -c "$PYCODE" "$@"
 }
 
-# Find the command exactly as runtime_shim/argv.py does: global flags first (those in the list
-# take a value, also as --flag=value; -flag is --flag), "--" makes the next word the command.
-# $n counts the words up to and including the command.
+# Find the command as runtime_shim/argv.py does, with Go's flag rules (-name and --name alike,
+# a value as =value or the next word, whatever it is). Anything argv.py would find refused or
+# that this scan is not sure of (an unknown flag, bad syntax, a boolean with a value, help)
+# sets command=? and goes to Python. "--" makes the next word the command. $n counts the words
+# up to and including the command.
 command=
 scan=flag
 n=0
@@ -40,59 +42,106 @@ for arg do
     case $arg in
         --) scan=command; continue ;;
         -) command=$arg; break ;;
-        -*) ;;
+        --*) name=${arg#--} ;;
+        -*) name=${arg#-} ;;
         *) command=$arg; break ;;
     esac
-    case $arg in
-        *=*) continue ;;
-    esac
-    case $arg in
-        --*) name=$arg ;;
-        -??*) name=-$arg ;;
-        *) name=$arg ;;
+    case $name in
+        *=*) name=${name%%=*}; eq=1 ;;
+        *) eq= ;;
     esac
     case $name in
-        --root|--log|--log-format|--criu|--rootless) scan=value ;;
+        root|log|log-format|criu|rootless) [ -n "$eq" ] || scan=value ;;
+        debug|systemd-cgroup)
+            case $eq:${arg#*=} in
+                :*|1:1|1:t|1:T|1:TRUE|1:true|1:True|1:0|1:f|1:F|1:FALSE|1:false|1:False) ;;
+                *) command=?; break ;;
+            esac ;;
+        *) command=?; break ;;
     esac
 done
 
-# The bundle and the container id among the words after the command, as
-# argv.command_operands finds them.
+# A boolean command flag: bare (prev=bool, an id right after it ends the flags for Go), or with
+# one of the values Go's ParseBool accepts.
+go_bool() {
+    if [ -z "$eq" ]; then prev=bool; return 0; fi
+    case $value in
+        1|t|T|TRUE|true|True|0|f|F|FALSE|false|False) prev=value ;;
+        *) return 1 ;;
+    esac
+}
+
+# The bundle and the container id of a create, run or delete, as argv.py finds them, but only
+# for argv where urfave/cli's reordering cannot change the reading: known flags, the id
+# before them or alone after "--", each value flag followed by a word not starting with "-",
+# one flag name per flag, exactly one id, and after an id that follows a bare boolean nothing
+# else. Returns 1 (Python decides) for anything else. $1 is the command's flag table.
 operands() {
+    table=$1
+    shift
     skip=$n
     cid=
     have=
     bundle=
     want=
-    only=
+    prev=
+    as_b=
+    as_d=
+    as_f=
     for arg do
         if [ "$skip" -gt 0 ]; then skip=$((skip - 1)); continue; fi
-        if [ -n "$want" ]; then
-            [ "$want" = bundle ] && bundle=$arg
-            want=
+        [ "$prev" != last ] || return 1
+        if [ "$prev" = rest ]; then  # after "--": exactly one word, the id
+            [ -z "$have" ] || return 1
+            cid=$arg
+            have=1
             continue
         fi
-        if [ -z "$only" ]; then
-            case $arg in
-                --) only=1; continue ;;
-                -) ;;
-                -*)
-                    name=${arg%%=*}
-                    case $name in
-                        --*) ;;
-                        -??*) name=-$name ;;
-                    esac
-                    case $name in
-                        --bundle|-b)
-                            case $arg in *=*) bundle=${arg#*=} ;; *) want=bundle ;; esac ;;
-                        --console-socket|--pid-file|--preserve-fds)
-                            case $arg in *=*) ;; *) want=value ;; esac ;;
-                    esac
-                    continue ;;
-            esac
+        if [ -n "$want" ]; then
+            case $arg in -*) return 1 ;; esac
+            [ "$want" = bundle ] && bundle=$arg
+            want=
+            prev=value
+            continue
         fi
-        if [ -z "$have" ]; then cid=$arg; have=1; fi
+        case $arg in
+            -) return 1 ;;
+            --) [ -z "$have" ] || return 1; prev=rest; continue ;;
+            --*) name=${arg#--} ;;
+            -*) name=${arg#-} ;;
+            *)
+                [ -z "$have" ] || return 1
+                cid=$arg
+                have=1
+                if [ "$prev" = bool ]; then prev=last; else prev=id; fi
+                continue ;;
+        esac
+        case $name in
+            *=*) value=${name#*=}; name=${name%%=*}; eq=1 ;;
+            *) eq= ;;
+        esac
+        case $table:$name in
+            run:bundle|run:b|create:bundle|create:b)
+                [ -z "$as_b" ] || [ "$as_b" = "$name" ] || return 1
+                as_b=$name
+                if [ -n "$eq" ]; then bundle=$value; prev=value; else want=bundle; fi ;;
+            run:console-socket|run:pid-file|create:console-socket|create:pid-file)
+                if [ -n "$eq" ]; then prev=value; else want=value; fi ;;
+            run:detach|run:d)
+                [ -z "$as_d" ] || [ "$as_d" = "$name" ] || return 1
+                as_d=$name
+                go_bool || return 1 ;;
+            delete:force|delete:f)
+                [ -z "$as_f" ] || [ "$as_f" = "$name" ] || return 1
+                as_f=$name
+                go_bool || return 1 ;;
+            run:keep|run:no-subreaper|run:no-pivot|run:no-new-keyring|create:no-pivot|\
+            create:no-new-keyring)
+                go_bool || return 1 ;;
+            *) return 1 ;;
+        esac
     done
+    [ -z "$want" ] && [ -n "$have" ]
 }
 
 # trusted PATH PARENT: whether PATH is as hook/private_dirs.py and hook/logfile.py trust it
@@ -206,7 +255,7 @@ find_runtime() {
 # delete of a container holding MIG leases: Python runs the runtime, then releases them.
 holds_leases() {
     [ "$command" = delete ] && [ -n "$lease_dir" ] || return 1
-    operands "$@"
+    operands delete "$@" || return 0  # not sure which id: Python decides
     case $cid in
         ''|*/*|.|..) return 1 ;;
     esac
@@ -214,16 +263,17 @@ holds_leases() {
 }
 
 # create/run of a container that no modifier would touch: config.json names none of the
-# TRIGGERS (matched without regard to case, as Go's JSON decoder matches keys; a \u escape could
-# hide one, so it is a trigger too) and the configuration changes no such container (the
-# entry's create-fast line: no cgroup.parent). The image's /dev must not be a symlink
-# (runtime_shim/rootfs_guard.py), so root.path must be readable without a JSON parser: exactly
-# one "root" key whose first member is "path", a value without escapes. Anything else, and any
-# failure, goes to Python. Sets $stamp, $bundle_dir and $rootfs (names no other function uses:
+# TRIGGERS (matched byte-wise without regard to ASCII case, as Go's JSON decoder matches keys; a
+# \u escape, a long s or a Kelvin sign could spell one, so they are triggers too) and the
+# configuration changes no such container (the entry's create-fast line: no cgroup.parent). The
+# image's /dev must not be a symlink (runtime_shim/rootfs_guard.py), so root.path must be
+# readable without a JSON parser exactly as runc reads it: one "root" key in any case, spelled so
+# and holding only "path" (a value without escapes or ".." components) and maybe "readonly".
+# Anything else, and any failure, goes to Python. Sets $stamp, $bundle_dir and $rootfs (names no other function uses:
 # sh has no local variables).
 untouched_create() {
     [ "$create_fast" = yes ] || return 1
-    operands "$@"
+    operands "$command" "$@" || return 1
     bundle_dir=${bundle:-$PWD}
     case $bundle_dir in
         /*) ;;
@@ -244,7 +294,7 @@ untouched_create() {
             trusted "$log_file" "${log_file%/*}" || return 1
     fi
     # ENVIRON, not -v: awk would read the backslash of \u in a -v value as an escape.
-    found_root=$(TRIGGERS=$TRIGGERS awk '
+    found_root=$(LC_ALL=C TRIGGERS=$TRIGGERS awk '
         BEGIN { n = split(ENVIRON["TRIGGERS"], t, "|") }
         {
             low = tolower($0)
@@ -258,6 +308,10 @@ untouched_create() {
             rest = low
             while (match(rest, /"root"[ \t\r]*:/)) { count++; rest = substr(rest, RSTART + RLENGTH) }
             if (count != 1) exit 3
+            # root must be exactly {"path": "..."} or {"path": "...", "readonly": bool}
+            # in this spelling: a repeated or differently spelled key is for Python to merge.
+            if (!match(text, /"root"[ \t\r]*:[ \t\r]*[{][ \t\r]*"path"[ \t\r]*:[ \t\r]*"[^"\\]*"[ \t\r]*([}]|,[ \t\r]*"readonly"[ \t\r]*:[ \t\r]*(true|false)[ \t\r]*[}])/)) exit 3
+            text = substr(text, RSTART)
             if (!match(text, /"root"[ \t\r]*:[ \t\r]*[{][ \t\r]*"path"[ \t\r]*:[ \t\r]*"[^"\\]*"/)) exit 3
             value = substr(text, RSTART, RLENGTH - 1)
             sub(/.*"/, "", value)
@@ -267,6 +321,9 @@ untouched_create() {
         }' "$spec" 2>/dev/null) || return 1
     stamp=${found_root%%"$nl"*}
     rootfs=${found_root#*"$nl"}
+    case $rootfs in
+        ..|../*|*/..|*/../*) return 1 ;;  # runc cleans ".." as text, the kernel would not
+    esac
     case $rootfs in
         /*) ;;
         *) rootfs=$bundle_dir/$rootfs ;;
@@ -287,11 +344,7 @@ case $command in
         fi
         slow "$@" ;;
     help) slow "$@" ;;  # Python prints our help before the runtime's
-    '')
-        # --version, --help without a command (runtime_shim.main.about_request): Python too.
-        for arg do
-            case $arg in --version|-version|-v|--help|-help|-h) slow "$@" ;; esac
-        done ;;
+    "?") slow "$@" ;;  # not sure what runc reads (--version and --help among it): Python decides
 esac
 if runtimes && ! holds_leases "$@" && find_runtime; then
     exec "$found" "$@"

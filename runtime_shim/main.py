@@ -89,7 +89,9 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     def mark(phase: str) -> None:
         marks.append((phase, time.monotonic()))
 
-    bundle = os.path.abspath(invocation.bundle or os.getcwd())
+    # runc chdirs into the bundle and joins root.path to its working directory: the physical
+    # path (a symlinked one would make runc refuse the rootfs), so resolve links the same way.
+    bundle = os.path.realpath(invocation.bundle or os.getcwd())
     log_file = str(config.section("log")["file"])
     ctx: Optional[Context] = None
     try:
@@ -221,6 +223,11 @@ def load_config(invocation: argv_mod.Invocation) -> tuple[config_mod.Config, boo
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     invocation = argv_mod.parse(args)
+    if invocation.ambiguous:  # runc builds disagree on the bundle or id: run nothing
+        report(ShimError("argv", f"{invocation.command}: runc builds read these arguments "
+                                 f"differently (urfave/cli 1.22.1 and 1.22.9 reorder them); "
+                                 f"put the flags before the container id"), invocation)
+        return 1
     asked = about_request(invocation)
     if asked:
         from hook import about

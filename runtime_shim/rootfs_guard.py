@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from hook import oci_spec
 from hook.errors import ShimError, one_line
 
 STAGE = "rootfs"
@@ -21,25 +22,11 @@ RUNTIME_WRITTEN = ("dev",)
 """Top-level image paths the runtime writes below by plain path joins."""
 
 
-def go_field(mapping: Mapping[str, Any], name: str) -> Any:
-    """The value runc's Go JSON decoder puts in field ``name``: keys match it without regard to
-    case, and of several matching keys the last one wins. An image could otherwise hide its
-    root from us as ``"Root"``."""
-    found = None
-    for key, value in mapping.items():
-        if key.lower() == name:
-            found = value
-    return found
-
-
 def rootfs_of(spec: Mapping[str, Any], bundle: str) -> str:
-    """The rootfs host path as runc resolves it, or "" when config.json names none usable
+    """The rootfs host path as runc computes it (hook.oci_spec.rootfs: the spec is runc's
+    reading of config.json, the path cleaned as text), or "" when config.json names none usable
     (the runtime reports that itself)."""
-    root = go_field(spec, "root")
-    path = go_field(root, "path") if isinstance(root, Mapping) else None
-    if not isinstance(path, str) or not path or "\x00" in path:
-        return ""
-    return os.path.join(bundle, path)
+    return oci_spec.rootfs(spec, bundle) or ""
 
 
 def check(spec: Mapping[str, Any], bundle: str) -> None:

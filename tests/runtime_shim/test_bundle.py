@@ -27,7 +27,7 @@ def test_load_keeps_unknown_fields(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("data", "fragment"), [
     (b'{"a":1', "invalid JSON"),
     (b"[]", "expected a JSON object"),
-    (b'{"a":1,"a":2}', "duplicate key 'a'"),
+    (b'{"process":{"oomScoreAdj":"5"}}', "process.oomScoreAdj: expected an integer"),
     (b"\xff\xfe", "invalid JSON"),
     (b"[" * 100000 + b"]" * 100000, "config.json"),
 ])
@@ -38,6 +38,14 @@ def test_load_rejects_bad_input_with_one_line(tmp_path: Path, data: bytes, fragm
         bundle.load_spec(str(tmp_path))
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_load_gives_runcs_reading_of_repeated_and_folded_keys(tmp_path: Path) -> None:
+    """A repeated key is no error: the load merges it as runc's decoder does, under the
+    field's canonical spelling (hook.oci_spec)."""
+    write(tmp_path, b'{"root":{"path":"a"},"Root":{"readonly":true},"x":1,"x":2}')
+    assert bundle.load_spec(str(tmp_path)).spec == {"root": {"path": "a", "readonly": True},
+                                                   "x": 2}
 
 
 def test_load_rejects_oversized_file(tmp_path: Path) -> None:

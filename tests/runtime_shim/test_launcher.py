@@ -133,14 +133,30 @@ CASES = [(d, a) for d, a in argv_table()] + EXTRA
 
 
 @pytest.mark.parametrize(("description", "argv"), CASES, ids=[c[0] for c in CASES])
-def test_launcher_picks_python_exactly_for_create_and_run(env: Env, description: str,
-                                                          argv: list[str]) -> None:
-    """Each argv of the parser's table goes to Python iff the parser says it rewrites or asks
-    for our version or help."""
+def test_launcher_picks_python_for_create_and_run(env: Env, description: str,
+                                                  argv: list[str]) -> None:
+    """Each argv of the parser's table the parser rewrites, or that asks for our version or
+    help, goes to Python; the launcher execs the runtime itself only for argv the parser passes
+    through (an argv it is not sure of may go to Python too, which then passes it through)."""
+    got = env.run(argv)
     invocation = argv_mod.parse(argv)
-    want = (expected_python(argv) if invocation.rewrites or main_mod.about_request(invocation)
-            else expected_runtime(env.bin / "runc", argv))
-    assert env.run(argv) == want
+    if invocation.rewrites or main_mod.about_request(invocation):
+        assert got == expected_python(argv)
+    else:
+        assert got in (expected_runtime(env.bin / "runc", argv), expected_python(argv))
+
+
+PASS_THROUGH = [
+    ["state", "x"], ["--root", "/r", "state", "x"], ["--root=/r", "--log", "/l", "kill", "x", "9"],
+    ["-root", "/r", "--systemd-cgroup", "--debug", "list"], ["delete", "--force", "x"],
+    ["--", "state", "x"], ["exec", "--process", "/p", "x"],
+]
+
+
+@pytest.mark.parametrize("argv", PASS_THROUGH, ids=" ".join)
+def test_common_pass_through_argv_stays_fast(env: Env, argv: list[str]) -> None:
+    """The argv engines send every second never start Python."""
+    assert env.run(argv) == expected_runtime(env.bin / "runc", argv)
 
 
 TOKENS = ["create", "run", "--version", "-h", "help", "state", "kill", "--root", "-root",
@@ -155,12 +171,15 @@ TOKENS = ["create", "run", "--version", "-h", "help", "state", "kill", "--root",
 @given(st.lists(st.one_of(st.sampled_from(TOKENS),
                           st.text(alphabet="-=abcrt ex\n", max_size=6)), max_size=6))
 def test_launcher_agrees_with_the_parser_on_any_argv(env: Env, argv: list[str]) -> None:
-    """For any argv over runc's flag vocabulary, the launcher and the parser pick the same
-    path, and the runtime receives the arguments unchanged."""
+    """For any argv over runc's flag vocabulary, the launcher never execs the runtime itself
+    where the parser rewrites or our version or help is asked for, and the runtime receives the
+    arguments unchanged."""
+    got = env.run(argv)
     invocation = argv_mod.parse(argv)
-    want = (expected_python(argv) if invocation.rewrites or main_mod.about_request(invocation)
-            else expected_runtime(env.bin / "runc", argv))
-    assert env.run(argv) == want
+    if invocation.rewrites or main_mod.about_request(invocation):
+        assert got == expected_python(argv)
+    else:
+        assert got in (expected_runtime(env.bin / "runc", argv), expected_python(argv))
 
 
 def hold_lease(env: Env, cid: str) -> None:
@@ -173,9 +192,9 @@ DELETES = [
     ("short force after the id", ["--root", "/r", "delete", "c1", "-f"]),
     ("after double dash", ["delete", "--", "c1"]),
     ("single-dash global", ["-root", "delete", "delete", "c1"]),
-    ("value option before the id", ["delete", "-b", "c2", "c1"]),
-    ("single-dash value option", ["delete", "-pid-file", "c2", "c1"]),
-    ("value option with equals", ["delete", "--pid-file=c2", "c1"]),
+    ("single-dash force", ["delete", "-force", "c1"]),
+    ("double-dash short force", ["delete", "--f", "c1"]),
+    ("force with a value", ["delete", "--force=true", "c1"]),
 ]
 
 
@@ -237,7 +256,8 @@ def python_does_more_than_exec(env: Env, argv: list[str]) -> bool:
             mock.patch("subprocess.call", fake_call), \
             mock.patch.object(fastpath, "STATE_DIR", str(env.root / "python-state")):
         try:
-            main_mod.main(argv)
+            if main_mod.main(argv) == 1:
+                return True  # refused by the shim itself (an ambiguous argv)
         except Child:
             return True
         except Exec:
@@ -249,16 +269,20 @@ def python_does_more_than_exec(env: Env, argv: list[str]) -> bool:
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(["delete", "c1", "c2", "-f", "--force", "--", "-", "-b",
-                                 "--root", "state", "kill", "--bundle=x", "-root", ""]),
+                                 "--root", "state", "kill", "--bundle=x", "-root", "",
+                                 "--f", "-force=0", "--force=yes", "-h"]),
                 max_size=5))
 def test_launcher_goes_to_python_whenever_the_shim_does_more_than_exec(
         env: Env, argv: list[str]) -> None:
-    """Against the real shim: the launcher execs the runtime itself exactly when the Python
-    shim would do nothing but exec it (c1 holds a MIG lease)."""
+    """Against the real shim: the launcher execs the runtime itself only when the Python shim
+    would do nothing but exec it (c1 holds a MIG lease); an argv it is not sure of goes to
+    Python."""
     hold_lease(env, "c1")
-    want = (expected_python(argv) if python_does_more_than_exec(env, argv)
-            else expected_runtime(env.bin / "runc", argv))
-    assert env.run(argv) == want
+    got = env.run(argv)
+    if python_does_more_than_exec(env, argv):
+        assert got == expected_python(argv)
+    else:
+        assert got in (expected_runtime(env.bin / "runc", argv), expected_python(argv))
 
 
 def test_changed_config_goes_to_python(env: Env) -> None:

@@ -147,6 +147,40 @@ def test_failed_create_is_logged_with_its_stage(
     assert ' error_stage=config.json msg="gpu-container-runtime: config.json: ' in line
 
 
+def test_create_rewrites_the_bundle_runc_changes_into(
+        tmp_path: Path, shim_config: Path, fp: FakeProcess,
+        execs: list[tuple[str, list[str]]]) -> None:
+    """``link/../bundle`` is where the kernel takes runc's chdir (``link``'s target's parent),
+    not the ``bundle`` beside ``link`` that cleaning the text would give."""
+    spec = {"ociVersion": "1.0.2", "process": {"args": ["true"]}, "linux": {}}
+    beside = make_bundle(tmp_path, spec)
+    far = tmp_path / "far"
+    (far / "x").mkdir(parents=True)
+    real = make_bundle(far, spec)
+    (tmp_path / "link").symlink_to(far / "x")
+    with pytest.raises(Exec):
+        main_mod.main(["create", "--bundle", str(tmp_path / "link" / ".." / "bundle"), "c1"])
+    assert json.loads((real / "config.json").read_text())["linux"]["cgroupsPath"]
+    assert json.loads((beside / "config.json").read_text()) == spec
+
+
+def test_a_config_json_spelled_with_other_cases_is_written_back_in_one_spelling(
+        tmp_path: Path, shim_config: Path, fp: FakeProcess,
+        execs: list[tuple[str, list[str]]]) -> None:
+    """A rewrite writes runc's reading of the file with each key once, as its field's tag, so
+    runc reads exactly the values the pipeline saw and edited."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(
+        '{"ociVersion":"1.0.2","Process":{"Args":["true"]},"process":{"cwd":"/"},'
+        '"LINUX":{"cgroupsPath":"/old"},"x-vendor":{"Keep":1}}')
+    with pytest.raises(Exec):
+        main_mod.main(["create", "--bundle", str(bundle), "c1"])
+    assert json.loads((bundle / "config.json").read_text()) == {
+        "ociVersion": "1.0.2", "process": {"args": ["true"], "cwd": "/"},
+        "linux": {"cgroupsPath": "/ai-workload.slice/old"}, "x-vendor": {"Keep": 1}}
+
+
 def test_bad_config_json_is_one_line_and_untouched(
         tmp_path: Path, shim_config: Path, execs: list[tuple[str, list[str]]],
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -326,3 +360,17 @@ def test_bad_config_warning_goes_to_our_default_log(
     (line,) = ours.read_text().splitlines()
     assert "level=warning cmd=delete id=c9 event=config-invalid" in line
     assert "bogus: unknown key" in line
+
+
+def test_argv_runc_builds_read_differently_is_refused_in_one_line(
+        tmp_path: Path, shim_config: Path, execs: list[tuple[str, list[str]]],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``create ID -b B --``: upstream runc refuses it, distribution builds run bundle B; the
+    shim refuses it itself rather than guess, and runc never runs."""
+    bundle = make_bundle(tmp_path, {"ociVersion": "1.0.2", "process": {"args": ["true"]}})
+    before = (bundle / "config.json").read_bytes()
+    assert main_mod.main(["create", "c1", "-b", str(bundle), "--"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gpu-container-runtime: argv: create: runc builds read these "
+                          "arguments differently") and err.count("\n") == 1
+    assert execs == [] and (bundle / "config.json").read_bytes() == before

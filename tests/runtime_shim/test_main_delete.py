@@ -100,6 +100,40 @@ def test_delete_id_is_parsed_after_global_flags() -> None:
         "delete", "abc", "/r", None)
 
 
+class Execed(Exception):
+    """The shim exec'd the runtime (stubbed)."""
+
+
+@pytest.mark.parametrize("argv", [["delete", "--force=yes", "c1"], ["delete", "-f", "c2", "c1"],
+                                  ["delete", "--bundle", "x", "c1"], ["--bogus", "delete", "c1"]],
+                         ids=" ".join)
+def test_a_delete_runc_refuses_releases_nothing(node: Path, monkeypatch: pytest.MonkeyPatch,
+                                                argv: list[str]) -> None:
+    """runc would refuse these argv and delete nothing (Go's flag rules: runtime_shim/argv.py),
+    so the shim passes them through without touching c1's lease."""
+    hold(node)
+    (node / "state" / "c1").rmdir()  # even where c1 looks gone to the runtime
+
+    def execed(self: object, args: list[str]) -> None:
+        raise Execed
+
+    monkeypatch.setattr(main_mod.lowlevel.LowLevelRuntime, "exec", execed)
+    with pytest.raises(Execed):
+        main_mod.main(argv)
+    assert (node / "leases" / "c1.json").exists()
+
+
+@pytest.mark.parametrize("argv", [["delete", "--f", "c1"], ["delete", "c1", "-force"],
+                                  ["delete", "-f=true", "--", "c1"]], ids=" ".join)
+def test_every_delete_spelling_runc_accepts_releases_the_lease(node: Path,
+                                                               argv: list[str]) -> None:
+    """The id is the one Go's flag rules find, wherever it stands among the flags."""
+    hold(node)
+    (node / "state" / "c1").rmdir()  # the fake runtime removes the last word's state only
+    assert main_mod.main(["--root", str(node / "state"), *argv]) == 0
+    assert not (node / "leases" / "c1.json").exists()
+
+
 SimHostFactory = Callable[..., "SimHost"]
 
 

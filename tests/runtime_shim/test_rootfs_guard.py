@@ -7,12 +7,18 @@ from typing import Any
 
 import pytest
 
+from hook.bundle import parse_spec
 from hook.errors import ShimError
 from runtime_shim.rootfs_guard import check
 
 
 def spec_for(path: Any) -> dict[str, Any]:
     return {"root": {"path": path}}
+
+
+def read(text: str) -> dict[str, Any]:
+    """config.json text as the shim reads it (runc's reading)."""
+    return parse_spec(text.encode())
 
 
 @pytest.mark.parametrize("target", ["/tmp/host-dev", "../../../../dev", "/proc/self/cwd/dev"])
@@ -51,14 +57,31 @@ def test_unusable_root_is_left_to_the_runtime(tmp_path: Path, spec: dict[str, An
     check(spec, str(tmp_path))
 
 
-@pytest.mark.parametrize("spec", [
-    {"Root": {"Path": "rootfs"}},
-    {"root": {"path": "elsewhere"}, "ROOT": {"path": "rootfs"}},
+@pytest.mark.parametrize("text", [
+    '{"Root": {"Path": "rootfs"}}',
+    '{"root": {"path": "elsewhere"}, "ROOT": {"path": "rootfs"}}',
+    '{"root": {"path": "rootfs"}, "ROOT": {"readonly": true}}',
+    '{"root": {"path": "rootfs", "path": null}}',
+    r'{"ro\u006ft": {"p\u0061th": "rootfs"}}',
+    '{"root": {"PATH": "elsewhere/../rootfs"}}',
 ])
-def test_root_keys_are_matched_as_runc_decodes_them(tmp_path: Path, spec: dict[str, Any]) -> None:
-    """runc's Go decoder matches keys without regard to case, the last one winning: the guard
-    reads the same root, so a differently cased key cannot hide a symlinked /dev."""
+def test_root_keys_are_matched_as_runc_decodes_them(tmp_path: Path, text: str) -> None:
+    """runc's Go decoder folds keys, decodes escapes, merges a repeated object, ignores a null
+    for a string and cleans the path as text: the guard reads the same root, so no spelling
+    hides a symlinked /dev."""
     (tmp_path / "rootfs").mkdir()
     (tmp_path / "rootfs" / "dev").symlink_to("/tmp")
     with pytest.raises(ShimError, match="symlink"):
-        check(spec, str(tmp_path))
+        check(read(text), str(tmp_path))
+
+
+def test_the_root_path_is_cleaned_as_text_not_through_a_symlink(tmp_path: Path) -> None:
+    """``link/../rootfs`` is ``<bundle>/rootfs`` for runc even when ``link`` points elsewhere,
+    so that is the /dev the guard checks."""
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "rootfs" / "dev").symlink_to("/tmp")
+    (tmp_path / "far" / "rootfs").mkdir(parents=True)
+    (tmp_path / "far" / "x").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "far" / "x")
+    with pytest.raises(ShimError, match="symlink"):
+        check(read('{"root": {"path": "link/../rootfs"}}'), str(tmp_path))
