@@ -1,7 +1,7 @@
 """``gpu-ctk cdi generate``: a CDI spec of this host's GPUs and MIG devices, for engines that read
 CDI themselves (podman, containerd and CRI-O with CDI enabled, Docker 25+).
 
-The devices come from the discovery the shim uses (``hook.discovery``): ``<kind>=<index>``,
+The devices come from the discovery the shim uses (``gpu_core.discovery``): ``<kind>=<index>``,
 ``=<GPU-uuid>``, ``=<gpu>:<mig>``, ``=<MIG-uuid>`` and ``=all``, each naming its device nodes
 (a MIG device: its parent GPU's node and its two access capability nodes). The edits every
 device shares hold the control nodes and the driver files libnvidia-container reports, selected
@@ -31,11 +31,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from ctk import driver_files
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
-    from hook.config import Config
-    from hook.discovery import DeviceNode, Inventory
+    from gpu_core.config import Config
+    from gpu_core.discovery import DeviceNode, Inventory
     from libnvc_bindings import DriverInfo
 
 STAGE = "cdi"
@@ -83,7 +83,7 @@ def kind_of(vendor: str, device_class: str) -> str:
 
 def parse_capabilities(text: str) -> frozenset[str]:
     """``utility,compute`` or ``all`` as a set; an unknown name is a ``cdi`` error."""
-    from hook.request import CAPABILITIES
+    from gpu_core.request import CAPABILITIES
 
     names = {item.strip().lower() for item in text.split(",") if item.strip()}
     if "all" in names:
@@ -307,8 +307,8 @@ def host_links(info: DriverInfo) -> dict[str, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hook import config as config_mod
-    from hook.discovery import discover_from_config
+    from gpu_core import config as config_mod
+    from gpu_core.discovery import discover_from_config
 
     kind = kind_of(args.vendor, args.device_class)
     capabilities = parse_capabilities(args.capabilities)

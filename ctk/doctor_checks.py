@@ -23,10 +23,10 @@ from ctk.host_facts import (
     read_text,
     runtime_options,
 )
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
-    from hook.leases import Lease
+    from leases.allocation import Lease
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 CONFIGURE_FIX = "gpu-ctk runtime configure --runtime {engine}"

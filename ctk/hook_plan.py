@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
 from ctk import driver_files
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 if TYPE_CHECKING:
-    from hook.config import Config
-    from hook.discovery import Inventory
-    from hook.request import DeviceRequest
-    from hook.selection import Selection
+    from gpu_core.config import Config
+    from gpu_core.discovery import Inventory
+    from gpu_core.request import DeviceRequest
+    from gpu_core.selection import Selection
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,9 @@ def plan_hook(config: Config, spec: Mapping[str, Any], bundle: str,
     inventory (the shim's, discovered once)."""
     if request is None:
         return HookPlan(injected=False)
-    from hook.bundle import rootfs_path
+    from gpu_core.bundle import rootfs_path
+    from gpu_core.selection import select
     from hook.main import check_requirements, host_ldconfig
-    from hook.selection import select
 
     draft = _Draft(stage=str(config.section("hook")["stage"]))
     try:

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
-    from hook.config import Config
-    from hook.lease_store import Snapshot
+    from gpu_core.config import Config
+    from leases.store import Snapshot
 
 RUNTIME_NAME = "gpu-container-runtime"
 
@@ -87,7 +87,7 @@ class Host:
 
     @cached_property
     def config_and_error(self) -> tuple[Config, Optional[ShimError]]:
-        from hook import config as config_mod
+        from gpu_core import config as config_mod
 
         try:
             return config_mod.load(), None
@@ -113,7 +113,7 @@ class Host:
     @cached_property
     def majors(self) -> dict[str, int]:
         # Discovery's own reader, so doctor judges nodes by the majors the shim declares.
-        from hook.discovery import char_majors
+        from gpu_core.discovery import char_majors
 
         return char_majors(self.host_path("dev_root"), self.host_path("driver_root"))
 
@@ -140,8 +140,8 @@ class Host:
     @cached_property
     def leases(self) -> tuple[Snapshot, dict[str, Optional[str]]]:
         """The lease store and each holder's stale reason (None: live)."""
-        from hook import lease_store
-        from hook.leases import stale_reason
+        from leases import store as lease_store
+        from leases.allocation import stale_reason
 
         snapshot = lease_store.read_all(str(self.config.section("mig")["lease_dir"]))
         return snapshot, {lease.container_id: stale_reason(lease, lease_store.HOST)
@@ -197,7 +197,7 @@ def probe_nvml(library: str) -> NvmlReport:
 
     import pynvml
 
-    from hook import discovery
+    from gpu_core import discovery
 
     try:
         discovery.bind_library(pynvml, library)

@@ -1,4 +1,4 @@
-"""``gpu-ctk leases list|gc``: the node's MIG leases (``hook.lease_store``).
+"""``gpu-ctk leases list|gc``: the node's MIG leases (``leases.store``).
 
 ``list`` reads without the lock, so it works while containers start; a lease shows ``stale``
 when its holder is gone (the next allocation, or ``gc``, reclaims it), a lease file that cannot
@@ -15,8 +15,8 @@ import sys
 import time
 from typing import Any, Optional
 
-from hook.lease_salvage import Unreadable
-from hook.leases import Lease, stale_reason
+from leases.allocation import Lease, stale_reason
+from leases.salvage import Unreadable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def lease_dir(args: argparse.Namespace) -> str:
     if args.dir:
         return str(args.dir)
-    from hook import config as config_mod
+    from gpu_core import config as config_mod
 
     return str(config_mod.load().section("mig")["lease_dir"])
 
@@ -63,7 +63,7 @@ def rows(leases: tuple[Lease, ...], now: float,
 
 def unreadable_rows(entries: tuple[Unreadable, ...]) -> list[dict[str, Any]]:
     """One row per device an unreadable lease file holds (``*``: it may hold any): leases fail
-    closed, so these count as held (hook.lease_salvage)."""
+    closed, so these count as held (leases.salvage)."""
     result = []
     for entry in entries:
         for device in sorted(entry.devices) if entry.devices is not None else ["*"]:
@@ -87,7 +87,7 @@ def table(found: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hook import lease_store
+    from leases import store as lease_store
 
     directory = lease_dir(args)
     if args.action == "gc":

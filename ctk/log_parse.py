@@ -1,4 +1,4 @@
-"""Read back our logfmt lines (hook/logfile.py writes them): ``key=value`` pairs, a value bare
+"""Read back our logfmt lines (gpu_core/logfile.py writes them): ``key=value`` pairs, a value bare
 or double-quoted with backslash escapes (``\\n``, ``\\"``, ``\\\\``, ``\\uXXXX`` …).
 
 Tolerant on purpose: the log is read long after it was written, by a collector that must not

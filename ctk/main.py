@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, Optional
 
-from hook import about
-from hook.errors import ShimError, one_line
+from gpu_core import about
+from gpu_core.errors import ShimError, one_line
 
 PROG = "gpu-ctk"
 

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Optional
 from ctk import log_parse, metrics_text
 from ctk.log_cursor import Cursor, read_new
 from ctk.metrics_model import PROFILE, Key, P, Totals, bounded, labels
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
-    from hook.config import Config
+    from gpu_core.config import Config
 
 STATE = "/var/lib/gpu-container-shim/metrics-state.json"
 DEFAULT_LOG = "/var/log/gpu-container-shim.log"
@@ -119,13 +119,13 @@ def collect(totals: Totals, log: str, cursor: Optional[Cursor]) -> Cursor:
 
 def mig_gauges(config: Config, lease_dir: str, discover: bool) -> dict[Key, float]:
     """``mig_instances{profile,state}`` and ``discovery_up``."""
-    from hook import lease_store
-    from hook.leases import stale_reason
+    from leases import store as lease_store
+    from leases.allocation import stale_reason
 
     counts: dict[tuple[str, str], float] = {}
     gauges: dict[Key, float] = {}
     if discover:
-        from hook.discovery import discover_from_config
+        from gpu_core.discovery import discover_from_config
 
         try:
             inventory = discover_from_config(config)
@@ -169,7 +169,7 @@ def collect_and_render(args: argparse.Namespace, config: Optional[Config], log: 
 
 
 def run(args: argparse.Namespace) -> int:
-    from hook import config as config_mod
+    from gpu_core import config as config_mod
 
     gauges: dict[Key, float] = {}
     config: Optional[Config] = None

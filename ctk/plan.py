@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 if TYPE_CHECKING:
     from ctk.hook_plan import HookPlan
@@ -48,10 +48,10 @@ def planned_mig_lease(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     config.json rewrite, and no lease taken."""
     import dataclasses as dc
 
-    from hook import lease_store
-    from hook import leases as leases_mod
-    from hook.request import device_token_kind
-    from hook.selection import assign_profiles, profile_requests, select
+    from gpu_core.request import device_token_kind
+    from gpu_core.selection import assign_profiles, profile_requests, select
+    from leases import allocation as leases_mod
+    from leases import store as lease_store
     from runtime_shim.modifiers import mig_lease
 
     request = ctx.request
@@ -141,8 +141,8 @@ def make_plan(bundle: str, container_id: str, systemd_cgroup: bool, runtime: str
     """Load the configuration and the bundle, run the planned pipeline and the hook plan."""
     from ctk import request_view
     from ctk.hook_plan import plan_hook
-    from hook import config as config_mod
-    from hook.selection import select
+    from gpu_core import config as config_mod
+    from gpu_core.selection import select
     from runtime_shim import bundle as bundle_mod
     from runtime_shim import pipeline
     from runtime_shim.main import build_context
@@ -204,7 +204,7 @@ def render_hook(hook: HookPlan) -> list[str]:
 
 def default_runtime() -> str:
     """The runtime the shim would exec, for the facts that depend on it; '' when none."""
-    from hook import config as config_mod
+    from gpu_core import config as config_mod
     from runtime_shim import lowlevel
 
     try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
-    from hook.request import DeviceRequest
-    from hook.selection import Selection
+    from gpu_core.request import DeviceRequest
+    from gpu_core.selection import Selection
 
 
 def devices_source(request: DeviceRequest) -> str:
@@ -76,7 +76,7 @@ def to_json(request: Optional[DeviceRequest],
         "imex_channels_source": _imex_source(request),
     }
     if select is not None:
-        from hook.errors import ShimError
+        from gpu_core.errors import ShimError
 
         try:
             selection = select()

@@ -15,7 +15,7 @@ import shutil
 import sys
 
 from ctk.configure import DEFAULT_NAME, ENGINES, Settings, check_name, engine
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 RUNTIME = "gpu-container-runtime"
 PACKAGED_RUNTIME = "/usr/bin/gpu-container-runtime"

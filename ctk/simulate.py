@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 SUMMARY = "run a command inside a simulated GPU host (its devices, driver files at real paths)"
 

@@ -9,7 +9,7 @@ import argparse
 import json
 
 from ctk import log_events, log_parse, start_stats
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise ShimError("stats", f"--last must be at least 1, got {args.last}")
     log = args.log
     if not log:
-        from hook import config as config_mod
+        from gpu_core import config as config_mod
 
         log = str(config_mod.load().section("log")["file"])
         if not log:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 PR_SET_CHILD_SUBREAPER = 36
 MESSAGE_LIMIT = 1 << 16

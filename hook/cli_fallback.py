@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Callable
 
-from hook.errors import one_line
+from gpu_core.errors import one_line
 from hook.mounts import CAPABILITY_ORDER, retry_failure
 from hook.retry import RetryError, RetryPolicy, run_with_retry
 

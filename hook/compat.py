@@ -25,11 +25,11 @@ from hook.main import Run
 from hook.main import main as hook_main
 
 if TYPE_CHECKING:
-    from hook.config import Config
+    from gpu_core.config import Config
+    from gpu_core.request import DeviceRequest
+    from gpu_core.selection import Selection
     from hook.main import Budget
-    from hook.request import DeviceRequest
     from hook.rootfs_identity import Pinned
-    from hook.selection import Selection
 
 COMMAND = "nvidia-container-runtime-hook"
 
@@ -47,8 +47,8 @@ class StandaloneRun(Run):
 
     def mount(self, config: Config, budget: Budget, request: DeviceRequest,
               selection: Selection, pid: int, pinned: Pinned, ldconfig: str) -> None:
+        from gpu_core.device_nodes import global_caps_of, wanted_nodes
         from hook import device_cgroup
-        from hook.device_nodes import global_caps_of, wanted_nodes
 
         assert self.inventory is not None  # configure discovered before it mounts
         denied = device_cgroup.missing(

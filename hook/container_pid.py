@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 STAGE = "state"
 

@@ -18,10 +18,10 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
-    from hook.discovery import DeviceNode
+    from gpu_core.discovery import DeviceNode
 
 ACCESS = "rw"
 """What a GPU node needs; the node is bind-mounted, so no ``m`` (mknod)."""

@@ -1,4 +1,4 @@
-"""What the OCI hook does for MIG leases (``hook.lease_store``) at its lifecycle stages.
+"""What the OCI hook does for MIG leases (``leases.store``) at its lifecycle stages.
 
 ``poststop``: the runtime is destroying the container (runc runs poststop hooks from
 ``delete``, and from ``run``/``create`` when they fail), so its lease is released: the second
@@ -14,11 +14,11 @@ import json
 import os
 from typing import TYPE_CHECKING, Optional
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 if TYPE_CHECKING:
-    from hook.config import Config
-    from hook.leases import Lease
+    from gpu_core.config import Config
+    from leases.allocation import Lease
 
 
 def _lease_dir(config: Config) -> str:
@@ -26,7 +26,7 @@ def _lease_dir(config: Config) -> str:
 
 
 def _has_lease(lease_dir: str, container_id: str) -> bool:
-    from hook.container_id import is_lease_name
+    from gpu_core.container_id import is_lease_name
 
     if not lease_dir or not is_lease_name(container_id):
         return False
@@ -45,7 +45,7 @@ def state_id(data: bytes) -> str:
 
 def poststop(data: bytes, config: Optional[Config] = None) -> Optional[Lease]:
     """Release the lease of the container whose state is ``data``; the released lease."""
-    from hook import config as config_mod
+    from gpu_core import config as config_mod
 
     container_id = state_id(data)
     if not container_id:
@@ -54,7 +54,7 @@ def poststop(data: bytes, config: Optional[Config] = None) -> Optional[Lease]:
     lease_dir = _lease_dir(config)
     if not _has_lease(lease_dir, container_id):
         return None
-    from hook import lease_store
+    from leases import store as lease_store
 
     return lease_store.release(lease_dir, container_id)
 
@@ -64,7 +64,7 @@ def prestart(config: Config, container_id: str, pid: int) -> None:
     lease_dir = _lease_dir(config)
     if not _has_lease(lease_dir, container_id):
         return
-    from hook import lease_store
+    from leases import store as lease_store
 
     # Failing to record it is harmless: the runtime's state root still tells whether the
     # container lives.

@@ -21,18 +21,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Callable, Optional
 
-from hook import about
-from hook.errors import ShimError, one_line
+from gpu_core import about
+from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
+    from gpu_core.config import Config
+    from gpu_core.discovery import Inventory
+    from gpu_core.logfile import EventLog
+    from gpu_core.request import DeviceRequest
+    from gpu_core.selection import Selection
     from hook.bounded_child import Channel
-    from hook.config import Config
-    from hook.discovery import Inventory
-    from hook.logfile import EventLog
-    from hook.request import DeviceRequest
     from hook.retry import RetryPolicy
     from hook.rootfs_identity import Pinned
-    from hook.selection import Selection
 
 COMMAND = "gpu-container-hook"
 WORK_STAGES = ("prestart", "createRuntime")
@@ -146,7 +146,7 @@ def check_requirements(request: DeviceRequest, inventory: Inventory,
                        selection: Selection) -> None:
     """``NVIDIA_REQUIRE_*`` against each selected GPU (a MIG device: its parent), or against the
     host alone when no GPU is selected."""
-    from hook.requirements import GpuFacts, check
+    from gpu_core.requirements import GpuFacts, check
 
     if not request.checked_requirements:
         return
@@ -189,9 +189,9 @@ class Run:
 
     def prestart(self, stage: str, data: bytes) -> None:
         """The work stages; returns at once for a non-GPU container."""
-        from hook import config as config_mod
-        from hook.bundle import read_spec
-        from hook.request import parse_request
+        from gpu_core import config as config_mod
+        from gpu_core.bundle import read_spec
+        from gpu_core.request import parse_request
 
         config = config_mod.load()
         peeked = peek_bundle(data)
@@ -205,7 +205,7 @@ class Run:
         request = parse_request(spec, config)
         if request is None:
             return
-        from hook.logfile import EventLog
+        from gpu_core.logfile import EventLog
 
         self.log = EventLog(str(config.section("log").get("file", "")),
                             [("cmd", "hook"), ("stage", stage), ("id", container_id)],
@@ -217,7 +217,7 @@ class Run:
 
     def configure(self, config: Config, budget: Budget, data: bytes, spec: Mapping[str, Any],
                   request: DeviceRequest) -> None:
-        from hook.bundle import rootfs_path
+        from gpu_core.bundle import rootfs_path
         from hook.state import parse_state
 
         state = parse_state(data)
@@ -241,8 +241,8 @@ class Run:
 
     def prepare(self, config: Config, budget: Budget, request: DeviceRequest, pid: int,
                 pinned: Pinned, ldconfig: str) -> None:
-        from hook.discovery import discover_from_config, nvml_held
-        from hook.selection import select
+        from gpu_core.discovery import discover_from_config, nvml_held
+        from gpu_core.selection import select
 
         with nvml_held(str(config.section("nvml").get("library", ""))):
             began = self.clock()

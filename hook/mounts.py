@@ -12,7 +12,7 @@ shutdown. What differs, and why:
 - devices are still bind-mounted (no ``no-devbind``): a node the runtime already created is
   simply covered by the host's, and a hook registered without the shim (podman hooks.d) still
   gets its nodes.
-- which devices: the shim's own selection (``hook.selection.select``), so the hook mounts
+- which devices: the shim's own selection (``gpu_core.selection.select``), so the hook mounts
   exactly what the shim declared; a MIG device brings its parent GPU's node, as the CLI does.
 
 ``plan`` and ``container_options`` are pure; ``configure`` drives a ``libnvc_bindings.Session``
@@ -27,12 +27,12 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 from hook.retry import RetryError, RetryPolicy, run_with_retry
 
 if TYPE_CHECKING:
-    from hook.request import DeviceRequest
-    from hook.selection import Selection
+    from gpu_core.request import DeviceRequest
+    from gpu_core.selection import Selection
     from libnvc_bindings import DeviceInfo, Gpu, Library, MigDevice, Session
 
 T = TypeVar("T")

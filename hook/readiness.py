@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, Optional
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 STAGE = "readiness"
 
@@ -124,7 +124,7 @@ class NvmlProbe:
     def __enter__(self) -> NvmlProbe:
         import pynvml
 
-        from hook import discovery
+        from gpu_core import discovery
 
         # Same binding discovery uses: pynvml only dlopens libnvidia-ml.so.1 by name.
         discovery.bind_library(pynvml, self.library)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Callable, TypeVar
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 STAGE = "rootfs"
 WALK_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

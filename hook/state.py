@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Optional, Union
 
-from hook import strict_json
-from hook.errors import ShimError, one_line
+from gpu_core import strict_json
+from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator

@@ -1,12 +1,12 @@
-"""The one place that writes a bundle's config.json (reading is hook/bundle.py's, shared with the
-hook).
+"""The one place that writes a bundle's config.json (reading is gpu_core/bundle.py's, shared
+with the hook).
 
-Reads are size-bounded and give runc's reading of the file (hook.oci_spec: an attacker-controlled
-spec must not mean one thing to us and another to runc). What we write is that reading with our
-edits, every key in its one canonical spelling, so runc reads exactly the values we checked and
-edited, whatever spellings or repeated keys the original had. Writes are atomic: temp file in the
-bundle directory with the original's mode and owner, fsync, rename, fsync of the directory — a
-crash leaves either the old or the complete new file.
+Reads are size-bounded and give runc's reading of the file (gpu_core.oci_spec: an
+attacker-controlled spec must not mean one thing to us and another to runc). What we write is that
+reading with our edits, every key in its one canonical spelling, so runc reads exactly the values we
+checked and edited, whatever spellings or repeated keys the original had. Writes are atomic: temp
+file in the bundle directory with the original's mode and owner, fsync, rename, fsync of the
+directory — a crash leaves either the old or the complete new file.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 from collections.abc import Callable
 from typing import Any, Optional
 
-from hook.bundle import MAX_SPEC_BYTES, SpecFile, load_spec_file, parse_spec
-from hook.errors import ShimError, one_line
+from gpu_core.bundle import MAX_SPEC_BYTES, SpecFile, load_spec_file, parse_spec
+from gpu_core.errors import ShimError, one_line
 
 __all__ = ["MAX_SPEC_BYTES", "LoadedSpec", "load_spec", "parse_spec", "serialise", "write_atomic",
            "write_spec"]

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from hook.config import Config
-from hook.request import DeviceRequest
+from gpu_core.config import Config
+from gpu_core.request import DeviceRequest
 
 if TYPE_CHECKING:
-    from hook.discovery import Inventory
+    from gpu_core.discovery import Inventory
     from runtime_shim.cpuset import Available
 
 Spec = dict[str, Any]
@@ -58,7 +58,7 @@ class Context:
         """Discover the host's GPUs once, on the first modifier that needs them."""
         if self._inventory is None:
             if self.discover is None:
-                from hook.discovery import discover_from_config
+                from gpu_core.discovery import discover_from_config
 
                 self._inventory = discover_from_config(self.config)
             else:

@@ -21,7 +21,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Optional
 
-from hook import numa
+from gpu_core import numa
 
 SYS_ROOT = "/sys"
 CGROUP_ROOT = "/sys/fs/cgroup"

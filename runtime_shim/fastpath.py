@@ -21,8 +21,8 @@ import stat
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
-from hook import config as config_mod
-from hook import logfile, private_dirs
+from gpu_core import config as config_mod
+from gpu_core import logfile, private_dirs
 
 STATE_DIR = "/run/gpu-container-shim/fastpath"
 MAGIC = "gpu-container-shim fastpath 3"
@@ -30,7 +30,7 @@ ABSENT = "absent"
 
 
 CREATE_TRIGGERS = (
-    "nvidia_visible_devices",    # the env request (hook.request)
+    "nvidia_visible_devices",    # the env request (gpu_core.request)
     "nvidia-container-devices",  # the volume-mount request
     "cuda_version",              # a legacy CUDA image without a request means `all`
     "ai.scheduling.policy",      # the policy annotation (runtime_shim.policy_choice)
@@ -161,7 +161,7 @@ def seal(path: str) -> None:
 
 
 def ensure_private_dir(state_dir: str, log_path: str = "") -> bool:
-    """Make the state directory ours (0700, hook.private_dirs): one someone else made or left
+    """Make the state directory ours (0700, gpu_core.private_dirs): one someone else made or left
     writable is moved aside (noted in ``log_path``) and made again. Then it is sealed, and so is
     its parent when that is ours and nobody else can write it (``seal``). False when that cannot
     be done; the launcher then keeps starting Python."""

@@ -144,7 +144,7 @@ operands() {
     [ -z "$want" ] && [ -n "$have" ]
 }
 
-# trusted PATH PARENT: whether PATH is as hook/private_dirs.py and hook/logfile.py trust it
+# trusted PATH PARENT: whether PATH is as gpu_core/private_dirs.py and gpu_core/logfile.py trust it
 # (not a symlink, owned by root, writable by nobody else, a file with one link) and PARENT
 # cannot be swapped by others (owned by root, not writable by others unless sticky). Needs
 # find(1) (POSIX -prune keeps it at the named paths); without one, nothing is trusted.
@@ -281,13 +281,13 @@ untouched_create() {
     esac
     spec=$bundle_dir/config.json
     [ -f "$spec" ] && [ ! -L "$spec" ] || return 1
-    # Our log line would need quoting (hook/logfile.py BARE), or escaping: Python writes it.
+    # Our log line would need quoting (gpu_core/logfile.py BARE), or escaping: Python writes it.
     # Letters spelled out: a range would follow the locale's collation.
     case $cid$bundle_dir in
         *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_./:@+,-]*) return 1 ;;
     esac
     # The log file is appended to only when it is a file of ours that nobody else can swap for
-    # a symlink (hook/logfile.open_log); else Python writes the line (moving it aside).
+    # a symlink (gpu_core/logfile.open_log); else Python writes the line (moving it aside).
     if [ -n "$log_file" ]; then
         case $log_file in /*/*) ;; *) return 1 ;; esac
         [ -f "$log_file" ] && [ ! -L "$log_file" ] && [ -O "$log_file" ] &&

@@ -1,12 +1,12 @@
 """Our errors in runc's ``--log`` file, where containerd shows the last one to the user. Our own
-log's lines are hook/logfile.py's."""
+log's lines are gpu_core/logfile.py's."""
 
 from __future__ import annotations
 
 import json
 from typing import Optional
 
-from hook.logfile import append, quote, quoted, timestamp
+from gpu_core.logfile import append, quote, quoted, timestamp
 
 
 def runc_log_line(level: str, message: str, log_format: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn, Optional
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from hook import config as config_mod
-from hook.errors import ShimError, one_line
+from gpu_core import config as config_mod
+from gpu_core.errors import ShimError, one_line
 from runtime_shim import argv as argv_mod
 from runtime_shim import fastpath, lowlevel
 
 if TYPE_CHECKING:
-    from hook.discovery import Inventory
+    from gpu_core.discovery import Inventory
     from runtime_shim.context import Context
 
 COMMAND = "gpu-container-runtime"
@@ -31,7 +31,7 @@ def build_context(spec: Mapping[str, Any], config: config_mod.Config, *, bundle:
     """The Context the pipeline gets for one create: the request parsed from ``spec`` and this
     process's host facts. ``gpu-ctk plan`` builds its own through here, so it sees what the
     shim would."""
-    from hook.request import parse_request
+    from gpu_core.request import parse_request
     from runtime_shim import host
     from runtime_shim.context import Context
     from runtime_shim.modifiers import mig_lease
@@ -42,10 +42,10 @@ def build_context(spec: Mapping[str, Any], config: config_mod.Config, *, bundle:
 
 
 def fault_point(config: config_mod.Config, name: str) -> None:
-    """A test-only stop (``hook.lease_store.fault_point``: SIGKILL or sleep at ``name``), honoured
+    """A test-only stop (``leases.store.fault_point``: SIGKILL or sleep at ``name``), honoured
     only by a simulated host's configuration; production never imports the mechanism."""
     if config.section("simulation").get("dir"):
-        from hook.lease_store import fault_point as stop
+        from leases.store import fault_point as stop
 
         stop(name, True)
 
@@ -53,7 +53,7 @@ def fault_point(config: config_mod.Config, name: str) -> None:
 def timed_discovery(config: config_mod.Config, spent: list[float]) -> Callable[[], Inventory]:
     """The pipeline's discovery, its seconds appended to ``spent`` (the log's discovery_ms)."""
     def discover() -> Inventory:
-        from hook.discovery import discover_from_config
+        from gpu_core.discovery import discover_from_config
 
         began = time.monotonic()
         try:
@@ -66,7 +66,7 @@ def timed_discovery(config: config_mod.Config, spent: list[float]) -> Callable[[
 def log_create(log_file: str, level: str, invocation: argv_mod.Invocation, bundle: str,
                started: float, fields: Sequence[tuple[str, str]]) -> None:
     """Our log's one line per create: who, ``fields``, and the milliseconds since ``started``."""
-    from hook import logfile
+    from gpu_core import logfile
 
     logfile.append(log_file, logfile.logfmt([
         ("time", logfile.timestamp()), ("level", level), ("cmd", invocation.command or ""),
@@ -117,7 +117,7 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             mark("write")
         except ShimError:
             if ctx.container_id and ctx.request is not request:  # MIG devices were leased
-                from hook import lease_store
+                from leases import store as lease_store
 
                 lease_store.release_if_mine(mig_lease.lease_dir(ctx), ctx.container_id)
             raise
@@ -165,7 +165,7 @@ def delete_releasing(invocation: argv_mod.Invocation, config: config_mod.Config,
         return None
     import subprocess
 
-    from hook import lease_store
+    from leases import store as lease_store
 
     code = subprocess.call([runtime.path, *args])
     try:
@@ -182,7 +182,7 @@ def about_request(invocation: argv_mod.Invocation) -> str:
         return "help"
     if invocation.command:  # an empty word as the command is no command (as the launcher sees)
         return ""
-    from hook import about
+    from gpu_core import about
 
     for token in invocation.args:
         asked = about.about_flag([token])
@@ -211,7 +211,7 @@ def load_config(invocation: argv_mod.Invocation) -> tuple[config_mod.Config, boo
         fallback = config_mod.defaults()
         log_file = str(fallback.section("log")["file"])  # the file's own choice is unreadable
         if log_file:
-            from hook import logfile
+            from gpu_core import logfile
 
             logfile.append(log_file, logfile.logfmt([
                 ("time", logfile.timestamp()), ("level", "warning"),
@@ -230,7 +230,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     asked = about_request(invocation)
     if asked:
-        from hook import about
+        from gpu_core import about
 
         # ours first, then the runtime's lines unchanged (engines parse `runc --version`)
         sys.stdout.write(about.version_line(COMMAND) + "\n" if asked == "version"

@@ -10,8 +10,8 @@ import itertools
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from hook.config import Config, Policy
-from hook.errors import ShimError, one_line
+from gpu_core.config import Config, Policy
+from gpu_core.errors import ShimError, one_line
 
 ANNOTATION = "ai.scheduling.policy"
 ENV_VAR = "AI_SCHEDULING_POLICY"

@@ -14,8 +14,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from hook import oci_spec
-from hook.errors import ShimError, one_line
+from gpu_core import oci_spec
+from gpu_core.errors import ShimError, one_line
 
 STAGE = "rootfs"
 RUNTIME_WRITTEN = ("dev",)
@@ -23,7 +23,7 @@ RUNTIME_WRITTEN = ("dev",)
 
 
 def rootfs_of(spec: Mapping[str, Any], bundle: str) -> str:
-    """The rootfs host path as runc computes it (hook.oci_spec.rootfs: the spec is runc's
+    """The rootfs host path as runc computes it (gpu_core.oci_spec.rootfs: the spec is runc's
     reading of config.json, the path cleaned as text), or "" when config.json names none usable
     (the runtime reports that itself)."""
     return oci_spec.rootfs(spec, bundle) or ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from runtime_shim.context import Spec
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from hook import config as config_mod
-from hook.request import DeviceRequest
+from gpu_core import config as config_mod
+from gpu_core.request import DeviceRequest
 from runtime_shim.context import Context, HostFacts
 
 GPU0 = DeviceRequest(devices=("0",), capabilities=frozenset({"compute", "utility"}))

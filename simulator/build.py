@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 from simulator import compile as cc_tools
 from simulator import driver_tree, faults, header, host_files, topology
 from simulator.topology import Topology
@@ -111,8 +111,8 @@ def check_target(sim_dir: Path) -> None:
 
 def check_owned(sim_dir: Path) -> None:
     """``simulate --into``: a directory of the caller that nobody else can write, under
-    directories nobody else can swap (hook.private_dirs); a new one is made so."""
-    from hook import private_dirs
+    directories nobody else can swap (gpu_core.private_dirs); a new one is made so."""
+    from gpu_core import private_dirs
 
     try:
         info: Optional[os.stat_result] = sim_dir.lstat()
@@ -239,7 +239,7 @@ def _clear(path: Path) -> None:
 
 def _write_host(sim_dir: Path, topo: Topology, nvml_entry: Path, nvc_entry: Optional[Path],
                 stubs: Path, chosen: list[faults.Fault], reset_state: bool) -> None:
-    from hook import private_dirs
+    from gpu_core import private_dirs
 
     if not sim_dir.exists():
         private_dirs.make_parents(str(sim_dir.parent), 0o755)
@@ -260,7 +260,7 @@ def _write_host(sim_dir: Path, topo: Topology, nvml_entry: Path, nvc_entry: Opti
     host_files.write_files(sim_dir, host_files.proc_files(topo))
     for directory, mode in ((sim_dir / "run", 0o755), (sim_dir / "run" / "leases", 0o700),
                             (sim_dir / "log", 0o755)):
-        if not directory.exists():  # exact modes whatever the umask (hook/private_dirs.py)
+        if not directory.exists():  # exact modes whatever the umask (gpu_core/private_dirs.py)
             private_dirs.make_dir(str(directory), mode)
     faults.apply(sim_dir, chosen)
     _write_text(sim_dir / "config.yaml", render_config(sim_dir, topo))

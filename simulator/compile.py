@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 CACHE_ENV = "GPU_CTK_SIM_CACHE"
@@ -106,8 +106,8 @@ def _tree_problem(top: Path) -> Optional[str]:
 def cache_problem(cache_dir: Path) -> Optional[str]:
     """Why ``cache_dir`` cannot hold libraries a root hook will load (None when it can): it must
     be a real directory of the caller or root that nobody else can write, under directories
-    nobody else can swap (hook.private_dirs)."""
-    from hook import private_dirs
+    nobody else can swap (gpu_core.private_dirs)."""
+    from gpu_core import private_dirs
 
     try:
         info = cache_dir.lstat()
@@ -128,7 +128,7 @@ def safe_cache(cache_dir: Path) -> tuple[Path, Optional[str]]:
     """``cache_dir`` (made 0700, parents 0755, whatever the umask) when it can be trusted; else a
     fresh private directory removed at exit, and why ``cache_dir`` was not used: a simulated
     host's libraries are loaded by the root hook, so nobody else may be able to swap them."""
-    from hook import private_dirs
+    from gpu_core import private_dirs
 
     problem = cache_problem(cache_dir)
     if problem is None:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 Fault = tuple[str, str]
 """A parsed fault: its name and the value written to DIR/faults/<name>."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from simulator import profiles
 from simulator.topology import (
     ARCHITECTURES,

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 from typing import NamedTuple
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 from simulator import driver_tree, profiles
 from simulator.header import CAPS_MAJOR, NVIDIA_MAJOR, UVM_MAJOR
 from simulator.topology import Topology

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 from simulator import driver_tree
 
 LIB_DIR = "/" + driver_tree.LIB_DIR

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     import cffi

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from simulator import profiles
 
 Topology = dict[str, Any]

@@ -50,7 +50,7 @@ def config_cache_left_clean(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     config. The session removes the entries it made, so the host's cache does not grow."""
     from session_cleanup import remove_session_cache_entries
 
-    from hook import config as config_mod
+    from gpu_core import config as config_mod
 
     cache_dir = Path(config_mod.CACHE_DIR)
     try:

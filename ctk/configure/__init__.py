@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 Texts = dict[str, Optional[str]]
 """Path -> file content; None for a file that is absent (or, as a result, to be removed)."""

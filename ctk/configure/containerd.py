@@ -31,7 +31,7 @@ from tomlkit.items import AoT, Item, Table
 from tomlkit.toml_document import TOMLDocument
 
 from ctk.configure import MARKER, Engine, Settings, Texts, toml_text
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 DEFAULT_CONFIG = "/etc/containerd/config.toml"
 RUNC_TYPE = "io.containerd.runc.v2"

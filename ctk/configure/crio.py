@@ -13,7 +13,7 @@ import tomlkit
 from tomlkit.toml_document import TOMLDocument
 
 from ctk.configure import MARKER, Engine, Settings, Texts, toml_text
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 DEFAULT_DIR = "/etc/crio/crio.conf.d"
 

@@ -12,8 +12,8 @@ import re
 from typing import Any, Optional, Union
 
 from ctk.configure import Engine, Settings, Texts
-from hook import strict_json
-from hook.errors import ShimError
+from gpu_core import strict_json
+from gpu_core.errors import ShimError
 
 DEFAULT_CONFIG = "/etc/docker/daemon.json"
 

@@ -23,8 +23,8 @@ from typing import Optional
 
 from ctk.configure import Texts
 from ctk.configure.changes import Change
-from hook import private_dirs
-from hook.errors import ShimError, one_line
+from gpu_core import private_dirs
+from gpu_core.errors import ShimError, one_line
 
 BACKUP_SUFFIX = ".gpu-ctk.bak"
 """Not ``.toml``/``.json``/``.conf``: no engine's drop-in glob picks a backup up."""

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from ctk.configure import Engine, Settings, Texts
-from hook.config import ENV_VAR
+from gpu_core.config import ENV_VAR
 
 DEFAULT_CONFIG = "/etc/containers/oci/hooks.d/oci-gpu-container-hook.json"
 SAFE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

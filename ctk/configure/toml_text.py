@@ -9,7 +9,7 @@ import tomlkit
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.toml_document import TOMLDocument
 
-from hook.errors import ShimError, one_line
+from gpu_core.errors import ShimError, one_line
 
 
 def parse(text: Optional[str], path: str, stage: str) -> TOMLDocument:

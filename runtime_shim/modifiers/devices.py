@@ -6,7 +6,7 @@ program on v2 and systemd's ``DeviceAllow=``. systemd rewrites a unit's device p
 the runtime told it on every ``daemon-reload``; access added behind the runtime's back (as
 libnvidia-container's cgroup writes are) is lost then, access declared here is not.
 
-Which nodes: ``hook.device_nodes.wanted_nodes`` (shared with the standalone hook), plus the
+Which nodes: ``gpu_core.device_nodes.wanted_nodes`` (shared with the standalone hook), plus the
 IMEX channels the request names.
 """
 
@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from hook.device_nodes import global_caps_of, imex_channel_nodes, wanted_nodes
-from hook.errors import ShimError
-from hook.selection import select
+from gpu_core.device_nodes import global_caps_of, imex_channel_nodes, wanted_nodes
+from gpu_core.errors import ShimError
+from gpu_core.selection import select
 from runtime_shim.context import Context, Notes, Spec
 
 if TYPE_CHECKING:
-    from hook.discovery import DeviceNode
+    from gpu_core.discovery import DeviceNode
 
 ACCESS = "rw"
 """Read and write; the runtime creates the nodes, so the container never needs ``m`` (mknod)."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hook.config import DEFAULT_PATH, ENV_VAR
-from hook.errors import ShimError
+from gpu_core.config import DEFAULT_PATH, ENV_VAR
+from gpu_core.errors import ShimError
 from runtime_shim.context import Context, Notes, Spec
 
 HOOK_STAGES = ("prestart", "createRuntime")

@@ -2,7 +2,7 @@
 
 ``mig-1g.10gb`` (any GPU) and ``0.mig-3g.40gb`` / ``GPU-<uuid>.mig-3g.40gb`` (that GPU) become
 concrete MIG UUIDs that no live container holds, recorded in the node-local lease store
-(``hook.lease_store``) under this container's id. The request in config.json is rewritten to
+(``leases.store``) under this container's id. The request in config.json is rewritten to
 those UUIDs (``NVIDIA_VISIBLE_DEVICES`` in ``process.env``, or the ``/dev/null`` device-list
 mounts when the request came from there), so the hook and every later reader agree on the
 devices, and ``ctx.request`` is replaced likewise so later modifiers (devices first) declare
@@ -25,8 +25,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from hook.errors import ShimError
-from hook.request import DEVICE_LIST_ROOT, VISIBLE_DEVICES, DeviceRequest, device_token_kind
+from gpu_core.errors import ShimError
+from gpu_core.request import DEVICE_LIST_ROOT, VISIBLE_DEVICES, DeviceRequest, device_token_kind
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.modifiers import hook_injection
 
@@ -48,7 +48,7 @@ def runtime_state_root(runtime_path: str, root_flag: Optional[str]) -> str:
 
 
 def faults_enabled(ctx: Context) -> bool:
-    """Test fault points are honoured only against a simulated host (see hook.lease_store)."""
+    """Test fault points are honoured only against a simulated host (see leases.store)."""
     return bool(ctx.config.section("simulation").get("dir"))
 
 
@@ -105,9 +105,9 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
                      if exclusive and device_token_kind(t) in EXPLICIT_KINDS)
     if not explicit and not any(device_token_kind(t) in PROFILE_KINDS for t in request.devices):
         return spec, []  # before importing the lease store: most GPU containers end here
-    from hook import lease_store
-    from hook import leases as leases_mod
-    from hook.selection import assign_profiles, profile_requests, select
+    from gpu_core.selection import assign_profiles, profile_requests, select
+    from leases import allocation as leases_mod
+    from leases import store as lease_store
 
     profiles = profile_requests(request)
     if not profiles and not explicit:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from hook import numa
-from hook.selection import select
+from gpu_core import numa
+from gpu_core.selection import select
 from runtime_shim import policy_choice
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.cpuset import Available

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hook.config import Policy
+from gpu_core.config import Policy
 from runtime_shim import policy_choice
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.spec_tree import get_in, set_in

@@ -4,7 +4,7 @@ libnvidia-container with real runc. Each case checks the canary tree (nothing wr
 or deleted through a planted link), and that the container still starts or fails in one line.
 
 The config cache and the fast-path entry live under the machine's /run, which parallel test
-runs share: their cases are unit tests on private directories (tests/hook/test_config.py,
+runs share: their cases are unit tests on private directories (tests/gpu_core/test_config.py,
 tests/runtime_shim/test_fastpath.py, tests/runtime_shim/test_launcher_create.py)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from hostguard import one_line_with, overlay_bundle, sim_runtime_config
 
-from hook.logfile import parse_line
+from gpu_core.logfile import parse_line
 
 if TYPE_CHECKING:
     from conftest import Sandbox

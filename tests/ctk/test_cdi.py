@@ -14,8 +14,8 @@ import yaml
 
 from ctk import cdi
 from ctk.main import main
-from hook.errors import ShimError
-from hook.testing import fake_inventory, gpu_uuid, mig_uuid
+from gpu_core.errors import ShimError
+from gpu_core.testing import fake_inventory, gpu_uuid, mig_uuid
 from libnvc_bindings import DeviceNode as NvcNode
 from libnvc_bindings import DriverInfo
 

@@ -13,8 +13,8 @@ import pytest
 from ctk import doctor_checks as checks
 from ctk import host_facts
 from ctk.main import main
-from hook import lease_store
-from hook.leases import Holder, Lease, LeasedDevice
+from leases import store as lease_store
+from leases.allocation import Holder, Lease, LeasedDevice
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost

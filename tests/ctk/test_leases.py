@@ -11,9 +11,9 @@ import pytest
 
 from ctk import leases as ctk_leases
 from ctk.main import main
-from hook import lease_store
-from hook.leases import Holder, Lease, LeasedDevice
-from hook.testing import gpu_uuid, mig_uuid
+from gpu_core.testing import gpu_uuid, mig_uuid
+from leases import store as lease_store
+from leases.allocation import Holder, Lease, LeasedDevice
 
 DEAD_PID = 2 ** 30
 """Above any pid_max: a holder that certainly does not run."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ctk.log_parse import parse_line
-from hook.logfile import logfmt
+from gpu_core.logfile import logfmt
 
 
 def test_bare_values_are_split_on_spaces() -> None:
@@ -26,7 +26,7 @@ def test_backslash_escapes_are_decoded() -> None:
 
 
 def test_what_our_formatter_writes_reads_back_the_same() -> None:
-    """Every value hook.logfile.logfmt writes — control characters, quotes, non-ASCII — parses
+    """Every value gpu_core.logfile.logfmt writes — control characters, quotes, non-ASCII — parses
     back to itself."""
     values = ["plain", "with space", 'quote " inside', "new\nline", "tab\t", "\x00\x1f\x7f",
               "ünïcode", "back\\slash", "", "a=b", "\u2028 line separator"]

@@ -42,7 +42,7 @@ def test_usage_error_is_one_line(argv: list[str], capsys: pytest.CaptureFixture[
 
 def test_version_prints_ours(capsys: pytest.CaptureFixture[str]) -> None:
     """gpu-ctk --version is not a usage error: one line, exit 0."""
-    from hook.about import VERSION
+    from gpu_core.about import VERSION
 
     with pytest.raises(SystemExit) as info:
         ctk_main.main(["--version"])

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ctk.main import main
-from hook import lease_store
-from hook.leases import Holder, Lease, LeasedDevice
-from hook.testing import gpu_uuid, mig_uuid
+from gpu_core.testing import gpu_uuid, mig_uuid
+from leases import store as lease_store
+from leases.allocation import Holder, Lease, LeasedDevice
 
 P = "gpu_container_shim_"
 DEAD_PID = 2 ** 30

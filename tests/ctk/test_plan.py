@@ -12,8 +12,9 @@ import pytest
 
 from ctk import plan as plan_mod
 from ctk.main import main
-from hook import lease_store, numa
-from hook.leases import Holder, Lease, LeasedDevice
+from gpu_core import numa
+from leases import store as lease_store
+from leases.allocation import Holder, Lease, LeasedDevice
 from runtime_shim import cpuset
 
 if TYPE_CHECKING:

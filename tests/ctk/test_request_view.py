@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ctk.request_view import summary, to_json
-from hook.request import DeviceRequest
-from hook.selection import select
-from hook.testing import fake_inventory
+from gpu_core.request import DeviceRequest
+from gpu_core.selection import select
+from gpu_core.testing import fake_inventory
 
 HOST = fake_inventory(2, {1: ("3g.40gb", "3g.40gb")})
 

@@ -13,7 +13,7 @@ import tomlkit
 
 from ctk.configure import Engine, Settings, Texts, check_name, containerd, crio, docker, podman
 from ctk.configure.changes import Change, diff, plan_configure, plan_unconfigure
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 
 SHIM = "/usr/bin/gpu-container-runtime"
 HOOK = "/usr/libexec/gpu-container-shim/nvidia-container-runtime-hook"

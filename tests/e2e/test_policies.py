@@ -30,7 +30,7 @@ import pytest
 from containers import Bundle, Runtime, sha256
 from oci_schema import config_errors
 
-from hook.numa import format_ids, parse_ids
+from gpu_core.numa import format_ids, parse_ids
 from runtime_shim import cpuset, io_weight
 from simulator.testing import SimHost
 

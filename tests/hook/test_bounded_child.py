@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import pytest
 
+from gpu_core.errors import ShimError
 from hook.bounded_child import Channel, children_of, run_bounded, sweep
-from hook.errors import ShimError
 
 
 def running(marker: str) -> list[str]:

@@ -9,9 +9,9 @@ from typing import Callable
 import pytest
 from pytest_subprocess import FakeProcess
 
+from gpu_core.errors import ShimError
 from hook import cli_fallback
 from hook.cli_fallback import CliError, CliRequest, cli_argv
-from hook.errors import ShimError
 from hook.retry import RetryPolicy
 
 CLI = "/usr/bin/nvidia-container-cli"

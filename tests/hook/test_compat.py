@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from gpu_core.request import DeviceRequest
+from gpu_core.selection import select
+from gpu_core.testing import fake_inventory
 from hook import compat, device_cgroup
 from hook.main import Run
-from hook.request import DeviceRequest
 from hook.rootfs_identity import Pinned
-from hook.selection import select
-from hook.testing import fake_inventory
 
 DOCKER_SPEC: dict[str, Any] = {"linux": {"resources": {"devices": [
     {"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "access": "m"}]}}}

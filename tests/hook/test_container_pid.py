@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from gpu_core.errors import ShimError
 from hook.container_pid import check_container_pid
-from hook.errors import ShimError
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from typing import Any, Optional
 
 import pytest
 
+from gpu_core.errors import ShimError
+from gpu_core.testing import char_node
 from hook import device_cgroup
-from hook.errors import ShimError
-from hook.testing import char_node
 
 DOCKER_RULES: list[dict[str, Any]] = [
     {"allow": False, "access": "rwm"},

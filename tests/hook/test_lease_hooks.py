@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from hook import config as config_mod
-from hook import lease_hooks, lease_store
-from hook.config import Config
-from hook.leases import Holder, Lease, LeasedDevice
-from hook.testing import gpu_uuid, mig_uuid
+from gpu_core import config as config_mod
+from gpu_core.config import Config
+from gpu_core.testing import gpu_uuid, mig_uuid
+from hook import lease_hooks
+from leases import store as lease_store
+from leases.allocation import Holder, Lease, LeasedDevice
 
 
 def config_for(tmp_path: Path) -> Config:

@@ -285,7 +285,7 @@ class TestGpuPath:
         def broken(config: object) -> None:
             raise RuntimeError("boom\nsecond line")
 
-        monkeypatch.setattr("hook.discovery.discover_from_config", broken)
+        monkeypatch.setattr("gpu_core.discovery.discover_from_config", broken)
         bundle = make_bundle(tmp_path, ("NVIDIA_VISIBLE_DEVICES=0",))
         assert run_hook(["prestart"], state(bundle)) == (
             1, "gpu-container-hook: internal error: RuntimeError: boom second line\n")

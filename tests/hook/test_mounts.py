@@ -7,14 +7,14 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from gpu_core.config import defaults
+from gpu_core.discovery import Inventory
+from gpu_core.errors import ShimError
+from gpu_core.request import DeviceRequest, parse_request
+from gpu_core.selection import Selection, select
+from gpu_core.testing import fake_inventory
 from hook import mounts
-from hook.config import defaults
-from hook.discovery import Inventory
-from hook.errors import ShimError
-from hook.request import DeviceRequest, parse_request
 from hook.retry import RetryPolicy
-from hook.selection import Selection, select
-from hook.testing import fake_inventory
 from libnvc_bindings import DeviceInfo, DeviceNode, Gpu, MigDevice, NvcError
 
 

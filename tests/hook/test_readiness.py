@@ -154,7 +154,7 @@ class TestNvmlProbe:
         message, and the next poll initialises again."""
         import pynvml
 
-        from hook import discovery
+        from gpu_core import discovery
 
         calls: list[str] = []
 

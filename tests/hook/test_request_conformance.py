@@ -14,11 +14,11 @@ from typing import Any, Optional
 
 import pytest
 
-from hook.config import Config, defaults, parse
-from hook.errors import ShimError
-from hook.request import DeviceRequest, parse_request
-from hook.request_words import CAPABILITIES, legacy_cuda_version
-from hook.requirements import GpuFacts, RequirementError, check, parse_requirement
+from gpu_core.config import Config, defaults, parse
+from gpu_core.errors import ShimError
+from gpu_core.request import DeviceRequest, parse_request
+from gpu_core.request_words import CAPABILITIES, legacy_cuda_version
+from gpu_core.requirements import GpuFacts, RequirementError, check, parse_requirement
 
 ALL = frozenset(CAPABILITIES)
 DEFAULT = frozenset({"compute", "utility"})

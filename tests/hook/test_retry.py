@@ -7,8 +7,8 @@ from typing import Callable
 
 import pytest
 
-from hook.config import DEFAULTS
-from hook.errors import ShimError
+from gpu_core.config import DEFAULTS
+from gpu_core.errors import ShimError
 from hook.retry import RetryError, RetryPolicy, run_with_retry
 
 POLICY = RetryPolicy(attempts=5, deadline=20.0, initial_backoff=0.2, max_backoff=4.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from hook.rootfs_identity import pin, verify, walk
 
 

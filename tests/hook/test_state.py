@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpu_core.errors import ShimError
 from hook import state as state_mod
-from hook.errors import ShimError
 from hook.state import State, load_state, parse_state, plainly_valid, problems
 
 GOOD: dict[str, Any] = {"ociVersion": "1.2.0", "id": "c1", "status": "creating", "pid": 4242,

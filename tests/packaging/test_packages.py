@@ -21,7 +21,7 @@ import tomllib
 import yaml
 from containers import build_busybox_image
 
-from hook import config as config_mod
+from gpu_core import config as config_mod
 
 REPO = Path(__file__).resolve().parents[2]
 LIB = "/usr/lib/gpu-container-shim"
@@ -353,7 +353,7 @@ class TestShippedConfig:
         assert config_mod.parse(text, "shipped").raw == config_mod.parse("", "empty").raw
 
     def test_its_commented_settings_are_the_defaults(self) -> None:
-        """Uncommenting every setting gives exactly hook.config.DEFAULTS."""
+        """Uncommenting every setting gives exactly gpu_core.config.DEFAULTS."""
         text = (REPO / "packaging" / "config.yaml").read_text()
         settings = "\n".join(line[1:] if re.match(r"#(?!$| \S)", line) else line
                              for line in text.splitlines())

@@ -2,7 +2,7 @@
 s, the Kelvin sign, \\u escapes, repeated keys, extra members, ``..`` in the path), the shell
 launcher hands a create to runc itself only where the Python shim would do nothing but exec
 runc, and its /dev guard then looked at the rootfs runc uses (runtime_shim/launcher.sh,
-runtime_shim/fastpath.py, hook/oci_spec.py)."""
+runtime_shim/fastpath.py, gpu_core/oci_spec.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hook import config as config_mod
-from hook.bundle import parse_spec
-from hook.errors import ShimError
+from gpu_core import config as config_mod
+from gpu_core.bundle import parse_spec
+from gpu_core.errors import ShimError
 from runtime_shim import fastpath, launcher, pipeline, rootfs_guard
 from runtime_shim.main import build_context
 

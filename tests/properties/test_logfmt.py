@@ -1,4 +1,4 @@
-"""Properties of our logfmt lines (hook/logfile.py): whatever the values, each line is one line
+"""Properties of our logfmt lines (gpu_core/logfile.py): whatever the values, each line is one line
 of text without control characters, and parse_line gives the values back."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import unicodedata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hook.logfile import logfmt, parse_line, quote, quoted
+from gpu_core.logfile import logfmt, parse_line, quote, quoted
 from runtime_shim.logs import runc_log_line
 
 FAST = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

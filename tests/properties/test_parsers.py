@@ -11,10 +11,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hook import config as config_mod
-from hook.errors import ShimError
-from hook.request import DeviceRequest, parse_request
-from hook.requirements import GpuFacts, RequirementError, check, parse_requirement
+from gpu_core import config as config_mod
+from gpu_core.errors import ShimError
+from gpu_core.request import DeviceRequest, parse_request
+from gpu_core.requirements import GpuFacts, RequirementError, check, parse_requirement
 from hook.state import State, parse_state
 from runtime_shim import argv
 from runtime_shim.bundle import parse_spec, serialise

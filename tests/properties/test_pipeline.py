@@ -10,9 +10,9 @@ from typing import Any, Optional
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from hook.errors import ShimError
-from hook.request import parse_request
-from hook.testing import fake_inventory, gpu_uuid
+from gpu_core.errors import ShimError
+from gpu_core.request import parse_request
+from gpu_core.testing import fake_inventory, gpu_uuid
 from runtime_shim import pipeline
 from runtime_shim.context import Context
 from runtime_shim.testing import context

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hook.bundle import load_spec_file
-from hook.errors import ShimError
+from gpu_core.bundle import load_spec_file
+from gpu_core.errors import ShimError
 from runtime_shim import bundle
 
 
@@ -42,7 +42,7 @@ def test_load_rejects_bad_input_with_one_line(tmp_path: Path, data: bytes, fragm
 
 def test_load_gives_runcs_reading_of_repeated_and_folded_keys(tmp_path: Path) -> None:
     """A repeated key is no error: the load merges it as runc's decoder does, under the
-    field's canonical spelling (hook.oci_spec)."""
+    field's canonical spelling (gpu_core.oci_spec)."""
     write(tmp_path, b'{"root":{"path":"a"},"Root":{"readonly":true},"x":1,"x":2}')
     assert bundle.load_spec(str(tmp_path)).spec == {"root": {"path": "a", "readonly": True},
                                                    "x": 2}

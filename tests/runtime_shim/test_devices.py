@@ -10,11 +10,11 @@ from typing import Any, Callable, Optional
 import oci_schema
 import pytest
 
-from hook.config import defaults
-from hook.discovery import DeviceNode, Inventory
-from hook.errors import ShimError
-from hook.request import DeviceRequest
-from hook.testing import CAPS_MAJOR, UVM_MAJOR, cap_minor, fake_inventory, gpu_uuid, mig_uuid
+from gpu_core.config import defaults
+from gpu_core.discovery import DeviceNode, Inventory
+from gpu_core.errors import ShimError
+from gpu_core.request import DeviceRequest
+from gpu_core.testing import CAPS_MAJOR, UVM_MAJOR, cap_minor, fake_inventory, gpu_uuid, mig_uuid
 from runtime_shim.context import Context
 from runtime_shim.modifiers import devices
 

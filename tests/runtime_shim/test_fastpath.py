@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hook import config as config_mod
+from gpu_core import config as config_mod
 from runtime_shim import fastpath
 
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hook import config as config_mod
-from hook.errors import ShimError
+from gpu_core import config as config_mod
+from gpu_core.errors import ShimError
 from runtime_shim import argv as argv_mod
 from runtime_shim import fastpath, launcher, lowlevel
 from runtime_shim import main as main_mod

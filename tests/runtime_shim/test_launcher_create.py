@@ -15,8 +15,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from oci_schema import config_errors
 
-from hook import config as config_mod
-from hook import logfile
+from gpu_core import config as config_mod
+from gpu_core import logfile
 from runtime_shim import fastpath, launcher, pipeline, policy_choice, rootfs_guard
 from runtime_shim.main import build_context
 
@@ -137,7 +137,7 @@ def test_missing_log_file_is_left_to_python(fast: Launcher) -> None:
 def test_log_file_someone_could_have_planted_is_left_to_python(fast: Launcher,
                                                                plant: str) -> None:
     """A symlink, hard link or FIFO at the log, or a log someone else owns or can write, is
-    never appended to by the launcher: Python moves it aside (hook/logfile.open_log)."""
+    never appended to by the launcher: Python moves it aside (gpu_core/logfile.open_log)."""
     canary = fast.root / "canary"
     canary.write_text("canary\n")
     canary.chmod(0o600)

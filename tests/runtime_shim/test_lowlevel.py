@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from runtime_shim import lowlevel
 
 

@@ -248,7 +248,7 @@ BAD_CONFIGS = [("unknown key", "runtimes: [runc]\nbogus: 1\n", "bogus: unknown k
 def default_runc(fake_runc: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """The fake runc as the first `runc` on PATH: the default runtime a bad config falls to;
     the defaults' log file is under tmp_path (not the host's)."""
-    from hook import config as config_mod
+    from gpu_core import config as config_mod
 
     monkeypatch.setenv("PATH", f"{fake_runc.parent}:/usr/bin:/bin")
     defaults = config_mod.parse(f"log: {{file: {tmp_path / 'ours.log'}}}\n", "defaults")
@@ -335,7 +335,7 @@ def test_version_keeps_the_runtimes_lines_unchanged(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "runtime_shim", "--version"], capture_output=True,
                           text=True, check=True, cwd=REPO,
                           env={**os.environ, "GPU_CONTAINER_SHIM_CONFIG": str(config)})
-    from hook.about import VERSION
+    from gpu_core.about import VERSION
     assert done.stdout == (f"gpu-container-runtime version {VERSION}\nrunc version 1.1.5\n"
                            "commit: v1.1.5\nspec: 1.0.2\n")
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Callable
 
 import pytest
 
-from hook import lease_store
-from hook.errors import ShimError
-from hook.leases import Holder, Lease, LeasedDevice
-from hook.testing import gpu_uuid, mig_uuid
+from gpu_core.errors import ShimError
+from gpu_core.testing import gpu_uuid, mig_uuid
+from leases import store as lease_store
+from leases.allocation import Holder, Lease, LeasedDevice
 from runtime_shim import argv as argv_mod
 from runtime_shim import main as main_mod
 
@@ -77,7 +77,7 @@ DELETE_PROBE = """
 import os, sys
 from runtime_shim import lowlevel, main
 def report(self, args):
-    print(sorted(m for m in sys.modules if m in ("subprocess", "hook.lease_store")))
+    print(sorted(m for m in sys.modules if m in ("subprocess", "leases.store")))
     sys.exit(0)
 lowlevel.LowLevelRuntime.exec = report
 main.main(["delete", "--force", "other"])
@@ -152,7 +152,7 @@ def test_create_failing_after_the_lease_gives_it_back(
         "process": {"args": ["sh"], "cwd": "/", "env": ["NVIDIA_VISIBLE_DEVICES=mig-1g.10gb"]},
     }))
     invocation = argv_mod.parse(["create", "--bundle", str(bundle), "c9"])
-    from hook import config as config_mod
+    from gpu_core import config as config_mod
 
     with pytest.raises(ShimError, match="no-such-policy") as caught:
         main_mod.prepare(invocation, config_mod.load(), "/usr/bin/runc")

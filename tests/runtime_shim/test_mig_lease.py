@@ -13,12 +13,12 @@ from typing import Any, Optional
 import pytest
 from oci_schema import config_errors
 
-from hook import config as config_mod
-from hook import lease_store
-from hook.errors import ShimError
-from hook.leases import Holder, Lease, LeasedDevice
-from hook.request import parse_request
-from hook.testing import cap_minor, fake_inventory, gpu_uuid, mig_uuid
+from gpu_core import config as config_mod
+from gpu_core.errors import ShimError
+from gpu_core.request import parse_request
+from gpu_core.testing import cap_minor, fake_inventory, gpu_uuid, mig_uuid
+from leases import store as lease_store
+from leases.allocation import Holder, Lease, LeasedDevice
 from runtime_shim import pipeline
 from runtime_shim.context import Context
 from runtime_shim.modifiers import mig_lease

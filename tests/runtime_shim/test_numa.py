@@ -11,9 +11,9 @@ from typing import Any, Optional
 import pytest
 from oci_schema import config_errors
 
-from hook import config as config_mod
-from hook.request import DeviceRequest
-from hook.testing import fake_inventory, mig_uuid
+from gpu_core import config as config_mod
+from gpu_core.request import DeviceRequest
+from gpu_core.testing import fake_inventory, mig_uuid
 from runtime_shim.context import Context, HostFacts
 from runtime_shim.cpuset import Available
 from runtime_shim.modifiers import numa
@@ -113,7 +113,7 @@ class TestPlace:
                           node_cpus: dict[int, Optional[frozenset[int]]],
                           expected: Optional[dict[str, Any]], note: str) -> None:
         """Every CPU and memory node of the result was already allowed by the engine."""
-        from hook.numa import parse_ids
+        from gpu_core.numa import parse_ids
 
         result, _ = numa.place(base_spec(cpu=engine), gpu_nodes, node_cpus, PREFIX)
         placed = cpu_of(result) or {}

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import pytest
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from runtime_shim.modifiers import oom_score
 from runtime_shim.testing import GPU0, context
 

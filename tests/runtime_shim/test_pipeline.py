@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from runtime_shim import pipeline
 from runtime_shim.testing import context
 
@@ -95,7 +95,7 @@ import json, sys
 from runtime_shim import pipeline
 from runtime_shim.testing import context
 pipeline.run(json.loads(sys.argv[1]), context("cgroup: {parent: ai-workload.slice}"))
-heavy = ("hook.selection", "hook.discovery", "hook.lease_store", "hook.leases", "pynvml",
+heavy = ("gpu_core.selection", "gpu_core.discovery", "leases.store", "leases.allocation", "pynvml",
          "runtime_shim.modifiers.devices", "runtime_shim.modifiers.mig_lease",
          "runtime_shim.modifiers.numa")
 print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
@@ -118,8 +118,8 @@ TOKENS = ["0", "12", "GPU-6d4038db-c6de-43eb-9d7d-ecf72e1e7f91", "0000:3b:00.0",
 @pytest.mark.parametrize("token", TOKENS)
 def test_profile_kinds_are_what_selection_parses_as_profiles(token: str) -> None:
     """mig_lease's early exit looks at token kinds; they name exactly the profile tokens."""
-    from hook.request import device_token_kind
-    from hook.selection import parse_profile
+    from gpu_core.request import device_token_kind
+    from gpu_core.selection import parse_profile
     from runtime_shim.modifiers import mig_lease
 
     assert (device_token_kind(token) in mig_lease.PROFILE_KINDS) == \
@@ -128,14 +128,14 @@ def test_profile_kinds_are_what_selection_parses_as_profiles(token: str) -> None
 
 LEASE_PROBE = """
 import json, sys
-from hook.request import DeviceRequest
+from gpu_core.request import DeviceRequest
 from runtime_shim import pipeline
 from runtime_shim.testing import context
 request = DeviceRequest(devices=("0",), capabilities=frozenset({"utility"}))
 ctx = context("", request=request)
 ctx.discover = lambda: (_ for _ in ()).throw(SystemExit("no discovery in this probe"))
 spec, notes = dict(pipeline.ORDER)["mig-lease"](json.loads(sys.argv[1]), ctx)
-print(json.dumps([notes, sorted(m for m in ("hook.lease_store", "hook.leases")
+print(json.dumps([notes, sorted(m for m in ("leases.store", "leases.allocation")
                                 if m in sys.modules)]))
 """
 

@@ -10,10 +10,10 @@ from typing import Any, Optional
 import pytest
 from oci_schema import config_errors
 
-from hook import config as config_mod
-from hook.errors import ShimError
-from hook.request import DeviceRequest
-from hook.testing import fake_inventory
+from gpu_core import config as config_mod
+from gpu_core.errors import ShimError
+from gpu_core.request import DeviceRequest
+from gpu_core.testing import fake_inventory
 from runtime_shim import pipeline
 from runtime_shim.context import Context, HostFacts
 from runtime_shim.modifiers import policy

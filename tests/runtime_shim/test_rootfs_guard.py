@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hook.bundle import parse_spec
-from hook.errors import ShimError
+from gpu_core.bundle import parse_spec
+from gpu_core.errors import ShimError
 from runtime_shim.rootfs_guard import check
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from runtime_shim.spec_tree import get_in, set_in
 
 PATH = ("linux", "resources", "cpu", "cpus")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from hook import config as config_mod
-from hook.errors import ShimError
+from gpu_core import config as config_mod
+from gpu_core.errors import ShimError
 from simulator import build
 from simulator.testing import build_host
 

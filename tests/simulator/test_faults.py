@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from simulator import faults
 from simulator.compile import CSRC, find_compiler
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from simulator import header, topology
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from simulator import host_view
 
 REAL = "Character devices:\n  1 mem\n  4 tty\n  4 ttyS\n254 ndctl\n\nBlock devices:\n  7 loop\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hook.errors import ShimError
+from gpu_core.errors import ShimError
 from simulator import header, nvc_build, topology
 
 # design.md, "libnvidia-container ABI": sizes on x86-64 per ABI generation.

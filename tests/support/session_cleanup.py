@@ -10,7 +10,7 @@ from pathlib import Path
 
 def remove_session_cache_entries(cache_dir: Path, before: set[str], roots: Sequence[Path]
                                  ) -> list[str]:
-    """Remove the validated-config cache entries (hook.config) made since ``before`` for a
+    """Remove the validated-config cache entries (gpu_core.config) made since ``before`` for a
     configuration under one of ``roots`` (the session's temporary directories) or one that is
     gone; return their names. Entries of the host's own configurations stay."""
     removed = []
