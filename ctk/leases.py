@@ -1,4 +1,4 @@
-"""``gpu-ctk leases list|gc``: the node's MIG leases (``leases.store``).
+"""``gpu-ctk leases list|gc``: the node's MIG leases (``leases.files``, ``leases.store``).
 
 ``list`` reads without the lock, so it works while containers start; a lease shows ``stale``
 when its holder is gone (the next allocation, or ``gc``, reclaims it), a lease file that cannot
