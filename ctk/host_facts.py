@@ -20,7 +20,7 @@ from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from gpu_core.config import Config
-    from leases.store import Snapshot
+    from leases.files import Snapshot
 
 RUNTIME_NAME = "gpu-container-runtime"
 
@@ -140,11 +140,12 @@ class Host:
     @cached_property
     def leases(self) -> tuple[Snapshot, dict[str, Optional[str]]]:
         """The lease store and each holder's stale reason (None: live)."""
-        from leases import store as lease_store
+        from leases import files as lease_files
+        from leases import host as lease_host
         from leases.allocation import stale_reason
 
-        snapshot = lease_store.read_all(str(self.config.section("mig")["lease_dir"]))
-        return snapshot, {lease.container_id: stale_reason(lease, lease_store.HOST)
+        snapshot = lease_files.read_all(str(self.config.section("mig")["lease_dir"]))
+        return snapshot, {lease.container_id: stale_reason(lease, lease_host.HOST)
                           for lease in snapshot.leases}
 
 

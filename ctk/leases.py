@@ -1,4 +1,4 @@
-"""``gpu-ctk leases list|gc``: the node's MIG leases (``leases.store``).
+"""``gpu-ctk leases list|gc``: the node's MIG leases (``leases.files``, ``leases.store``).
 
 ``list`` reads without the lock, so it works while containers start; a lease shows ``stale``
 when its holder is gone (the next allocation, or ``gc``, reclaims it), a lease file that cannot
@@ -87,6 +87,8 @@ def table(found: list[dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from leases import files as lease_files
+    from leases import host as lease_host
     from leases import store as lease_store
 
     directory = lease_dir(args)
@@ -102,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         if not collected.reclaimed and not collected.removed:
             print(f"nothing to reclaim in {directory}")
         return 0
-    snapshot = lease_store.read_all(directory)
-    reasons = {lease.container_id: stale_reason(lease, lease_store.HOST)
+    snapshot = lease_files.read_all(directory)
+    reasons = {lease.container_id: stale_reason(lease, lease_host.HOST)
                for lease in snapshot.leases}
     found = rows(snapshot.leases, time.time(), reasons) + unreadable_rows(snapshot.untrusted)
     if args.json:

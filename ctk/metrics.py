@@ -119,7 +119,8 @@ def collect(totals: Totals, log: str, cursor: Optional[Cursor]) -> Cursor:
 
 def mig_gauges(config: Config, lease_dir: str, discover: bool) -> dict[Key, float]:
     """``mig_instances{profile,state}`` and ``discovery_up``."""
-    from leases import store as lease_store
+    from leases import files as lease_files
+    from leases import host as lease_host
     from leases.allocation import stale_reason
 
     counts: dict[tuple[str, str], float] = {}
@@ -139,8 +140,8 @@ def mig_gauges(config: Config, lease_dir: str, discover: bool) -> dict[Key, floa
                     key = (bounded(mig.profile, PROFILE), "total")
                     counts[key] = counts.get(key, 0.0) + 1
     if lease_dir and os.path.isdir(lease_dir):
-        for lease in lease_store.read_all(lease_dir).leases:
-            state = "stale" if stale_reason(lease, lease_store.HOST) else "leased"
+        for lease in lease_files.read_all(lease_dir).leases:
+            state = "stale" if stale_reason(lease, lease_host.HOST) else "leased"
             for device in lease.devices:
                 key = (bounded(device.profile, PROFILE), state)
                 counts[key] = counts.get(key, 0.0) + 1

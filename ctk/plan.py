@@ -4,8 +4,9 @@ The shim part runs the real pipeline (``runtime_shim.pipeline.ORDER``) on the bu
 config.json in memory, with the Context the shim itself builds (``runtime_shim.main.
 build_context``), and shows each modifier's notes (the policy that applied, and every edit) and a
 unified diff of config.json before and after. The one modifier that is not pure, the MIG lease,
-is swapped for a dry run that reads the lease store without its lock and shows which devices a
-start would get now; no lease is taken, no file is written.
+runs as it does in the shim, against a dry-run lease store (``leases.dry_run``) set on the
+Context: it reads the lease store without its lock and shows which devices a start would get
+now; no lease is taken, no file is written.
 
 The hook part (``ctk.hook_plan``) asks libnvidia-container for the driver's and the devices'
 files and lists what the hook would mount for the request the shim would leave behind.
@@ -25,8 +26,7 @@ from gpu_core.errors import ShimError
 
 if TYPE_CHECKING:
     from ctk.hook_plan import HookPlan
-    from runtime_shim.context import Context, Notes, Spec
-    from runtime_shim.pipeline import Modifier
+    from runtime_shim.context import Context
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,61 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="low-level runtime to plan for (default: the first of the "
                              "configuration's runtimes found)")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of text")
-
-
-def planned_mig_lease(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
-    """The mig-lease modifier as a dry run: the devices a start would lease now, chosen by the
-    same resolver from the live leases of other containers (read without the lock), the same
-    config.json rewrite, and no lease taken."""
-    import dataclasses as dc
-
-    from gpu_core.request import device_token_kind
-    from gpu_core.selection import assign_profiles, profile_requests, select
-    from leases import allocation as leases_mod
-    from leases import store as lease_store
-    from runtime_shim.modifiers import mig_lease
-
-    request = ctx.request
-    if request is None:
-        return spec, []
-    # The same decision as mig_lease.apply, up to the store.
-    profiles = profile_requests(request)
-    exclusive = bool(ctx.config.section("mig").get("exclusive_explicit", True))
-    explicit = tuple(t for t in request.devices
-                     if exclusive and device_token_kind(t) in mig_lease.EXPLICIT_KINDS)
-    if not profiles and not explicit:
-        return spec, []
-    leases_mod.check_container_id(ctx.container_id)
-    inventory = ctx.inventory()
-    explicit_migs = (select(dc.replace(request, devices=explicit), inventory).mig_devices
-                     if explicit else ())
-    snapshot = lease_store.read_all(mig_lease.lease_dir(ctx))
-    live: list[leases_mod.Lease] = []
-    stale: list[leases_mod.Lease] = []
-    for lease in snapshot.leases:
-        if lease.container_id == ctx.container_id:
-            continue
-        reason = leases_mod.stale_reason(lease, lease_store.HOST)
-        (stale if reason else live).append(lease)
-    resolution = leases_mod.resolve(profiles, explicit_migs, inventory, leases_mod.held_by(live))
-    leased = assign_profiles(request, [d.uuid for d in resolution.profiles])
-    ctx.request = leased  # as mig_lease.apply does, so later modifiers see the devices
-    new_spec = mig_lease.rewrite_request(spec, request, leased)
-    new_spec = mig_lease.with_poststop_hook(new_spec, ctx)
-    notes = [f"mig-lease: would lease {d.token} -> {d.uuid} ({d.profile} on {d.gpu})"
-             for d in resolution.devices]
-    notes += [f"mig-lease: would reclaim the stale lease of {lease.container_id}"
-              for lease in stale]
-    notes.append("mig-lease: dry run: no lease taken; a start chooses again under the lock")
-    return new_spec, notes
-
-
-def plan_order() -> tuple[tuple[str, Modifier], ...]:
-    """The shim's pipeline with the MIG lease swapped for its dry run."""
-    from runtime_shim import pipeline
-
-    return tuple((name, planned_mig_lease if name == "mig-lease" else modify)
-                 for name, modify in pipeline.ORDER)
 
 
 def pretty(spec: Any) -> list[str]:
@@ -143,6 +88,7 @@ def make_plan(bundle: str, container_id: str, systemd_cgroup: bool, runtime: str
     from ctk.hook_plan import plan_hook
     from gpu_core import config as config_mod
     from gpu_core.selection import select
+    from leases.dry_run import DryRunStore
     from runtime_shim import bundle as bundle_mod
     from runtime_shim import pipeline
     from runtime_shim.main import build_context
@@ -151,9 +97,10 @@ def make_plan(bundle: str, container_id: str, systemd_cgroup: bool, runtime: str
     loaded = bundle_mod.load_spec(bundle)
     ctx = build_context(loaded.spec, config, bundle=bundle, container_id=container_id,
                         systemd_cgroup=systemd_cgroup, runtime=runtime)
+    ctx.leases = DryRunStore(ctx.lease_dir())
     request_line = describe_request(ctx)
     try:
-        result = pipeline.run(loaded.spec, ctx, order=plan_order())
+        result = pipeline.run(loaded.spec, ctx)
     except ShimError as error:
         raise ShimError("plan", f"the shim would refuse this container: {error.stage}: "
                                 f"{error.cause}") from None

@@ -1,8 +1,9 @@
-"""What the OCI hook does for MIG leases (``leases.store``) at its lifecycle stages.
+"""What the OCI hook does for MIG leases (``leases``) at its lifecycle stages.
 
 ``poststop``: the runtime is destroying the container (runc runs poststop hooks from
-``delete``, and from ``run``/``create`` when they fail), so its lease is released: the second
-path besides the shim's own ``delete``, for engines that call the runtime's ``delete`` directly.
+``delete``, and from ``run``/``create`` when they fail), so its lease is released
+(``leases.release``): the second path besides the shim's own ``delete``, for engines that call
+the runtime's ``delete`` directly.
 ``prestart``: the container's init pid is recorded in its lease, one more sign of life for the
 staleness rule. Both cost one ``stat`` for a container without a lease.
 """
@@ -54,9 +55,9 @@ def poststop(data: bytes, config: Optional[Config] = None) -> Optional[Lease]:
     lease_dir = _lease_dir(config)
     if not _has_lease(lease_dir, container_id):
         return None
-    from leases import store as lease_store
+    from leases.release import release
 
-    return lease_store.release(lease_dir, container_id)
+    return release(lease_dir, container_id, "poststop")
 
 
 def prestart(config: Config, container_id: str, pid: int) -> None:
@@ -64,9 +65,9 @@ def prestart(config: Config, container_id: str, pid: int) -> None:
     lease_dir = _lease_dir(config)
     if not _has_lease(lease_dir, container_id):
         return
-    from leases import store as lease_store
+    from leases.store import record_init
 
     # Failing to record it is harmless: the runtime's state root still tells whether the
     # container lives.
     with contextlib.suppress(ShimError):
-        lease_store.record_init(lease_dir, container_id, pid)
+        record_init(lease_dir, container_id, pid)

@@ -2,7 +2,8 @@
 request gets (design.md field problem 6).
 
 Pure: records, the staleness rule over observations of the host, and the resolver. The store
-(a directory of these records, a lock, atomic writes) is ``leases.store``.
+(a directory of these records, a lock, atomic writes) is ``leases.store`` and the modules it
+names.
 
 A lease belongs to one container id. It is *live* while the low-level runtime knows the
 container (its state directory ``<runtime root>/<id>`` exists), or while the process that took

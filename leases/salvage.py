@@ -8,7 +8,8 @@ can be read from it, it may hold any device, so none is handed out while it is t
 removed only once its holder is provably gone, which needs the holder fields of a lease record
 (a newer format usually keeps them); without them it stays until an administrator removes it.
 
-Pure: the store (leases.store) reads the bytes and acts on the verdicts.
+Pure: the store (leases.files, leases.store, leases.release) reads the bytes and acts on the
+verdicts.
 """
 
 from __future__ import annotations

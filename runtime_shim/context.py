@@ -12,6 +12,8 @@ from gpu_core.request import DeviceRequest
 
 if TYPE_CHECKING:
     from gpu_core.discovery import Inventory
+    from leases.allocation import Lease
+    from leases.interface import LeaseStore
     from runtime_shim.cpuset import Available
 
 Spec = dict[str, Any]
@@ -37,11 +39,14 @@ class HostFacts:
 
 @dataclass
 class Context:
-    """Inputs shared by all modifiers of one create; ``inventory`` runs discovery at most once.
+    """Inputs shared by all modifiers of one create; ``inventory`` runs discovery at most once,
+    ``lease_store`` makes the MIG lease store at most once.
 
-    Mutable on purpose, in one field only: the MIG-lease modifier (first in the pipeline)
-    replaces ``request`` with one naming the leased MIG UUIDs instead of profile tokens, so every
-    later modifier sees the devices the container actually got. No other modifier writes it."""
+    Mutable on purpose, in two fields only, both written by the MIG-lease modifier (first in the
+    pipeline) when it takes a lease: ``request`` becomes one naming the leased MIG UUIDs instead
+    of profile tokens, so every later modifier sees the devices the container actually got, and
+    ``lease`` records the lease taken, so the shim knows to give it back when the create fails.
+    No other modifier writes them."""
 
     config: Config
     request: Optional[DeviceRequest]
@@ -52,6 +57,11 @@ class Context:
     bundle: str = ""
     host: HostFacts = field(default_factory=HostFacts)
     discover: Optional[Callable[[], Inventory]] = None
+    leases: Optional[LeaseStore] = None
+    """Where MIG leases are taken (leases.interface); None: the node's real store, made on
+    first use. ``gpu-ctk plan`` sets a dry-run store (leases.dry_run)."""
+    lease: Optional[Lease] = None
+    """The MIG lease this create took (or, with a dry-run store, would take); None: none."""
     _inventory: Optional[Inventory] = field(default=None, repr=False)
 
     def inventory(self) -> Inventory:
@@ -64,3 +74,17 @@ class Context:
             else:
                 self._inventory = self.discover()
         return self._inventory
+
+    def lease_store(self) -> LeaseStore:
+        """The MIG lease store: ``leases`` when set, else the real one under ``mig.lease_dir``
+        (test fault points honoured only against a simulated host: leases.faults)."""
+        if self.leases is None:
+            from leases.store import FileStore
+
+            self.leases = FileStore(self.lease_dir(),
+                                    faults=bool(self.config.section("simulation").get("dir")))
+        return self.leases
+
+    def lease_dir(self) -> str:
+        """The node's MIG lease directory (``mig.lease_dir``)."""
+        return str(self.config.section("mig")["lease_dir"])

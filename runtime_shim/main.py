@@ -42,10 +42,10 @@ def build_context(spec: Mapping[str, Any], config: config_mod.Config, *, bundle:
 
 
 def fault_point(config: config_mod.Config, name: str) -> None:
-    """A test-only stop (``leases.store.fault_point``: SIGKILL or sleep at ``name``), honoured
+    """A test-only stop (``leases.faults.fault_point``: SIGKILL or sleep at ``name``), honoured
     only by a simulated host's configuration; production never imports the mechanism."""
     if config.section("simulation").get("dir"):
-        from leases.store import fault_point as stop
+        from leases.faults import fault_point as stop
 
         stop(name, True)
 
@@ -80,7 +80,6 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     low-level runtime's path."""
     from runtime_shim import bundle as bundle_mod
     from runtime_shim import pipeline, rootfs_guard
-    from runtime_shim.modifiers import mig_lease
 
     started = time.monotonic()
     marks = [("", started)]  # (phase, when it ended): the log line's *_ms fields
@@ -116,10 +115,8 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             fault_point(config, "shim-after-write")
             mark("write")
         except ShimError:
-            if ctx.container_id and ctx.request is not request:  # MIG devices were leased
-                from leases import store as lease_store
-
-                lease_store.release_if_mine(mig_lease.lease_dir(ctx), ctx.container_id)
+            if ctx.container_id and ctx.lease is not None:  # MIG devices were leased
+                ctx.lease_store().release(ctx.container_id, "failed-create")
             raise
     except ShimError as error:
         if log_file:  # the failed start in our log too, for gpu-ctk metrics and stats
@@ -165,11 +162,11 @@ def delete_releasing(invocation: argv_mod.Invocation, config: config_mod.Config,
         return None
     import subprocess
 
-    from leases import store as lease_store
+    from leases.release import release
 
     code = subprocess.call([runtime.path, *args])
     try:
-        lease_store.release_if_stale(lease_dir, cid)
+        release(lease_dir, cid, "delete")
     except ShimError as error:
         report(error, invocation)  # the delete itself happened: keep its exit status
     return 128 - code if code < 0 else code  # killed by signal N: exit 128+N, as a shell says

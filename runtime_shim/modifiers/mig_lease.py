@@ -1,19 +1,21 @@
 """Lease MIG devices by profile and make config.json name them (README: MIG by profile).
 
 ``mig-1g.10gb`` (any GPU) and ``0.mig-3g.40gb`` / ``GPU-<uuid>.mig-3g.40gb`` (that GPU) become
-concrete MIG UUIDs that no live container holds, recorded in the node-local lease store
-(``leases.store``) under this container's id. The request in config.json is rewritten to
+concrete MIG UUIDs that no live container holds, recorded in the lease store the Context
+gives (``Context.lease_store``: the node's real one, ``leases.store``, or the dry run of
+``gpu-ctk plan``) under this container's id. The request in config.json is rewritten to
 those UUIDs (``NVIDIA_VISIBLE_DEVICES`` in ``process.env``, or the ``/dev/null`` device-list
 mounts when the request came from there), so the hook and every later reader agree on the
 devices, and ``ctx.request`` is replaced likewise so later modifiers (devices first) declare
 exactly them. Explicit MIG requests (``MIG-<uuid>``, ``<gpu>:<mig>``) take an exclusive lease too
 when ``mig.exclusive_explicit`` is set (the default).
 
-Runs first. Not pure like the others: taking a lease is the point. The original request is kept
-in two annotations (``REQUESTED``, ``LEASED``), so a second run on the same config.json (a
-retried create) resolves the profiles again rather than pinning the UUIDs of the first run. A
-``poststop`` entry of our hook releases the lease when the runtime destroys the container; the
-shim's ``delete`` does too, and stale leases are reclaimed on every allocation.
+Runs first. Not pure like the others: taking a lease is the point. The lease taken is recorded
+in ``ctx.lease``, so the shim gives it back when the create fails (``leases.release``). The
+original request is kept in two annotations (``REQUESTED``, ``LEASED``), so a second run on the
+same config.json (a retried create) resolves the profiles again rather than pinning the UUIDs of
+the first run. A ``poststop`` entry of our hook releases the lease when the runtime destroys the
+container; the shim's ``delete`` does too, and stale leases are reclaimed on every allocation.
 """
 
 from __future__ import annotations
@@ -23,12 +25,16 @@ import os
 import posixpath
 import time
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from gpu_core.errors import ShimError
 from gpu_core.request import DEVICE_LIST_ROOT, VISIBLE_DEVICES, DeviceRequest, device_token_kind
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.modifiers import hook_injection
+
+if TYPE_CHECKING:
+    from leases.allocation import Resolution
+    from leases.interface import Allocation
 
 EXPLICIT_KINDS = frozenset({"mig-uuid", "mig-index"})
 """Token shapes that name one MIG device directly."""
@@ -45,15 +51,6 @@ def runtime_state_root(runtime_path: str, root_flag: Optional[str]) -> str:
     if root_flag:
         return os.path.abspath(root_flag)
     return DEFAULT_STATE_ROOTS.get(os.path.basename(runtime_path), "")
-
-
-def faults_enabled(ctx: Context) -> bool:
-    """Test fault points are honoured only against a simulated host (see leases.store)."""
-    return bool(ctx.config.section("simulation").get("dir"))
-
-
-def lease_dir(ctx: Context) -> str:
-    return str(ctx.config.section("mig")["lease_dir"])
 
 
 REQUESTED = "gpu-container-shim.mig.requested"
@@ -107,7 +104,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         return spec, []  # before importing the lease store: most GPU containers end here
     from gpu_core.selection import assign_profiles, profile_requests, select
     from leases import allocation as leases_mod
-    from leases import store as lease_store
+    from leases.host import process_start
 
     profiles = profile_requests(request)
     if not profiles and not explicit:
@@ -119,7 +116,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
                      if explicit else ())
     holder = leases_mod.Holder(
         container_id=ctx.container_id, runtime_root=ctx.runtime_root, bundle=ctx.bundle,
-        shim_pid=os.getpid(), shim_start=lease_store.process_start(os.getpid()))
+        shim_pid=os.getpid(), shim_start=process_start(os.getpid()))
     chosen: list[leases_mod.Resolution] = []
 
     def decide(others: Mapping[str, leases_mod.Lease]) -> leases_mod.Lease:
@@ -128,16 +125,18 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         chosen.append(resolution)
         return leases_mod.Lease(holder=holder, devices=resolution.devices, created=time.time())
 
-    faults = faults_enabled(ctx)
-    allocation = lease_store.allocate(lease_dir(ctx), ctx.container_id, decide, faults=faults)
-    lease_store.fault_point("mig-lease-after-commit", faults)
+    store = ctx.lease_store()
+    allocation = store.allocate(ctx.container_id, decide)
     resolution = chosen[-1]
     leased = assign_profiles(request, [d.uuid for d in resolution.profiles])
-    ctx.request = leased  # the one documented Context mutation (see Context)
+    ctx.request = leased  # the documented Context mutations (see Context)
+    ctx.lease = allocation.lease
     new_spec = rewrite_request(spec, current, leased)
     if leased.devices != request.devices:
         new_spec = record_request(new_spec, request, leased)
     new_spec = with_poststop_hook(new_spec, ctx)
+    if store.dry_run:
+        return new_spec, dry_run_notes(resolution, allocation)
     notes = [f"mig-lease: {d.token} -> {d.uuid} ({d.profile} on {d.gpu})"
              for d in resolution.devices]
     notes += [f"mig-lease: reclaimed stale lease of {r.lease.container_id} "
@@ -146,6 +145,16 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     notes += [f"mig-lease: removed incomplete write {name}" for name in allocation.removed_temps]
     notes += [f"mig-lease: {problem}" for problem in allocation.problems]
     return new_spec, notes
+
+
+def dry_run_notes(resolution: Resolution, allocation: Allocation) -> Notes:
+    """What a dry-run store's allocation (``gpu-ctk plan``) says a start would do."""
+    notes = [f"mig-lease: would lease {d.token} -> {d.uuid} ({d.profile} on {d.gpu})"
+             for d in resolution.devices]
+    notes += [f"mig-lease: would reclaim the stale lease of {r.lease.container_id}"
+              for r in allocation.reclaimed]
+    notes.append("mig-lease: dry run: no lease taken; a start chooses again under the lock")
+    return notes
 
 
 def rewrite_request(spec: Spec, before: DeviceRequest, after: DeviceRequest) -> Spec:

@@ -13,7 +13,8 @@ import pytest
 from ctk import doctor_checks as checks
 from ctk import host_facts
 from ctk.main import main
-from leases import store as lease_store
+from leases import lock as lease_lock
+from leases import write as lease_write
 from leases.allocation import Holder, Lease, LeasedDevice
 
 if TYPE_CHECKING:
@@ -151,8 +152,8 @@ def test_stale_lease_warns_with_gc(doctor_for: Callable[..., Doctor]) -> None:
                                 shim_pid=DEAD_PID),
                   devices=(LeasedDevice(uuid="MIG-x", profile="1g.10gb", gpu="GPU-x",
                                         token="mig-1g.10gb"),), created=time.time())
-    with lease_store.locked(lease_dir):
-        lease_store.write_lease(lease_dir, lease)
+    with lease_lock.locked(lease_dir):
+        lease_write.write_lease(lease_dir, lease)
     _, findings = doctor.run()
     (finding,) = only(findings, "leases")
     assert (finding["status"], finding["what"], finding["fix"]) == (

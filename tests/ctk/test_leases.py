@@ -12,7 +12,8 @@ import pytest
 from ctk import leases as ctk_leases
 from ctk.main import main
 from gpu_core.testing import gpu_uuid, mig_uuid
-from leases import store as lease_store
+from leases import lock as lease_lock
+from leases import write as lease_write
 from leases.allocation import Holder, Lease, LeasedDevice
 
 DEAD_PID = 2 ** 30
@@ -26,8 +27,8 @@ def hold(directory: Path, cid: str, slots: tuple[int, ...], pid: int, age: float
                                              gpu=gpu_uuid(0), token="mig-1g.10gb")
                                 for s in slots),
                   created=time.time() - age)
-    with lease_store.locked(str(directory)):
-        lease_store.write_lease(str(directory), lease)
+    with lease_lock.locked(str(directory)):
+        lease_write.write_lease(str(directory), lease)
 
 
 def test_list_shows_holder_device_profile_age_and_status(

@@ -10,7 +10,8 @@ import pytest
 
 from ctk.main import main
 from gpu_core.testing import gpu_uuid, mig_uuid
-from leases import store as lease_store
+from leases import lock as lease_lock
+from leases import write as lease_write
 from leases.allocation import Holder, Lease, LeasedDevice
 
 P = "gpu_container_shim_"
@@ -123,8 +124,8 @@ def lease(directory: Path, cid: str, slot: int, profile: str, pid: int) -> None:
                  devices=(LeasedDevice(uuid=mig_uuid(0, slot, 0), profile=profile,
                                        gpu=gpu_uuid(0), token=f"mig-{profile}"),),
                  created=time.time())
-    with lease_store.locked(str(directory)):
-        lease_store.write_lease(str(directory), held)
+    with lease_lock.locked(str(directory)):
+        lease_write.write_lease(str(directory), held)
 
 
 def test_leases_are_gauges_by_profile_live_and_stale(paths: dict[str, Path]) -> None:

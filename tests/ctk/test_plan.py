@@ -13,7 +13,9 @@ import pytest
 from ctk import plan as plan_mod
 from ctk.main import main
 from gpu_core import numa
-from leases import store as lease_store
+from leases import host as lease_host
+from leases import lock as lease_lock
+from leases import write as lease_write
 from leases.allocation import Holder, Lease, LeasedDevice
 from runtime_shim import cpuset
 
@@ -103,12 +105,12 @@ def test_mig_profile_plan_skips_devices_live_containers_hold(
     gpu = mig_host.topology["gpus"][0]["uuid"]
     for cid, pid, uuid in (("alive", os.getpid(), held), ("gone", DEAD_PID, "MIG-none")):
         lease = Lease(holder=Holder(container_id=cid, runtime_root="", bundle="/b",
-                                    shim_pid=pid, shim_start=lease_store.process_start(pid)),
+                                    shim_pid=pid, shim_start=lease_host.process_start(pid)),
                       devices=(LeasedDevice(uuid=uuid, profile="1g.10gb", gpu=gpu,
                                             token="mig-1g.10gb"),),
                       created=time.time())
-        with lease_store.locked(lease_dir):
-            lease_store.write_lease(lease_dir, lease)
+        with lease_lock.locked(lease_dir):
+            lease_write.write_lease(lease_dir, lease)
     bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=mig-1g.10gb"])
     status, out, _ = run_plan(capsys, str(bundle))
     assert status == 0
@@ -219,14 +221,22 @@ def test_json_names_modifiers_diff_and_outcome(t4_host: SimHost, tmp_path: Path,
             "kind": "bin"} in document["hook"]["files"]
 
 
-def test_plan_order_swaps_only_the_lease() -> None:
-    """The planned pipeline is the shim's, in order, with only mig-lease replaced."""
-    from runtime_shim import pipeline
+def test_mig_profile_plan_shows_the_shims_own_rewrite(
+        mig_host: SimHost, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan runs the shim's own mig-lease modifier against a dry-run store: its diff holds
+    what a start writes (the leased UUID and the annotations that record the request), its
+    planned request names the device, and the lease store stays empty."""
+    from runtime_shim.modifiers import mig_lease
 
-    order = plan_mod.plan_order()
-    assert [name for name, _ in order] == [name for name, _ in pipeline.ORDER]
-    assert [fn for _, fn in order][1:] == [fn for _, fn in pipeline.ORDER][1:]
-    assert order[0][1] is plan_mod.planned_mig_lease
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=mig-1g.10gb"])
+    status, out, _ = run_plan(capsys, str(bundle), "--json")
+    assert status == 0
+    document = json.loads(out)
+    first = mig_uuids(mig_host, "1g.10gb")[0]
+    assert f'+    "{mig_lease.REQUESTED}": "mig-1g.10gb",' in document["diff"]
+    assert f'+    "{mig_lease.LEASED}": "{first}"' in document["diff"]
+    assert document["request"]["devices"] == [first]
+    assert os.listdir(mig_host.dir / "run" / "leases") == []
 
 
 def test_spec_diff_is_empty_for_equal_specs() -> None:

@@ -14,7 +14,10 @@ from gpu_core import config as config_mod
 from gpu_core.config import Config
 from gpu_core.testing import gpu_uuid, mig_uuid
 from hook import lease_hooks
-from leases import store as lease_store
+from leases import files as lease_files
+from leases import host as lease_host
+from leases import lock as lease_lock
+from leases import write as lease_write
 from leases.allocation import Holder, Lease, LeasedDevice
 
 
@@ -28,8 +31,8 @@ def hold(tmp_path: Path, cid: str) -> None:
                   devices=(LeasedDevice(uuid=mig_uuid(0, 1, 0), profile="1g.10gb",
                                         gpu=gpu_uuid(0), token="mig-1g.10gb"),),
                   created=time.time())
-    with lease_store.locked(str(tmp_path)):
-        lease_store.write_lease(str(tmp_path), lease)
+    with lease_lock.locked(str(tmp_path)):
+        lease_write.write_lease(str(tmp_path), lease)
 
 
 def state(cid: str) -> bytes:
@@ -64,9 +67,9 @@ def test_prestart_records_the_init_pid(tmp_path: Path) -> None:
     """The init pid (here: this process) lands in the lease with its start time."""
     hold(tmp_path, "c1")
     lease_hooks.prestart(config_for(tmp_path), "c1", os.getpid())
-    holder = lease_store.read_lease(str(tmp_path / "c1.json")).holder
+    holder = lease_files.read_lease(str(tmp_path / "c1.json")).holder
     assert holder.init_pid == os.getpid()
-    assert holder.init_start == lease_store.process_start(os.getpid())
+    assert holder.init_start == lease_host.process_start(os.getpid())
 
 
 def test_prestart_without_lease_writes_nothing(tmp_path: Path) -> None:

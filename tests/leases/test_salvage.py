@@ -1,6 +1,6 @@
-"""Unreadable lease files fail closed (leases/salvage.py, through leases/store.py):
-one table of every kind of bad entry, each checked for what allocation, gc, release and
-`gpu-ctk leases list` do with it."""
+"""Unreadable lease files fail closed (leases/salvage.py, through leases/store.py and
+leases/release.py): one table of every kind of bad entry, each checked for what allocation,
+gc, release and `gpu-ctk leases list` do with it."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ from ctk.main import main
 from gpu_core.errors import ShimError
 from gpu_core.selection import parse_profile
 from gpu_core.testing import fake_inventory, gpu_uuid, mig_uuid
+from leases import files as lease_files
+from leases import release as lease_release
 from leases import salvage as lease_salvage
 from leases import store as lease_store
 from leases.allocation import Holder, Lease, LeasedDevice, held_by, resolve
+from leases.interface import After
 
 INVENTORY = fake_inventory(1, {0: ("1g.10gb",) * 3})
 FIRST = mig_uuid(0, 1, 0)
@@ -64,7 +67,7 @@ BAD: dict[str, tuple[Callable[[Path], None], bool]] = {
     "corrupt": (text('{"format": 1, "devices": [{"uuid": "' + FIRST + '", "pro'), True),
     "corrupt without a device": (text("{"), False),
     "other format version": (text(json.dumps(record(fmt=2))), True),
-    "oversized": (text(json.dumps(record()) + " " * (lease_store.MAX_LEASE_BYTES + 1)), False),
+    "oversized": (text(json.dumps(record()) + " " * (lease_files.MAX_LEASE_BYTES + 1)), False),
     "empty": (text(""), False),
     "not UTF-8": (lambda path: path.write_bytes(b"\xff\xfe{"), False),
     "nested too deeply": (text("[" * 100000), False),
@@ -126,7 +129,7 @@ def test_its_own_container_cannot_take_new_leases_over_it(bad: tuple[Path, bool]
 
 def test_release_after_a_failed_create_keeps_it(bad: tuple[Path, bool]) -> None:
     store, _ = bad
-    lease_store.release_if_mine(str(store), "held")
+    lease_release.release(str(store), "held", "failed-create")
     assert os.path.lexists(store / "held.json")
 
 
@@ -150,20 +153,23 @@ def test_entry_whose_holder_is_provably_gone_is_reclaimed(tmp_path: Path) -> Non
     assert lease_store.gc(str(store), Host()).removed == ("held.json",)
 
 
-def test_entry_of_a_dying_container_goes_with_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("after", ["poststop", "delete"])
+def test_entry_of_a_dying_container_goes_with_it(tmp_path: Path, after: After) -> None:
     """poststop / delete of the container its file name gives: the entry is released."""
     store = tmp_path / "leases"
     store.mkdir(mode=0o700)
     (store / "held.json").write_text("{")
-    lease_store.release(str(store), "held")
+    lease_release.release(str(store), "held", after)
     assert not (store / "held.json").exists()
 
 
-def test_entry_naming_another_container_is_not_released_with_this_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("after", ["poststop", "delete"])
+def test_entry_naming_another_container_is_not_released_with_this_one(tmp_path: Path,
+                                                                      after: After) -> None:
     store = tmp_path / "leases"
     store.mkdir(mode=0o700)
     (store / "held.json").write_text(json.dumps(record(cid="someone-else")))
-    lease_store.release(str(store), "held")
+    lease_release.release(str(store), "held", after)
     assert (store / "held.json").exists()
 
 

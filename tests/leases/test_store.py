@@ -1,58 +1,34 @@
-"""The MIG lease store: allocation under the lock, reclaiming, releasing, tolerant reading, and
-many processes allocating at once."""
+"""The node's real MIG lease store: allocation under the lock, reclaiming, the init pid, gc,
+directory trust, and many processes allocating at once."""
 
 from __future__ import annotations
 
 import fcntl
-import json
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
+from lease_records import Host, make_lease, mig, put
 
 from gpu_core.errors import ShimError
 from gpu_core.selection import parse_profile
-from gpu_core.testing import fake_inventory, gpu_uuid, mig_uuid
+from gpu_core.testing import fake_inventory
+from leases import faults as lease_faults
+from leases import files as lease_files
+from leases import host as lease_host
+from leases import lock as lease_lock
+from leases import release as lease_release
 from leases import store as lease_store
-from leases.allocation import Holder, Lease, LeasedDevice, held_by, resolve
+from leases.allocation import Holder, Lease, held_by, resolve
+from leases.interface import LeaseStore
 
 HOST = fake_inventory(2, {0: ("1g.10gb",) * 7, 1: ("3g.40gb",) * 2})
-
-
-class Host:
-    """Observations from tables: runtime state present, running pid -> start time."""
-
-    def __init__(self, known: tuple[str, ...] = (), running: Optional[dict[int, int]] = None
-                 ) -> None:
-        self.known = set(known)
-        self.running = running or {}
-
-    def runtime_knows(self, runtime_root: str, container_id: str) -> bool:
-        return container_id in self.known
-
-    def process_start(self, pid: int) -> Optional[int]:
-        return self.running.get(pid)
-
-
-def make_lease(cid: str, uuids: tuple[str, ...] = (), pid: int = 100, root: str = "/r"
-               ) -> Lease:
-    return Lease(holder=Holder(container_id=cid, runtime_root=root, bundle="/b", shim_pid=pid,
-                               shim_start=1),
-                 devices=tuple(LeasedDevice(uuid=u, profile="1g.10gb", gpu=gpu_uuid(0),
-                                            token="mig-1g.10gb") for u in uuids),
-                 created=time.time())
-
-
-def put(directory: Path, record: Lease) -> None:
-    with lease_store.locked(str(directory)):
-        lease_store.write_lease(str(directory), record)
 
 
 def decider(cid: str, token: str = "mig-1g.10gb", pid: int = 100) -> Any:
@@ -68,17 +44,13 @@ def decider(cid: str, token: str = "mig-1g.10gb", pid: int = 100) -> Any:
     return decide
 
 
-def mig(slot: int, gpu: int = 0) -> str:
-    return mig_uuid(gpu, slot + 1, 0)
-
-
 class TestAllocate:
     def test_commits_one_file_per_container(self, tmp_path: Path) -> None:
         """The lease lands in <dir>/<id>.json and reads back equal."""
         got = lease_store.allocate(str(tmp_path), "c1", decider("c1"), observer=Host())
-        assert [lease.container_id for lease in lease_store.read_all(str(tmp_path)).leases] \
+        assert [lease.container_id for lease in lease_files.read_all(str(tmp_path)).leases] \
             == ["c1"]
-        assert lease_store.read_lease(str(tmp_path / "c1.json")) == got.lease
+        assert lease_files.read_lease(str(tmp_path / "c1.json")) == got.lease
         assert got.lease.devices[0].uuid == mig(0)
 
     def test_live_leases_are_not_given_again(self, tmp_path: Path) -> None:
@@ -106,7 +78,7 @@ class TestAllocate:
             lease_store.allocate(str(tmp_path), "c1", decider("c1", "mig-3g.40gb"),
                                  observer=Host(known=("h0", "h1")))
         assert sorted(os.listdir(tmp_path)) == before
-        with lease_store.locked(str(tmp_path), timeout=0.1):
+        with lease_lock.locked(str(tmp_path), timeout=0.1):
             pass
 
     def test_leftover_temp_files_are_removed_under_the_lock(self, tmp_path: Path) -> None:
@@ -123,7 +95,7 @@ class TestAllocate:
         again = lease_store.allocate(str(tmp_path), "c1", decider("c1", pid=100), pid=100,
                                      observer=Host(running={100: 1}))
         assert again.lease.devices[0].uuid == mig(0)
-        assert len(lease_store.read_all(str(tmp_path)).leases) == 1
+        assert len(lease_files.read_all(str(tmp_path)).leases) == 1
 
     def test_own_id_held_by_a_live_other_start_is_refused(self, tmp_path: Path) -> None:
         """Two starts of one id at once: the second is refused, the first keeps its lease."""
@@ -165,65 +137,23 @@ class TestAllocate:
             == (0o700, 0o600)
 
 
-class TestRead:
-    def test_missing_directory_is_an_empty_store(self, tmp_path: Path) -> None:
-        """No directory yet: no leases, no problems."""
-        assert lease_store.read_all(str(tmp_path / "none")) == lease_store.Snapshot(leases=())
-
-    def test_half_written_temp_and_bad_files_are_reported(self, tmp_path: Path) -> None:
-        """Temp files and unreadable lease files are reported, good leases still read."""
-        put(tmp_path, make_lease("good", (mig(0),)))
-        (tmp_path / ".c2.999999999.tmp").write_text('{"form')
-        (tmp_path / "broken.json").write_text("{")
-        (tmp_path / "other.json").write_text(json.dumps(make_lease("else").to_json()))
-        snapshot = lease_store.read_all(str(tmp_path))
-        assert [lease.container_id for lease in snapshot.leases] == ["good"]
-        assert snapshot.temps == (".c2.999999999.tmp",)
-        assert snapshot.unreadable == ("broken.json", "other.json")
-        assert snapshot.problems[0] == ("incomplete write .c2.999999999.tmp (writer pid "
-                                        "999999999 gone)")
-        assert snapshot.problems[1] == "unreadable lease broken.json: not JSON: " \
-            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
-        assert "holds container else, not other.json" in snapshot.problems[2]
-
-    def test_symlinked_lease_is_not_followed(self, tmp_path: Path) -> None:
-        """A lease file that is a symlink is unreadable, never followed."""
-        target = tmp_path / "elsewhere"
-        target.write_text(json.dumps(make_lease("c1").to_json()))
-        (tmp_path / "c1.json").symlink_to(target)
-        assert lease_store.read_all(str(tmp_path)).unreadable == ("c1.json",)
+class TestFileStore:
+    def test_takes_and_gives_back_through_the_interface(self, tmp_path: Path) -> None:
+        """The real store commits what ``decide`` chose, and a failed create gives it back."""
+        store: LeaseStore = lease_store.FileStore(str(tmp_path))
+        got = store.allocate("c1", decider("c1", pid=os.getpid()))
+        assert not store.dry_run
+        assert lease_files.read_lease(str(tmp_path / "c1.json")) == got.lease
+        assert store.release("c1", "failed-create") == got.lease
+        assert sorted(os.listdir(tmp_path)) == [".lock"]
 
 
-class TestRelease:
-    def test_release_removes_and_returns(self, tmp_path: Path) -> None:
-        """release() removes the container's lease and returns it."""
-        put(tmp_path, make_lease("c1", (mig(0),)))
-        assert lease_store.release(str(tmp_path), "c1") is not None
-        assert lease_store.read_all(str(tmp_path)).leases == ()
-
-    def test_release_without_lease_or_store(self, tmp_path: Path) -> None:
-        """Releasing what does not exist is a quiet None."""
-        assert lease_store.release(str(tmp_path / "none"), "c1") is None
-        assert lease_store.release(str(tmp_path), "c1") is None
-
-    def test_release_if_stale_keeps_a_live_container(self, tmp_path: Path) -> None:
-        """After a failed delete the runtime still knows the container: the lease stays."""
-        put(tmp_path, make_lease("c1", (mig(0),)))
-        assert lease_store.release_if_stale(str(tmp_path), "c1", Host(known=("c1",))) is None
-        assert lease_store.release_if_stale(str(tmp_path), "c1", Host()) is not None
-        assert not (tmp_path / "c1.json").exists()
-
-    def test_release_if_mine_only_takes_this_process_lease(self, tmp_path: Path) -> None:
-        """A failed create releases the lease it took, never another start's."""
-        put(tmp_path, make_lease("c1", (mig(0),), pid=200))
-        assert lease_store.release_if_mine(str(tmp_path), "c1", pid=100) is None
-        assert lease_store.release_if_mine(str(tmp_path), "c1", pid=200) is not None
-
+class TestRecordInitAndGc:
     def test_record_init_adds_the_init_pid(self, tmp_path: Path) -> None:
         """The prestart path records the init pid and its start time."""
         put(tmp_path, make_lease("c1", (mig(0),)))
         lease_store.record_init(str(tmp_path), "c1", 4321, Host(running={4321: 9}))
-        holder = lease_store.read_lease(str(tmp_path / "c1.json")).holder
+        holder = lease_files.read_lease(str(tmp_path / "c1.json")).holder
         assert (holder.init_pid, holder.init_start) == (4321, 9)
 
     def test_gc_reclaims_stale_and_leftovers_only(self, tmp_path: Path) -> None:
@@ -239,49 +169,10 @@ class TestRelease:
         assert "junk.json" in collected.kept[0] and "may be alive" in collected.kept[0]
 
 
-class TestHostObserver:
-    def test_this_process_is_running(self) -> None:
-        """Our own pid has a start time; a pid beyond pid_max has none."""
-        assert lease_store.process_start(os.getpid()) is not None
-        assert lease_store.process_start(2 ** 30) is None
-
-    def test_runtime_state_directory(self, tmp_path: Path) -> None:
-        """The runtime knows a container while <root>/<id> is a directory."""
-        (tmp_path / "c1").mkdir()
-        observer = lease_store.HostObserver()
-        assert observer.runtime_knows(str(tmp_path), "c1")
-        assert not observer.runtime_knows(str(tmp_path), "c2")
-
-    def test_zombie_is_not_running(self, tmp_path: Path) -> None:
-        """A dead child not yet reaped counts as gone."""
-        child = subprocess.Popen(["/bin/true"])
-        deadline = time.monotonic() + 5
-        while lease_store.process_start(child.pid) is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert lease_store.process_start(child.pid) is None
-        child.wait()
-
-
-class TestFaultPoints:
-    def test_disabled_points_never_read_the_environment(self) -> None:
-        """Without a simulated host the variable is ignored (abort would kill this test)."""
-        lease_store.fault_point("p", False, {lease_store.FAULT_ENV: "p:abort"})
-
-    def test_other_points_do_nothing(self) -> None:
-        """Only the named point stops."""
-        lease_store.fault_point("p", True, {lease_store.FAULT_ENV: "q:abort, r:sleep"})
-
-    def test_abort_kills_with_sigkill(self) -> None:
-        """`<point>:abort` ends the process with SIGKILL, as a crash would."""
-        code = ("from hook import lease_store; "
-                "lease_store.fault_point('p', True, {'GPU_CONTAINER_SHIM_FAULT': 'p:abort'})")
-        done = subprocess.run([sys.executable, "-c", code], check=False)
-        assert done.returncode == -signal.SIGKILL
-
-
 KILL_SCRIPT = """
 import sys, time
 from leases import store as lease_store
+from leases.interface import LeaseStore
 from leases.allocation import Holder, Lease
 lease = Lease(holder=Holder(container_id="victim", runtime_root="", bundle="/b",
                             shim_pid=0), devices=(), created=time.time())
@@ -292,7 +183,7 @@ lease_store.allocate(sys.argv[1], "victim", lambda others: lease, faults=True)
 def test_killed_writer_leaves_a_readable_store(tmp_path: Path) -> None:
     """SIGKILL mid-write: readers report the half-written temp file, the lock is free, and the
     next allocation removes the leftover and succeeds."""
-    env = {**os.environ, lease_store.FAULT_ENV: "mig-lease-before-commit:sleep"}
+    env = {**os.environ, lease_faults.FAULT_ENV: "mig-lease-before-commit:sleep"}
     writer = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tmp_path)], env=env)
     temp = tmp_path / f".victim.{writer.pid}.tmp"
     deadline = time.monotonic() + 20
@@ -301,7 +192,7 @@ def test_killed_writer_leaves_a_readable_store(tmp_path: Path) -> None:
     time.sleep(0.05)
     writer.kill()
     writer.wait()
-    snapshot = lease_store.read_all(str(tmp_path))
+    snapshot = lease_files.read_all(str(tmp_path))
     assert snapshot.leases == ()
     assert snapshot.problems == (f"incomplete write {temp.name} (writer pid {writer.pid} gone)",)
     got = lease_store.allocate(str(tmp_path), "c1", decider("c1"), observer=Host(), timeout=1)
@@ -322,7 +213,7 @@ def _worker(directory: str, root: str, index: int, barrier: Any, results: Any) -
         found = resolve([wanted], [], HOST, held_by(list(others.values())))
         return Lease(holder=Holder(container_id=cid, runtime_root=root, bundle="/b",
                                    shim_pid=os.getpid(),
-                                   shim_start=lease_store.process_start(os.getpid())),
+                                   shim_start=lease_host.process_start(os.getpid())),
                      devices=found.devices, created=time.time())
 
     barrier.wait()
@@ -356,7 +247,7 @@ def test_many_processes_allocate_without_duplicates_or_losses(tmp_path: Path) ->
     assert len(errors) == 9
     assert all(e.startswith("mig: no free MIG instance of profile 1g.10gb: 7 exist, held by ")
                for e in errors)
-    stored = lease_store.read_all(str(directory))
+    stored = lease_files.read_all(str(directory))
     assert stored.problems == ()
     assert {lease.container_id: lease.devices[0].uuid for lease in stored.leases} == winners
 
@@ -418,13 +309,13 @@ class TestDirectoryTrust:
         before = sorted(os.listdir(store))
         with pytest.raises(ShimError, match="not trusted"):
             lease_store.gc(str(store), Host())
-        assert lease_store.release(str(store), "dead") is None
+        assert lease_release.release(str(store), "dead", "poststop") is None
         with pytest.raises(ShimError, match="not trusted"):
-            lease_store.read_all(str(store))
+            lease_files.read_all(str(store))
         assert sorted(os.listdir(store)) == before
 
     def test_fifo_planted_at_a_temp_name_does_not_block_a_write(self, tmp_path: Path) -> None:
         tmp_path.chmod(0o700)
         os.mkfifo(tmp_path / f".c1.{os.getpid()}.tmp")
         put(tmp_path, make_lease("c1", (mig(0),)))
-        assert lease_store.read_lease(str(tmp_path / "c1.json")).container_id == "c1"
+        assert lease_files.read_lease(str(tmp_path / "c1.json")).container_id == "c1"

@@ -16,7 +16,9 @@ import pytest
 
 from gpu_core.errors import ShimError
 from gpu_core.testing import gpu_uuid, mig_uuid
-from leases import store as lease_store
+from leases import files as lease_files
+from leases import lock as lease_lock
+from leases import write as lease_write
 from leases.allocation import Holder, Lease, LeasedDevice
 from runtime_shim import argv as argv_mod
 from runtime_shim import main as main_mod
@@ -53,8 +55,8 @@ def hold(node: Path, cid: str = "c1") -> None:
                                         gpu=gpu_uuid(0), token="mig-1g.10gb"),),
                   created=time.time())
     directory = str(node / "leases")
-    with lease_store.locked(directory):
-        lease_store.write_lease(directory, lease)
+    with lease_lock.locked(directory):
+        lease_write.write_lease(directory, lease)
 
 
 def test_delete_releases_the_lease_after_the_runtime_deleted(node: Path) -> None:
@@ -77,7 +79,8 @@ DELETE_PROBE = """
 import os, sys
 from runtime_shim import lowlevel, main
 def report(self, args):
-    print(sorted(m for m in sys.modules if m in ("subprocess", "leases.store")))
+    print(sorted(m for m in sys.modules
+                 if m == "subprocess" or m == "leases" or m.startswith("leases.")))
     sys.exit(0)
 lowlevel.LowLevelRuntime.exec = report
 main.main(["delete", "--force", "other"])
@@ -85,7 +88,7 @@ main.main(["delete", "--force", "other"])
 
 
 def test_delete_without_lease_execs_at_once(node: Path) -> None:
-    """A container without a lease: exec at once, importing neither the store nor subprocess."""
+    """A container without a lease: exec at once, importing no lease module nor subprocess."""
     hold(node)  # someone else's lease must not matter
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out = subprocess.run([sys.executable, "-c", DELETE_PROBE], capture_output=True, text=True,
@@ -157,5 +160,5 @@ def test_create_failing_after_the_lease_gives_it_back(
     with pytest.raises(ShimError, match="no-such-policy") as caught:
         main_mod.prepare(invocation, config_mod.load(), "/usr/bin/runc")
     assert caught.value.stage != "mig"
-    assert lease_store.read_all(str(host.dir / "run" / "leases")).leases == ()
+    assert lease_files.read_all(str(host.dir / "run" / "leases")).leases == ()
     assert "mig-1g.10gb" in (bundle / "config.json").read_text()

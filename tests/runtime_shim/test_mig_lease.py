@@ -17,8 +17,12 @@ from gpu_core import config as config_mod
 from gpu_core.errors import ShimError
 from gpu_core.request import parse_request
 from gpu_core.testing import cap_minor, fake_inventory, gpu_uuid, mig_uuid
-from leases import store as lease_store
+from leases import files as lease_files
+from leases import lock as lease_lock
+from leases import release as lease_release
+from leases import write as lease_write
 from leases.allocation import Holder, Lease, LeasedDevice
+from leases.dry_run import DryRunStore
 from runtime_shim import pipeline
 from runtime_shim.context import Context
 from runtime_shim.modifiers import mig_lease
@@ -57,7 +61,7 @@ def env_value(spec: dict[str, Any]) -> list[str]:
 
 
 def stored(tmp_path: Path) -> dict[str, list[str]]:
-    snapshot = lease_store.read_all(str(tmp_path / "leases"))
+    snapshot = lease_files.read_all(str(tmp_path / "leases"))
     return {lease.container_id: [d.uuid for d in lease.devices] for lease in snapshot.leases}
 
 
@@ -69,8 +73,8 @@ def hold(tmp_path: Path, cid: str, uuids: tuple[str, ...], pid: Optional[int] = 
                                              token="mig-1g.10gb") for u in uuids),
                   created=time.time())
     directory = str(tmp_path / "leases")
-    with lease_store.locked(directory):
-        lease_store.write_lease(directory, lease)
+    with lease_lock.locked(directory):
+        lease_write.write_lease(directory, lease)
 
 
 class TestRewrite:
@@ -91,6 +95,29 @@ class TestRewrite:
         assert ctx.request is not None
         assert ctx.request.devices == ("2", mig(0, gpu=1), mig(0))
         assert env_value(new) == [f"NVIDIA_VISIBLE_DEVICES=2,{mig(0, gpu=1)},{mig(0)}"]
+
+    def test_taken_lease_is_recorded_in_the_context(self, tmp_path: Path) -> None:
+        """The shim learns that a lease was taken from ``ctx.lease``, the lease stored."""
+        spec = base_spec(env=("NVIDIA_VISIBLE_DEVICES=mig-1g.10gb",))
+        ctx = context(tmp_path, spec)
+        mig_lease.apply(spec, ctx)
+        assert ctx.lease is not None
+        assert ctx.lease == lease_files.read_lease(str(tmp_path / "leases" / "c1.json"))
+
+    def test_dry_run_store_rewrites_alike_and_takes_nothing(self, tmp_path: Path) -> None:
+        """With the context's store a dry run (gpu-ctk plan), config.json is rewritten as a
+        start would rewrite it, the notes say what would happen, and no file is written."""
+        spec = base_spec(env=("NVIDIA_VISIBLE_DEVICES=mig-1g.10gb",))
+        real, _ = mig_lease.apply(copy.deepcopy(spec), context(tmp_path / "real", spec))
+        ctx = context(tmp_path, spec)
+        ctx.leases = DryRunStore(str(tmp_path / "leases"))
+        new, notes = mig_lease.apply(spec, ctx)
+        assert new == real
+        assert ctx.lease is not None and [d.uuid for d in ctx.lease.devices] == [mig(0)]
+        assert notes[0] == f"mig-lease: would lease mig-1g.10gb -> {mig(0)} (1g.10gb on " \
+            f"{gpu_uuid(0)})"
+        assert notes[-1].startswith("mig-lease: dry run: no lease taken")
+        assert not (tmp_path / "leases").exists()
 
     def test_repeated_token_leases_several(self, tmp_path: Path) -> None:
         """A token given twice leases two different instances."""
@@ -146,8 +173,10 @@ class TestNothingToDo:
     def test_no_mig_request_is_untouched(self, tmp_path: Path, env: tuple[str, ...]) -> None:
         """Whole-GPU, `all` and non-GPU containers pass unchanged and take no lease."""
         spec = base_spec(env=env)
-        assert mig_lease.apply(spec, context(tmp_path, spec)) == (spec, [])
+        ctx = context(tmp_path, spec)
+        assert mig_lease.apply(spec, ctx) == (spec, [])
         assert not (tmp_path / "leases").exists()
+        assert ctx.lease is None
 
     def test_explicit_mig_without_exclusive_leases_is_untouched(self, tmp_path: Path) -> None:
         """With `mig.exclusive_explicit: false` an explicit MIG UUID takes no lease."""
@@ -245,12 +274,6 @@ class TestRuntimeRoot:
         """A relative --root is resolved the way the runtime resolves it (from the cwd)."""
         assert mig_lease.runtime_state_root("runc", "state") == os.path.abspath("state")
 
-    def test_fault_points_need_a_simulated_host(self, tmp_path: Path) -> None:
-        """Fault points are honoured only when the configuration names a simulated host."""
-        spec = base_spec()
-        assert not mig_lease.faults_enabled(context(tmp_path, spec))
-        config = config_mod.parse(f"simulation: {{dir: {tmp_path}}}\n", "t.yaml")
-        assert mig_lease.faults_enabled(Context(config=config, request=None))
 
 
 class TestRetry:
@@ -259,7 +282,7 @@ class TestRetry:
 
     def first_run(self, tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
         new, _ = mig_lease.apply(spec, context(tmp_path, spec))
-        lease_store.release_if_mine(str(tmp_path / "leases"), "c1")  # the start failed
+        lease_release.release(str(tmp_path / "leases"), "c1", "failed-create")  # the start failed
         return new
 
     def test_rewritten_spec_keeps_the_original_request(self, tmp_path: Path) -> None:

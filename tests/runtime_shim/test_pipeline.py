@@ -95,10 +95,11 @@ import json, sys
 from runtime_shim import pipeline
 from runtime_shim.testing import context
 pipeline.run(json.loads(sys.argv[1]), context("cgroup: {parent: ai-workload.slice}"))
-heavy = ("gpu_core.selection", "gpu_core.discovery", "leases.store", "leases.allocation", "pynvml",
+heavy = ("gpu_core.selection", "gpu_core.discovery", "pynvml",
          "runtime_shim.modifiers.devices", "runtime_shim.modifiers.mig_lease",
          "runtime_shim.modifiers.numa")
-print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+print(json.dumps(sorted(m for m in sys.modules
+                        if m in heavy or m == "leases" or m.startswith("leases."))))
 """
 
 
@@ -135,8 +136,8 @@ request = DeviceRequest(devices=("0",), capabilities=frozenset({"utility"}))
 ctx = context("", request=request)
 ctx.discover = lambda: (_ for _ in ()).throw(SystemExit("no discovery in this probe"))
 spec, notes = dict(pipeline.ORDER)["mig-lease"](json.loads(sys.argv[1]), ctx)
-print(json.dumps([notes, sorted(m for m in ("leases.store", "leases.allocation")
-                                if m in sys.modules)]))
+print(json.dumps([notes, sorted(m for m in sys.modules
+                                if m == "leases" or m.startswith("leases."))]))
 """
 
 
