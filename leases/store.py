@@ -39,7 +39,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
-from gpu_core import private_dirs
+from gpu_core import atomic_file, private_dirs
 from gpu_core.errors import ShimError, one_line
 from leases.allocation import (
     STAGE,
@@ -273,41 +273,16 @@ def locked(directory: str, timeout: float = LOCK_TIMEOUT, create: bool = True
         os.close(fd)  # closing drops the flock
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_lease(directory: str, lease: Lease, faults: bool = False) -> None:
     """Atomically (re)place ``lease``'s file; the caller holds the lock."""
     target = lease_path(directory, lease.container_id)
     temp = os.path.join(directory, f".{lease.container_id}.{os.getpid()}{TEMP_SUFFIX}")
     data = (json.dumps(lease.to_json(), indent=1, sort_keys=True) + "\n").encode()
+    midway = (lambda: fault_point("mig-lease-before-commit", faults)) if faults else None
     try:
         _unlink(directory, os.path.basename(temp))  # whatever is there (a FIFO would block)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        try:
-            os.fchmod(fd, 0o600)  # exactly, whatever the umask
-            half = len(data) // 2
-            os.write(fd, data[:half])
-            if faults:
-                os.fsync(fd)
-                fault_point("mig-lease-before-commit", faults)
-            view = memoryview(data)[half:]
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, target)
-        _fsync_dir(directory)
+        atomic_file.write(target, data, 0o600, temp_name=os.path.basename(temp), midway=midway)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
         raise ShimError(STAGE, f"lease store {directory}: write {os.path.basename(target)}: "
                                f"{exc.strerror or exc}") from None
 

@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterable
 from typing import Optional
 
 from ctk.configure import Texts
 from ctk.configure.changes import Change
-from gpu_core import private_dirs
+from gpu_core import atomic_file, private_dirs
 from gpu_core.errors import ShimError, one_line
 
 BACKUP_SUFFIX = ".gpu-ctk.bak"
@@ -121,29 +120,17 @@ def write(path: str, text: str, like: Optional[str] = None, exclusive: bool = Fa
     try:
         private_dirs.make_parents(directory, 0o755)
         model = _model(like or path)
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                    suffix=".tmp")
     except OSError as exc:
         raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
+    owner = (model.st_uid, model.st_gid) if model is not None else None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fchmod(stream.fileno(), stat.S_IMODE(model.st_mode) if model else NEW_MODE)
-            if model is not None and (model.st_uid, model.st_gid) != (os.geteuid(),
-                                                                      os.getegid()):
-                os.fchown(stream.fileno(), model.st_uid, model.st_gid)
-            os.fsync(stream.fileno())
-        if exclusive:
-            os.link(temp, path)  # EEXIST whatever is there, a dangling link included
-            os.unlink(temp)
-        else:
-            os.replace(temp, path)  # a link raced in is replaced, not followed
+        atomic_file.write(path, text.encode("utf-8"),
+                          stat.S_IMODE(model.st_mode) if model else NEW_MODE, owner,
+                          temp_suffix=".tmp", exclusive=exclusive)
+    except atomic_file.DirectorySyncError:
+        pass  # written; as before, a directory that cannot be synced is not an error here
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
         raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
-    _sync_dir(directory)
 
 
 def remove(path: str) -> None:
@@ -159,8 +146,4 @@ def remove(path: str) -> None:
 def _sync_dir(directory: str) -> None:
     """The rename or unlink survives a crash only once the directory itself is synced."""
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic_file.sync_directory(directory)
