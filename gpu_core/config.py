@@ -1,4 +1,4 @@
-"""Load, validate and default the YAML configuration (design.md §Contract).
+"""Load, validate and default the YAML configuration (README §Configuration).
 
 The file is parsed with ``yaml.safe_load`` only and validated against
 ``schemas/config.schema.json``; every problem is reported as ``path: message`` in one error.

@@ -1,4 +1,5 @@
-"""Wait until every requested device is visible and healthy through NVML (field problem 1).
+"""Wait until every requested device is visible and healthy through NVML (README
+§The prestart hook).
 
 A container started while the driver is still binding its devices sees ``no devices found``;
 the hook therefore polls NVML until each requested GPU and MIG device answers: a handle by UUID,

@@ -1,5 +1,5 @@
 """MIG leases: who holds which MIG device, when a holder is gone, and which devices a new
-request gets (design.md field problem 6).
+request gets (README §MIG by profile, with leases).
 
 Pure: records, the staleness rule over observations of the host, and the resolver. The store
 (a directory of these records, a lock, atomic writes) is ``leases.store``.

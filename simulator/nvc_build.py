@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 Version = tuple[int, int, int]
 """A release as (major, minor, patch)."""
 
-# One release per ABI generation of design.md's table, plus the releases where the exported
-# functions or options change inside a generation (1.2: no nvcaps yet; 1.16: imex without
+# One release per ABI generation (libnvc_bindings/declarations.py), plus the releases where the
+# exported functions or options change inside a generation (1.2: no nvcaps yet; 1.16: imex without
 # cuda-compat-mode). Oldest first; the newest is the default.
 SUPPORTED_VERSIONS: tuple[str, ...] = ("1.0.7", "1.2.1", "1.3.3", "1.14.6", "1.16.2", "1.17.8")
 DEFAULT_VERSION = SUPPORTED_VERSIONS[-1]
@@ -131,7 +131,8 @@ def compile_nvc(
 
 def abi_cdef(version: str) -> str:
     """cffi (ABI mode) declarations of that release's structs and exported functions, written
-    from design.md's table independently of the C header: tests check one against the other."""
+    from the released layouts (csrc/nvc.h's comment lists them) independently of the C header:
+    tests check one against the other."""
     release = parse_version(version)
     mig, imex, firmware = release >= (1, 1, 0), release >= (1, 15, 0), release >= (1, 5, 0)
     parts = [

@@ -1,4 +1,5 @@
-"""Declare the selected GPUs' device nodes in config.json (design.md field problem 3).
+"""Declare the selected GPUs' device nodes in config.json (README §Where we
+differ from NVIDIA, and why).
 
 Each node goes into ``linux.devices`` (the runtime creates it) and gets an allow rule in
 ``linux.resources.devices``, so the runtime itself grants access: device cgroup v1, the eBPF

@@ -12,7 +12,7 @@ import pytest
 from gpu_core.errors import ShimError
 from simulator import header, nvc_build, topology
 
-# design.md, "libnvidia-container ABI": sizes on x86-64 per ABI generation.
+# The released libnvidia-container's layouts: sizes on x86-64 per ABI generation.
 GENERATION_SIZES: dict[str, dict[str, int]] = {
     "1.0": {"nvc_version": 24, "nvc_config": 24, "nvc_device_node": 16, "nvc_driver_info": 96,
             "nvc_device": 56, "nvc_container_config": 56},
@@ -26,7 +26,7 @@ GENERATION_SIZES: dict[str, dict[str, int]] = {
 }
 GENERATION_OF = {"1.0.7": "1.0", "1.2.1": "1.1", "1.3.3": "1.1", "1.14.6": "1.5",
                  "1.16.2": "1.15", "1.17.8": "1.15"}
-# design.md: mig_capable @56, mig_caps_path @64, mig_devices @72 from 1.1.
+# Released layout: mig_capable @56, mig_caps_path @64, mig_devices @72 from 1.1.
 DEVICE_MIG_OFFSETS = {"mig_capable": 56, "mig_caps_path": 64, "mig_devices": 72}
 
 BASE_FUNCTIONS = {
@@ -119,7 +119,7 @@ class TestVersions:
         assert newest == nvc_build.DEFAULT_VERSION
 
     def test_every_generation_has_a_version(self) -> None:
-        """At least one supported version falls in each ABI generation of design.md."""
+        """At least one supported version falls in each ABI generation (declarations.py)."""
         assert set(GENERATION_OF.values()) == set(GENERATION_SIZES)
         assert set(GENERATION_OF) == set(nvc_build.SUPPORTED_VERSIONS)
 
@@ -140,7 +140,7 @@ class TestVersions:
 
     @pytest.mark.parametrize("version", sorted(EXPECTED_FUNCTIONS))
     def test_exported_functions_follow_the_release(self, version: str) -> None:
-        """MIG functions from 1.1, nvcaps from 1.3, imex from 1.15 (design.md)."""
+        """MIG functions from 1.1, nvcaps from 1.3, imex from 1.15 (declarations.FUNCTIONS)."""
         assert set(nvc_build.exported_functions(version)) == EXPECTED_FUNCTIONS[version]
 
     def test_version_script_exports_under_nvc_1_0(self) -> None:
