@@ -279,7 +279,7 @@ def write_atomic(path: str, text: str) -> None:
 def driver_info(config: Config) -> DriverInfo:
     """libnvidia-container's view of the driver's files (the list the hook mounts from)."""
     import libnvc_bindings
-    from hook.main import host_ldconfig
+    from hook.preflight import host_ldconfig
 
     settings = config.section("libnvidia_container")
     try:

@@ -113,7 +113,7 @@ def plan_hook(config: Config, spec: Mapping[str, Any], bundle: str,
         return HookPlan(injected=False)
     from gpu_core.bundle import rootfs_path
     from gpu_core.selection import select
-    from hook.main import check_requirements, host_ldconfig
+    from hook.preflight import check_requirements, host_ldconfig
 
     draft = _Draft(stage=str(config.section("hook")["stage"]))
     try:

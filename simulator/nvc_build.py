@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpu_core.errors import ShimError, one_line
+from simulator.errors import SimulatorError, one_line
 
 if TYPE_CHECKING:
     import cffi
@@ -51,7 +51,7 @@ _ADDED: tuple[tuple[Version, tuple[str, ...]], ...] = (
 def parse_version(version: str) -> Version:
     """``"1.17.8"`` -> ``(1, 17, 8)`` for a supported release; otherwise a one-line error."""
     if version not in SUPPORTED_VERSIONS:
-        raise ShimError(
+        raise SimulatorError(
             "simulate",
             f"unsupported libnvidia-container version {one_line(version, 40)!r} "
             f"(supported: {', '.join(SUPPORTED_VERSIONS)})",
@@ -104,11 +104,11 @@ def compile_nvc(
     exported_functions(version)  # validates the version before anything is touched
     gcc = shutil.which("gcc")
     if gcc is None:
-        raise ShimError(
+        raise SimulatorError(
             "simulate", "gcc not found on PATH (the simulated libraries are compiled from C)"
         )
     if not (Path(header_dir) / "sim_topology.h").is_file():
-        raise ShimError("simulate", f"no sim_topology.h in {header_dir}")
+        raise SimulatorError("simulate", f"no sim_topology.h in {header_dir}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".nvc-build-", dir=out.parent) as tmp:
@@ -121,7 +121,7 @@ def compile_nvc(
             env={"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"},
         )
         if result.returncode != 0:
-            raise ShimError(
+            raise SimulatorError(
                 "simulate",
                 f"compiling libnvidia-container {version} failed: {one_line(result.stderr, 600)}",
             )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gpu_core.errors import ShimError
 from simulator import header, nvc_build, topology
+from simulator.errors import SimulatorError
 
 # The released libnvidia-container's layouts: sizes on x86-64 per ABI generation.
 GENERATION_SIZES: dict[str, dict[str, int]] = {
@@ -125,7 +125,7 @@ class TestVersions:
 
     def test_unknown_version_is_a_one_line_error_listing_the_supported(self) -> None:
         """An unsupported version is refused with every supported one named."""
-        with pytest.raises(ShimError) as caught:
+        with pytest.raises(SimulatorError) as caught:
             nvc_build.parse_version("1.4.0")
         message = str(caught.value)
         assert message.startswith("simulate: unsupported libnvidia-container version '1.4.0'")
@@ -134,7 +134,7 @@ class TestVersions:
 
     def test_unknown_version_fails_before_compiling(self, tmp_path: Path) -> None:
         """compile_nvc refuses an unknown version without touching the output path."""
-        with pytest.raises(ShimError):
+        with pytest.raises(SimulatorError):
             nvc_build.compile_nvc(tmp_path, tmp_path / "out" / "lib.so", "2.0.0")
         assert not (tmp_path / "out").exists()
 
@@ -156,18 +156,18 @@ class TestCompile:
                                           monkeypatch: pytest.MonkeyPatch) -> None:
         """Without gcc on PATH the build says so."""
         monkeypatch.setattr(shutil, "which", lambda _name: None)
-        with pytest.raises(ShimError, match="gcc not found"):
+        with pytest.raises(SimulatorError, match="gcc not found"):
             nvc_build.compile_nvc(header_dir, tmp_path / "lib.so", nvc_build.DEFAULT_VERSION)
 
     def test_missing_topology_header_is_an_error(self, tmp_path: Path) -> None:
         """A header directory without sim_topology.h is refused."""
-        with pytest.raises(ShimError, match=r"no sim_topology\.h"):
+        with pytest.raises(SimulatorError, match=r"no sim_topology\.h"):
             nvc_build.compile_nvc(tmp_path, tmp_path / "lib.so", nvc_build.DEFAULT_VERSION)
 
     def test_compiler_errors_are_reported(self, tmp_path: Path) -> None:
         """A header that does not compile gives a one-line 'compiling ... failed' error."""
         (tmp_path / "sim_topology.h").write_text("#error broken topology\n", encoding="utf-8")
-        with pytest.raises(ShimError, match=r"compiling libnvidia-container 1\.17\.8 failed"):
+        with pytest.raises(SimulatorError, match=r"compiling libnvidia-container 1\.17\.8 failed"):
             nvc_build.compile_nvc(tmp_path, tmp_path / "lib.so", "1.17.8")
         assert not (tmp_path / "lib.so").exists()
 
