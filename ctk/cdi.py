@@ -35,7 +35,7 @@ from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from gpu_core.config import Config
-    from gpu_core.discovery import DeviceNode, Inventory
+    from gpu_core.inventory import DeviceNode, Inventory
     from libnvc_bindings import DriverInfo
 
 STAGE = "cdi"

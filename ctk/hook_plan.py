@@ -20,7 +20,7 @@ from gpu_core.errors import ShimError
 
 if TYPE_CHECKING:
     from gpu_core.config import Config
-    from gpu_core.discovery import Inventory
+    from gpu_core.inventory import Inventory
     from gpu_core.request import DeviceRequest
     from gpu_core.selection import Selection
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
-    from gpu_core.discovery import DeviceNode
+    from gpu_core.inventory import DeviceNode
 
 ACCESS = "rw"
 """What a GPU node needs; the node is bind-mounted, so no ``m`` (mknod)."""

@@ -26,7 +26,7 @@ from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from gpu_core.config import Config
-    from gpu_core.discovery import Inventory
+    from gpu_core.inventory import Inventory
     from gpu_core.logfile import EventLog
     from gpu_core.request import DeviceRequest
     from gpu_core.selection import Selection
@@ -218,7 +218,8 @@ class Run:
 
     def prepare(self, config: Config, budget: Budget, request: DeviceRequest, pid: int,
                 pinned: Pinned, ldconfig: str) -> None:
-        from gpu_core.discovery import discover_from_config, nvml_held
+        from gpu_core.discovery import discover_from_config
+        from gpu_core.nvml_query import nvml_held
         from gpu_core.selection import select
         from hook.preflight import check_requirements
 

@@ -11,7 +11,7 @@ from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from gpu_core.config import Config
-    from gpu_core.discovery import Inventory
+    from gpu_core.inventory import Inventory
     from gpu_core.request import DeviceRequest
     from gpu_core.selection import Selection
 

@@ -125,10 +125,10 @@ class NvmlProbe:
     def __enter__(self) -> NvmlProbe:
         import pynvml
 
-        from gpu_core import discovery
+        from gpu_core import nvml_query
 
         # Same binding discovery uses: pynvml only dlopens libnvidia-ml.so.1 by name.
-        discovery.bind_library(pynvml, self.library)
+        nvml_query.bind_library(pynvml, self.library)
         self._pynvml = pynvml
         return self
 

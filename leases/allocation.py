@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 from gpu_core.container_id import is_lease_name
-from gpu_core.discovery import Inventory, MigDevice
 from gpu_core.errors import ShimError, one_line
+from gpu_core.inventory import Inventory, MigDevice
 from gpu_core.selection import ProfileRequest
 
 STAGE = "mig"

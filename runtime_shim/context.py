@@ -11,7 +11,7 @@ from gpu_core.config import Config
 from gpu_core.request import DeviceRequest
 
 if TYPE_CHECKING:
-    from gpu_core.discovery import Inventory
+    from gpu_core.inventory import Inventory
     from runtime_shim.cpuset import Available
 
 Spec = dict[str, Any]

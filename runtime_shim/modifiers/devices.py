@@ -22,7 +22,7 @@ from gpu_core.selection import select
 from runtime_shim.context import Context, Notes, Spec
 
 if TYPE_CHECKING:
-    from gpu_core.discovery import DeviceNode
+    from gpu_core.inventory import DeviceNode
 
 ACCESS = "rw"
 """Read and write; the runtime creates the nodes, so the container never needs ``m`` (mknod)."""
