@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from gpu_core.device_nodes import global_caps_of, imex_channel_nodes, wanted_nodes
 from gpu_core.errors import ShimError
-from gpu_core.selection import select
 from runtime_shim.context import Context, Notes, Spec
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     if ctx.request is None:
         return spec, []
     inventory = ctx.inventory()
-    selection = select(ctx.request, inventory)
+    selection = ctx.selection(ctx.request)
     nodes = wanted_nodes(selection, inventory, ctx.request.capabilities,
                          global_caps_of(ctx.request))
     if ctx.request.imex_channels:
