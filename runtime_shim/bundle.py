@@ -15,7 +15,6 @@ import json
 from collections.abc import Callable
 from typing import Any, Optional
 
-from gpu_core import atomic_file
 from gpu_core.bundle import MAX_SPEC_BYTES, SpecFile, load_spec_file, parse_spec
 from gpu_core.errors import ShimError, one_line
 
@@ -48,6 +47,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] =
     """Replace ``path`` with ``data`` atomically, keeping mode and owner (gpu_core.atomic_file);
     ``before_replace`` runs once the complete temp file is on disk (tests stop the process
     there)."""
+    from gpu_core import atomic_file  # only a create that changes the spec writes
+
     owner = (uid, gid) if uid is not None and gid is not None else None
     try:
         atomic_file.write(path, data, mode, owner, before_replace=before_replace)
