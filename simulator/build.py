@@ -70,7 +70,7 @@ def build(topology_ref: str, into: Path, fault_specs: Sequence[str] = (),
     if os.geteuid() != 0:
         # Checked before DIR changes: the device nodes need CAP_MKNOD.
         raise SimulatorError("simulate", "creating the device nodes needs root (CAP_MKNOD): run "
-                                    "gpu-ctk simulate as root")
+                                        "gpu-ctk simulate as root")
     _write_host(sim_dir, topo, nvml_entry, nvc_entry, stubs, chosen, reset_state)
     if nvc is None:
         raise SimulatorError("simulate", one_line(
