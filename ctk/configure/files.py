@@ -1,14 +1,14 @@
 """The one place ``gpu-ctk runtime`` reads and writes engine files.
 
-Writes are atomic (a temporary file in the target's directory, fsync, rename) and keep the
-file's mode and owner. Before an admin's file first changes, its bytes are copied to
+Writes are atomic (gpu_core.atomic_file: a temporary in the target's directory, fsync, rename)
+and keep the file's mode and owner. Before an admin's file first changes, its bytes are copied to
 ``PATH.gpu-ctk.bak``; the oldest backup is kept (a later configure never overwrites it) because
 unconfigure restores what the admin had before gpu-ctk, not some intermediate state.
 
 gpu-ctk runs as root on paths others may control, so no link is ever followed (README
 §Security and fault hardening): a symlink at the file or its backup is refused in one line
 before anything changes, reads use O_NOFOLLOW, the temporary is made exclusively under a random
-name (mkstemp: O_CREAT|O_EXCL), the backup is published with link(2), which never replaces or
+name (O_CREAT|O_EXCL|O_NOFOLLOW), the backup is published with link(2), which never replaces or
 follows what is already there, and the rename replaces a link raced in rather than following it.
 """
 
