@@ -26,16 +26,16 @@ import os
 import posixpath
 import re
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from ctk import driver_files
+from gpu_core import atomic_file
 from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from gpu_core.config import Config
-    from gpu_core.discovery import DeviceNode, Inventory
+    from gpu_core.inventory import DeviceNode, Inventory
     from libnvc_bindings import DriverInfo
 
 STAGE = "cdi"
@@ -261,34 +261,25 @@ def make_directories(directory: str) -> None:
 def write_atomic(path: str, text: str) -> None:
     """Replace ``path`` whole or not at all: temp file beside it, fsync, rename. Run as root
     into a directory others may reach, so no link is followed: a symlink at ``path`` is refused
-    in one line, the temporary is made exclusively under a random name (mkstemp), and the
-    rename replaces a link raced in rather than writing through it."""
+    in one line, and gpu_core.atomic_file makes the temporary exclusively under a random name
+    and renames it over a link raced in rather than writing through it."""
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.islink(path):
         raise ShimError(STAGE, one_line(f"writing {path}: it is a symlink (to "
                                         f"{os.readlink(path)}); name the file itself"))
     try:
         make_directories(directory)
-        fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
+        atomic_file.write(path, text.encode("utf-8"), 0o644)
+    except atomic_file.DirectorySyncError:
+        pass  # the spec is in place; its directory entry's durability was never promised
     except OSError as exc:
-        raise ShimError(STAGE, f"writing {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            os.fchmod(stream.fileno(), 0o644)
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
         raise ShimError(STAGE, f"writing {path}: {exc.strerror or exc}") from None
 
 
 def driver_info(config: Config) -> DriverInfo:
     """libnvidia-container's view of the driver's files (the list the hook mounts from)."""
     import libnvc_bindings
-    from hook.main import host_ldconfig
+    from hook.preflight import host_ldconfig
 
     settings = config.section("libnvidia_container")
     try:

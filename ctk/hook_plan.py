@@ -20,7 +20,7 @@ from gpu_core.errors import ShimError
 
 if TYPE_CHECKING:
     from gpu_core.config import Config
-    from gpu_core.discovery import Inventory
+    from gpu_core.inventory import Inventory
     from gpu_core.request import DeviceRequest
     from gpu_core.selection import Selection
 
@@ -113,7 +113,7 @@ def plan_hook(config: Config, spec: Mapping[str, Any], bundle: str,
         return HookPlan(injected=False)
     from gpu_core.bundle import rootfs_path
     from gpu_core.selection import select
-    from hook.main import check_requirements, host_ldconfig
+    from hook.preflight import check_requirements, host_ldconfig
 
     draft = _Draft(stage=str(config.section("hook")["stage"]))
     try:

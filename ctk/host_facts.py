@@ -198,10 +198,10 @@ def probe_nvml(library: str) -> NvmlReport:
 
     import pynvml
 
-    from gpu_core import discovery
+    from gpu_core import nvml_query
 
     try:
-        discovery.bind_library(pynvml, library)
+        nvml_query.bind_library(pynvml, library)
         pynvml.nvmlInitWithFlags(0)
     except ShimError as error:
         return NvmlReport(error=error.cause, code=12)

@@ -16,15 +16,15 @@ import fcntl
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Optional
 
 from ctk import log_parse, metrics_text
 from ctk.log_cursor import Cursor, read_new
 from ctk.metrics_model import PROFILE, Key, P, Totals, bounded, labels
+from gpu_core import atomic_file
 from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
@@ -50,24 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def write_atomic(path: str, data: str, mode: int) -> None:
     """Readers see the old file or the new one, never a part (temp name hidden from
     node_exporter, which reads only ``*.prom``)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fchmod(stream.fileno(), mode)
-            os.fsync(stream.fileno())
-        os.rename(temp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(temp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    atomic_file.write(path, data.encode("utf-8"), mode)
 
 
 @contextmanager

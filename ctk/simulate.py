@@ -28,6 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The simulator raises its own error; gpu-ctk reports it as any other (one line, exit 1)."""
+    from simulator.errors import SimulatorError
+
+    try:
+        return _run(args)
+    except SimulatorError as error:
+        raise ShimError(error.stage, error.cause) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     from simulator import build
 
     into: Path = args.into

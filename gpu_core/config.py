@@ -1,4 +1,4 @@
-"""Load, validate and default the YAML configuration (design.md §Contract).
+"""Load, validate and default the YAML configuration (README §Configuration).
 
 The file is parsed with ``yaml.safe_load`` only and validated against
 ``schemas/config.schema.json``; every problem is reported as ``path: message`` in one error.
@@ -216,9 +216,8 @@ def store(config: Config, data: bytes, cache_dir: str) -> None:
     """Remember a validated config; failing to is harmless (the next call validates again). A
     cache directory someone else made or left writable is moved aside and made again, 0700."""
     import json
-    import tempfile
 
-    from gpu_core import private_dirs
+    from gpu_core import atomic_file, private_dirs
 
     if os.geteuid() != 0:
         return
@@ -228,13 +227,9 @@ def store(config: Config, data: bytes, cache_dir: str) -> None:
             from gpu_core import logfile
 
             logfile.note_untrusted(str(config.section("log")["file"]), moved)
-        fd, temp = tempfile.mkstemp(dir=cache_dir, prefix=".entry.")  # O_EXCL
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            os.fchmod(fd, 0o600)  # exactly, whatever the umask
-            json.dump({"format": CACHE_FORMAT, "source": config.source,
-                       "text": data.decode("utf-8", "surrogateescape"), "raw": config.raw},
-                      stream)
-        os.replace(temp, cache_file(config.source, cache_dir))
+        entry = json.dumps({"format": CACHE_FORMAT, "source": config.source,
+                            "text": data.decode("utf-8", "surrogateescape"), "raw": config.raw})
+        atomic_file.write(cache_file(config.source, cache_dir), entry.encode("utf-8"), 0o600)
     except OSError:
         pass
 

@@ -27,7 +27,7 @@ from gpu_core.errors import ShimError
 IMEX_CHANNEL_DIR = "nvidia-caps-imex-channels"
 
 if TYPE_CHECKING:
-    from gpu_core.discovery import DeviceNode, Inventory
+    from gpu_core.inventory import DeviceNode, Inventory
     from gpu_core.request import DeviceRequest
     from gpu_core.selection import Selection
 
@@ -91,7 +91,7 @@ def _add(nodes: dict[str, DeviceNode], node: DeviceNode) -> None:
 def imex_channel_nodes(dev_root: str, channels: Iterable[str]) -> list[DeviceNode]:
     """The host's node of each IMEX channel (``channels`` are the request's numbers); a channel
     the host lacks is a one-line error, since the container would start without it."""
-    from gpu_core.discovery import DeviceNode
+    from gpu_core.inventory import DeviceNode
 
     nodes: list[DeviceNode] = []
     for channel in channels:

@@ -1,7 +1,7 @@
 """Our own log file: one greppable logfmt line per event, appended, never failing a start.
 
 Shared by the shim (runtime_shim/main.py) and the hook; it lives here because the hook must not
-import ``runtime_shim`` (design.md §Packages and their direction).
+import ``runtime_shim`` (README §Layout; tests/test_layers.py checks the arrows).
 """
 
 from __future__ import annotations

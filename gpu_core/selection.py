@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from gpu_core.discovery import Gpu, Inventory, MigDevice, parse_bus_id
 from gpu_core.errors import ShimError, one_line
+from gpu_core.inventory import Gpu, Inventory, MigDevice, parse_bus_id
 from gpu_core.request import DeviceRequest, device_token_kind
 
 Device = Union[Gpu, MigDevice]

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
-from gpu_core.discovery import NV_MAJOR, DeviceNode, Gpu, Inventory, MigDevice
+from gpu_core.inventory import NV_MAJOR, DeviceNode, Gpu, Inventory, MigDevice
 
 UVM_MAJOR = 510
 CAPS_MAJOR = 509

@@ -6,8 +6,8 @@ even once the hook has bind-mounted them. NVIDIA's legacy hook lets libnvidia-co
 ``devices.allow`` itself; the standalone hook does the same, for exactly the nodes the spec's
 rules leave denied. Limits, both documented: on cgroup v2 there is no ``devices.allow`` (the
 runtime's eBPF program decides), so the hook refuses and names the shim as the fix; and with the
-systemd cgroup driver, ``systemctl daemon-reload`` rewrites the rules (design.md field problem
-3) — the shim path, which declares the nodes in config.json, has neither limit.
+systemd cgroup driver, ``systemctl daemon-reload`` rewrites the rules — the shim path, which
+declares the nodes in config.json (runtime_shim/modifiers/devices.py), has neither limit.
 
 ``allows``, ``missing`` and ``devices_dir`` are pure; ``grant`` writes.
 """
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
-    from gpu_core.discovery import DeviceNode
+    from gpu_core.inventory import DeviceNode
 
 ACCESS = "rw"
 """What a GPU node needs; the node is bind-mounted, so no ``m`` (mknod)."""

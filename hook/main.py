@@ -26,7 +26,7 @@ from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from gpu_core.config import Config
-    from gpu_core.discovery import Inventory
+    from gpu_core.inventory import Inventory
     from gpu_core.logfile import EventLog
     from gpu_core.request import DeviceRequest
     from gpu_core.selection import Selection
@@ -123,37 +123,12 @@ def isolate_environment(environ: Optional[dict[str, str]] = None) -> list[str]:
     return dropped
 
 
-def host_ldconfig(config: Config) -> str:
-    """The configured ldconfig, which must be the host's (``@/sbin/ldconfig``): without the
-    ``@`` libnvidia-container runs the image's own binary as root over the image."""
-    value = str(config.section("libnvidia_container")["ldconfig"])
-    if not value.startswith("@/") or "\x00" in value:
-        raise ShimError("config", one_line(
-            f"libnvidia_container.ldconfig: must name the host's ldconfig as @/path, got "
-            f"{value!r}"))
-    return value
-
-
 def device_labels(selection: Selection) -> dict[str, str]:
     """UUID -> ``GPU 0 (GPU-…)`` / ``MIG 0:1 (MIG-…)`` for every device the wait covers."""
     labels = {gpu.uuid: f"GPU {gpu.index} ({gpu.uuid})" for gpu in selection.checked_gpus}
     for mig in selection.mig_devices:
         labels[mig.uuid] = f"MIG {mig.parent_index}:{mig.index} ({mig.uuid})"
     return labels
-
-
-def check_requirements(request: DeviceRequest, inventory: Inventory,
-                       selection: Selection) -> None:
-    """``NVIDIA_REQUIRE_*`` against each selected GPU (a MIG device: its parent), or against the
-    host alone when no GPU is selected."""
-    from gpu_core.requirements import GpuFacts, check
-
-    if not request.checked_requirements:
-        return
-    facts = [GpuFacts(cuda=inventory.cuda_version, driver=inventory.driver_version,
-                      arch=gpu.cc, brand=gpu.brand) for gpu in selection.checked_gpus]
-    check(request.checked_requirements,
-          facts or [GpuFacts(cuda=inventory.cuda_version, driver=inventory.driver_version)])
 
 
 def cli_devices(request: DeviceRequest, selection: Selection) -> tuple[str, ...]:
@@ -229,6 +204,8 @@ class Run:
         from hook import lease_hooks
 
         lease_hooks.prestart(config, state.id, state.pid)  # a MIG lease's sign of life
+        from hook.preflight import host_ldconfig
+
         ldconfig = host_ldconfig(config)
         from hook import rootfs_identity
 
@@ -241,8 +218,10 @@ class Run:
 
     def prepare(self, config: Config, budget: Budget, request: DeviceRequest, pid: int,
                 pinned: Pinned, ldconfig: str) -> None:
-        from gpu_core.discovery import discover_from_config, nvml_held
+        from gpu_core.discovery import discover_from_config
+        from gpu_core.nvml_query import nvml_held
         from gpu_core.selection import select
+        from hook.preflight import check_requirements
 
         with nvml_held(str(config.section("nvml").get("library", ""))):
             began = self.clock()

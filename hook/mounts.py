@@ -7,7 +7,7 @@ shutdown. What differs, and why:
 - ``supervised``: the runtime supervises the container and gave us its pid (the CLI says
   ``supervised`` whenever ``--pid`` is passed).
 - ``no-cgroups`` always: the shim declares every node in config.json so the runtime grants
-  access (design.md field problem 3); device cgroup writes behind the runtime's back are
+  access (runtime_shim/modifiers/devices.py); device cgroup writes behind the runtime's back are
   exactly what systemd drops on ``daemon-reload``.
 - devices are still bind-mounted (no ``no-devbind``): a node the runtime already created is
   simply covered by the host's, and a hook registered without the shim (podman hooks.d) still

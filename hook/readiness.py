@@ -1,4 +1,5 @@
-"""Wait until every requested device is visible and healthy through NVML (field problem 1).
+"""Wait until every requested device is visible and healthy through NVML (README
+§The prestart hook).
 
 A container started while the driver is still binding its devices sees ``no devices found``;
 the hook therefore polls NVML until each requested GPU and MIG device answers: a handle by UUID,
@@ -124,10 +125,10 @@ class NvmlProbe:
     def __enter__(self) -> NvmlProbe:
         import pynvml
 
-        from gpu_core import discovery
+        from gpu_core import nvml_query
 
         # Same binding discovery uses: pynvml only dlopens libnvidia-ml.so.1 by name.
-        discovery.bind_library(pynvml, self.library)
+        nvml_query.bind_library(pynvml, self.library)
         self._pynvml = pynvml
         return self
 

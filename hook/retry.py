@@ -1,5 +1,5 @@
-"""Bounded retry of flaky calls (field problem 2): full-jitter exponential backoff, an attempt
-cap and a total deadline that always ends inside the hook's own timeout.
+"""Bounded retry of flaky calls (README §The prestart hook): full-jitter exponential backoff,
+an attempt cap and a total deadline that always ends inside the hook's own timeout.
 
 ``RetryPolicy`` is pure data built from config section ``retry``; ``run_with_retry`` is the
 one runner, with clock, sleep and randomness injected so tests never sleep.

@@ -1,5 +1,5 @@
 """MIG leases: who holds which MIG device, when a holder is gone, and which devices a new
-request gets (design.md field problem 6).
+request gets (README §MIG by profile, with leases).
 
 Pure: records, the staleness rule over observations of the host, and the resolver. The store
 (a directory of these records, a lock, atomic writes) is ``leases.store`` and the modules it
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 from gpu_core.container_id import is_lease_name
-from gpu_core.discovery import Inventory, MigDevice
 from gpu_core.errors import ShimError, one_line
+from gpu_core.inventory import Inventory, MigDevice
 from gpu_core.selection import ProfileRequest
 
 STAGE = "mig"

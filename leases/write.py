@@ -1,5 +1,6 @@
-"""Writing the lease store: one lease file replaced atomically (exclusive temp file, fsync,
-rename, fsync of the directory), under the lock the caller holds (``leases.lock``)."""
+"""Writing the lease store: one lease file replaced atomically (gpu_core.atomic_file: exclusive
+temp file, fsync, rename, fsync of the directory), under the lock the caller holds
+(``leases.lock``)."""
 
 from __future__ import annotations
 
@@ -7,47 +8,24 @@ import contextlib
 import json
 import os
 
+from gpu_core import atomic_file
 from gpu_core.errors import ShimError
 from leases.allocation import STAGE, Lease
 from leases.faults import fault_point
 from leases.files import TEMP_SUFFIX, lease_path
 
 
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_lease(directory: str, lease: Lease, faults: bool = False) -> None:
-    """Atomically (re)place ``lease``'s file; the caller holds the lock."""
+    """Atomically (re)place ``lease``'s file (gpu_core.atomic_file); the caller holds the lock.
+    The temporary keeps the ``.<id>.<pid>.tmp`` name leases.files reads back."""
     target = lease_path(directory, lease.container_id)
     temp = os.path.join(directory, f".{lease.container_id}.{os.getpid()}{TEMP_SUFFIX}")
     data = (json.dumps(lease.to_json(), indent=1, sort_keys=True) + "\n").encode()
+    midway = (lambda: fault_point("mig-lease-before-commit", faults)) if faults else None
     try:
         unlink(directory, os.path.basename(temp))  # whatever is there (a FIFO would block)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        try:
-            os.fchmod(fd, 0o600)  # exactly, whatever the umask
-            half = len(data) // 2
-            os.write(fd, data[:half])
-            if faults:
-                os.fsync(fd)
-                fault_point("mig-lease-before-commit", faults)
-            view = memoryview(data)[half:]
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, target)
-        _fsync_dir(directory)
+        atomic_file.write(target, data, 0o600, temp_name=os.path.basename(temp), midway=midway)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
         raise ShimError(STAGE, f"lease store {directory}: write {os.path.basename(target)}: "
                                f"{exc.strerror or exc}") from None
 

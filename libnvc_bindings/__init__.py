@@ -1,4 +1,5 @@
-"""cffi ABI-mode bindings to libnvidia-container (design.md §libnvidia-container ABI).
+"""cffi ABI-mode bindings to libnvidia-container (README §The prestart hook;
+the layouts per ABI generation are ``declarations.py``).
 
 Importing the package is cheap: cffi is imported only when a library is loaded or an FFI is
 built. Start with ``load()``; then ``Session(library, ...)``.

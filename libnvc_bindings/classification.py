@@ -1,4 +1,5 @@
-"""Which libnvidia-container failures are worth retrying, kept as data (field problem 2).
+"""Which libnvidia-container failures are worth retrying, kept as data (README
+§The prestart hook, bounded retry).
 
 A message is matched case-insensitively against substrings of what ``nvc_error(ctx)`` returns.
 PERMANENT is checked first, so a message naming both wins as permanent.

@@ -1,4 +1,5 @@
-"""Which C declarations describe which libnvidia-container release (design.md §ABI).
+"""Which C declarations describe which libnvidia-container release (README §The prestart
+hook names the generations).
 
 Releases that share struct layouts form a generation; a generation is an ordered list of
 plain C files under ``decls/``, joined and handed to one ``cffi.FFI`` (ABI mode: nothing is
@@ -51,7 +52,7 @@ GENERATIONS: tuple[Generation, ...] = (
     Generation("1.15+", (1, 15), _STRUCTS_1_15),
 )
 
-# Every function design.md lists, with the release that introduced it. A function is offered
+# Every function the bindings use, with the release that introduced it. A function is offered
 # only when the release is at least that new AND the library exports the symbol.
 FUNCTIONS: tuple[tuple[str, tuple[int, int]], ...] = (
     ("nvc_version", (1, 0)),

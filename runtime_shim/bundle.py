@@ -4,16 +4,14 @@ with the hook).
 Reads are size-bounded and give runc's reading of the file (gpu_core.oci_spec: an
 attacker-controlled spec must not mean one thing to us and another to runc). What we write is that
 reading with our edits, every key in its one canonical spelling, so runc reads exactly the values we
-checked and edited, whatever spellings or repeated keys the original had. Writes are atomic: temp
-file in the bundle directory with the original's mode and owner, fsync, rename, fsync of the
-directory — a crash leaves either the old or the complete new file.
+checked and edited, whatever spellings or repeated keys the original had. Writes are atomic
+(gpu_core.atomic_file, with the original's mode and owner): a crash leaves either the old or the
+complete new file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -43,56 +41,22 @@ def serialise(spec: dict[str, Any]) -> bytes:
                                        f"cannot be written as UTF-8") from None
 
 
-def create_temp(directory: str, prefix: str) -> tuple[int, str]:
-    """A new owner-only file in ``directory`` (what tempfile.mkstemp does, without importing
-    tempfile, which pulls in random, shutil and the compression modules on every create)."""
-    for _ in range(100):
-        path = os.path.join(directory, prefix + os.urandom(6).hex())
-        try:
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            return os.open(path, flags, 0o600), path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no unused temporary name in {directory}")
-
-
 def write_atomic(path: str, data: bytes, mode: int = 0o644, uid: Optional[int] = None,
                  gid: Optional[int] = None,
                  before_replace: Optional[Callable[[], None]] = None) -> None:
-    """Replace ``path`` with ``data`` atomically, keeping mode and owner; ``before_replace`` runs
-    once the complete temp file is on disk (tests stop the process there)."""
-    directory = os.path.dirname(path) or "."
+    """Replace ``path`` with ``data`` atomically, keeping mode and owner (gpu_core.atomic_file);
+    ``before_replace`` runs once the complete temp file is on disk (tests stop the process
+    there)."""
+    from gpu_core import atomic_file  # only a create that changes the spec writes
+
+    owner = (uid, gid) if uid is not None and gid is not None else None
     try:
-        fd, temp = create_temp(directory, "." + os.path.basename(path) + ".")
-    except OSError as exc:  # ENOSPC for the inode, EROFS, EACCES: nothing was written yet
+        atomic_file.write(path, data, mode, owner, before_replace=before_replace)
+    except atomic_file.DirectorySyncError as exc:  # the new file is in place; whether it
+        # survives a crash is not known
+        raise ShimError("config.json", f"syncing {exc.filename}: {exc.strerror or exc}") from None
+    except OSError as exc:  # ENOSPC, EROFS, EACCES: the old file is untouched
         raise ShimError("config.json", f"writing {path}: {exc.strerror or exc}") from None
-    try:
-        try:
-            os.fchmod(fd, mode)
-            if uid is not None and gid is not None and (uid, gid) != (os.geteuid(), os.getegid()):
-                os.fchown(fd, uid, gid)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if before_replace is not None:
-            before_replace()
-        os.replace(temp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise ShimError("config.json", f"writing {path}: {exc.strerror or exc}") from None
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:  # the new file is in place; whether it survives a crash is not known
-        raise ShimError("config.json", f"syncing {directory}: {exc.strerror or exc}") from None
 
 
 def write_spec(loaded: LoadedSpec, spec: dict[str, Any],

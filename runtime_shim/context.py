@@ -1,5 +1,6 @@
 """What every modifier may read besides the spec: configuration, the parsed device request,
-facts about the shim's own process, and GPU discovery on demand."""
+facts about the shim's own process, and what several modifiers share, each computed once on
+demand: GPU discovery, the selection, the workload policy."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from gpu_core.config import Config
 from gpu_core.request import DeviceRequest
 
 if TYPE_CHECKING:
-    from gpu_core.discovery import Inventory
+    from gpu_core.inventory import Inventory
+    from gpu_core.selection import Selection
     from leases.allocation import Lease
     from leases.interface import LeaseStore
     from runtime_shim.cpuset import Available
+    from runtime_shim.policy_choice import PolicyChoice
 
 Spec = dict[str, Any]
 """A parsed config.json; unknown fields are kept as they were read."""
@@ -39,12 +42,14 @@ class HostFacts:
 
 @dataclass
 class Context:
-    """Inputs shared by all modifiers of one create; ``inventory`` runs discovery at most once,
-    ``lease_store`` makes the MIG lease store at most once.
+    """Inputs shared by all modifiers of one create. ``inventory``, ``selection`` and
+    ``policy`` compute their value on the first modifier that asks and keep it; ``lease_store``
+    makes the MIG lease store at most once.
 
     Mutable on purpose, in two fields only, both written by the MIG-lease modifier (first in the
     pipeline) when it takes a lease: ``request`` becomes one naming the leased MIG UUIDs instead
-    of profile tokens, so every later modifier sees the devices the container actually got, and
+    of profile tokens, so every later modifier sees the devices the container actually got
+    (``selection`` follows it: a selection is kept for the request it was made from), and
     ``lease`` records the lease taken, so the shim knows to give it back when the create fails.
     No other modifier writes them."""
 
@@ -63,6 +68,8 @@ class Context:
     lease: Optional[Lease] = None
     """The MIG lease this create took (or, with a dry-run store, would take); None: none."""
     _inventory: Optional[Inventory] = field(default=None, repr=False)
+    _selection: Optional[tuple[DeviceRequest, Selection]] = field(default=None, repr=False)
+    _policy: Optional[PolicyChoice] = field(default=None, repr=False)
 
     def inventory(self) -> Inventory:
         """Discover the host's GPUs once, on the first modifier that needs them."""
@@ -88,3 +95,23 @@ class Context:
     def lease_dir(self) -> str:
         """The node's MIG lease directory (``mig.lease_dir``)."""
         return str(self.config.section("mig")["lease_dir"])
+
+    def selection(self, request: DeviceRequest) -> Selection:
+        """``request``'s devices on this host (gpu_core.selection.select), selected once per
+        request: the devices and NUMA modifiers share one, made from the request the MIG-lease
+        modifier left (``request`` is ``ctx.request``, narrowed to not None by the caller)."""
+        if self._selection is None or self._selection[0] is not request:
+            from gpu_core.selection import select
+
+            self._selection = (request, select(request, self.inventory()))
+        return self._selection[1]
+
+    def policy(self, spec: Spec) -> PolicyChoice:
+        """The container's workload policy, chosen once (runtime_shim.policy_choice) from the
+        annotations and env of ``spec``, which no modifier edits; an unknown name under
+        ``policy.unknown: fail`` raises for every asker, so the first one stops the create."""
+        if self._policy is None:
+            from runtime_shim import policy_choice
+
+            self._policy = policy_choice.choose(spec, self.config, gpu=self.request is not None)
+        return self._policy

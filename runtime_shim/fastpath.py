@@ -84,20 +84,11 @@ def copy_name(digest: str) -> str:
     return "copy-" + digest
 
 
-def replace_file(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a private temp name, then rename)."""
-    temp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
-                 0o600)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            os.fchmod(fd, 0o600)  # exactly, whatever the umask
-            stream.write(data)
-        os.replace(temp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+def replace_file(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` atomically (gpu_core.atomic_file)."""
+    from gpu_core import atomic_file
+
+    atomic_file.write(path, data, mode)
 
 
 def read_bytes(path: str) -> Optional[bytes]:

@@ -85,8 +85,7 @@ def install(kind: str, dest: str, python: Optional[str] = None,
         text = render_hook(python, paths)
     else:
         raise ValueError(f"unknown launcher kind {kind!r}; expected runtime or hook")
-    fastpath.replace_file(dest, text.encode("utf-8"))
-    os.chmod(dest, 0o755)
+    fastpath.replace_file(dest, text.encode("utf-8"), 0o755)
     return dest
 
 

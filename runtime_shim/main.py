@@ -19,7 +19,7 @@ from runtime_shim import argv as argv_mod
 from runtime_shim import fastpath, lowlevel
 
 if TYPE_CHECKING:
-    from gpu_core.discovery import Inventory
+    from gpu_core.inventory import Inventory
     from runtime_shim.context import Context
 
 COMMAND = "gpu-container-runtime"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from gpu_core.config import Config, Policy
@@ -15,6 +16,19 @@ from gpu_core.errors import ShimError, one_line
 
 ANNOTATION = "ai.scheduling.policy"
 ENV_VAR = "AI_SCHEDULING_POLICY"
+
+
+@dataclass(frozen=True)
+class PolicyChoice:
+    """The policy a container gets, decided once per create (``Context.policy``) and read by
+    the policy, cgroup, NUMA and OOM modifiers."""
+
+    policy: Optional[Policy]
+    source: str = ""
+    """Where the name came from: ``annotation``, ``env``, ``default``; '' when none was named."""
+    ignored: str = ""
+    """The log line for an unknown name that ``policy.unknown: ignore`` let through; the OOM
+    modifier writes it (as ``oom: policy: ignored ...``), the policy modifier does not."""
 
 
 def env_value(spec: Mapping[str, Any], name: str) -> Optional[str]:
@@ -48,20 +62,22 @@ def requested_name(spec: Mapping[str, Any]) -> tuple[Optional[str], str]:
     return None, ""
 
 
-def choose(spec: Mapping[str, Any], config: Config, gpu: bool) -> tuple[Optional[Policy], str]:
-    """Return the chosen policy (or None) and a note for the log ('' when nothing to say)."""
+def choose(spec: Mapping[str, Any], config: Config, gpu: bool) -> PolicyChoice:
+    """The chosen policy (or None), where its name came from, and the note for an ignored
+    unknown name. Modifiers ask ``Context.policy`` instead, which calls this once."""
     name, source = requested_name(spec)
     if name is None:
         default = str(config.section("policy")["default"])
         if gpu and default:
             name, source = default, "default"
         else:
-            return None, ""
+            return PolicyChoice(None)
     policies = config.policies
     if name in policies:
-        return policies[name], f"policy {name} (from {source})"
+        return PolicyChoice(policies[name], source)
     shown = one_line(name, 64)
     known = ", ".join(sorted(policies)) or "none"
     if config.section("policy")["unknown"] == "ignore":
-        return None, f"policy: ignored unknown policy {shown!r} from {source} (configured: {known})"
+        return PolicyChoice(None, source, f"policy: ignored unknown policy {shown!r} from "
+                                          f"{source} (configured: {known})")
     raise ShimError("policy", f"unknown policy {shown!r} from {source}; configured: {known}")

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
-from gpu_core.errors import ShimError, one_line
 from simulator import compile as cc_tools
 from simulator import driver_tree, faults, header, host_files, topology
+from simulator.errors import SimulatorError, one_line
 from simulator.topology import Topology
 
 MARKER = "topology.json"
@@ -53,7 +53,7 @@ def build(topology_ref: str, into: Path, fault_specs: Sequence[str] = (),
         return compiler_path[0]
 
     if len(str(sim_dir).encode("utf-8")) >= header.DIR_CAPACITY:
-        raise ShimError("simulate", one_line(
+        raise SimulatorError("simulate", one_line(
             f"{sim_dir}: the path is longer than {header.DIR_CAPACITY - 1} bytes"))
     # Compiled once per topology for a placeholder DIR, then relocated into sim_dir.
     header_text = header.render(topo, header.DIR_PLACEHOLDER)
@@ -69,11 +69,11 @@ def build(topology_ref: str, into: Path, fault_specs: Sequence[str] = (),
 
     if os.geteuid() != 0:
         # Checked before DIR changes: the device nodes need CAP_MKNOD.
-        raise ShimError("simulate", "creating the device nodes needs root (CAP_MKNOD): run "
-                                    "gpu-ctk simulate as root")
+        raise SimulatorError("simulate", "creating the device nodes needs root (CAP_MKNOD): run "
+                                        "gpu-ctk simulate as root")
     _write_host(sim_dir, topo, nvml_entry, nvc_entry, stubs, chosen, reset_state)
     if nvc is None:
-        raise ShimError("simulate", one_line(
+        raise SimulatorError("simulate", one_line(
             f"libnvidia-container: simulator.nvc_build is missing from this installation, so "
             f"{sim_dir}/lib has no libnvidia-container.so.1 (everything else was built)"))
     return topo
@@ -93,7 +93,7 @@ def read_topology(sim_dir: Path) -> Topology:
     try:
         document: Topology = json.loads((sim_dir / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ShimError("simulate", one_line(
+        raise SimulatorError("simulate", one_line(
             f"{sim_dir} holds no simulated host ({MARKER}: {exc})")) from None
     return document
 
@@ -104,7 +104,7 @@ def check_target(sim_dir: Path) -> None:
     owns or could change: the root hook loads the libraries built there."""
     check_owned(sim_dir)
     if sim_dir.is_dir() and any(sim_dir.iterdir()) and not (sim_dir / MARKER).is_file():
-        raise ShimError("simulate", one_line(
+        raise SimulatorError("simulate", one_line(
             f"{sim_dir} is not empty and holds no simulated host ({MARKER}); refusing to "
             f"write into it"))
 
@@ -119,9 +119,9 @@ def check_owned(sim_dir: Path) -> None:
     except FileNotFoundError:
         info = None
     except OSError as exc:
-        raise ShimError("simulate", one_line(f"{sim_dir}: {exc.strerror or exc}")) from None
+        raise SimulatorError("simulate", one_line(f"{sim_dir}: {exc.strerror or exc}")) from None
     if info is not None and (stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode)):
-        raise ShimError("simulate", f"{sim_dir} exists and is not a directory")
+        raise SimulatorError("simulate", f"{sim_dir} exists and is not a directory")
     problem = private_dirs.ancestor_problem(str(sim_dir.parent))
     if info is not None and info.st_uid != os.geteuid():
         problem = f"{sim_dir} is owned by uid {info.st_uid}, not by you"
@@ -129,7 +129,7 @@ def check_owned(sim_dir: Path) -> None:
         problem = (f"{sim_dir} is writable by group or others (mode "
                    f"{stat.S_IMODE(info.st_mode):04o})")
     if problem is not None:
-        raise ShimError("simulate", one_line(
+        raise SimulatorError("simulate", one_line(
             f"--into {sim_dir}: {problem}; the root hook would load libraries others can "
             "swap: choose a directory of your own"))
 
@@ -186,7 +186,7 @@ def _nvc_version(nvc: Any, wanted: Optional[str]) -> str:
     supported = [str(version) for version in nvc.SUPPORTED_VERSIONS]
     version = wanted or str(nvc.DEFAULT_VERSION)
     if version not in supported:
-        raise ShimError("simulate", one_line(
+        raise SimulatorError("simulate", one_line(
             f"--nvc-version {version}: not simulated (supported: {', '.join(supported)})"))
     return version
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from gpu_core.errors import ShimError, one_line
+from simulator.errors import SimulatorError, one_line
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 CACHE_ENV = "GPU_CTK_SIM_CACHE"
@@ -43,7 +43,7 @@ def find_compiler(name: Optional[str] = None) -> str:
     wanted = name or os.environ.get(COMPILER_ENV) or "gcc"
     found = shutil.which(wanted)
     if found is None:
-        raise ShimError("simulate", one_line(
+        raise SimulatorError("simulate", one_line(
             f"C compiler {wanted!r} not found: building the simulated GPU host compiles its "
             f"libraries, so it needs gcc (Debian/Ubuntu: apt-get install gcc)"))
     return os.path.abspath(found)
@@ -60,9 +60,9 @@ def run_compiler(cc: str, args: Sequence[str], what: str) -> None:
         result = subprocess.run([cc, *args], env=compiler_env(), capture_output=True,
                                 text=True, check=False)
     except OSError as exc:
-        raise ShimError("simulate", one_line(f"compiling {what}: {cc}: {exc}")) from None
+        raise SimulatorError("simulate", one_line(f"compiling {what}: {cc}: {exc}")) from None
     if result.returncode != 0:
-        raise ShimError("simulate", one_line(
+        raise SimulatorError("simulate", one_line(
             f"compiling {what} failed (exit {result.returncode}): {result.stderr[-1500:]}"))
 
 

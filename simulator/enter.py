@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, Optional
 
-from gpu_core.errors import ShimError, one_line
 from simulator import host_view
+from simulator.errors import SimulatorError, one_line
 
 CLONE_NEWNS = 0x00020000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
@@ -30,7 +30,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def _fail(what: str) -> NoReturn:
     error = ctypes.get_errno()
-    raise ShimError("simulate", one_line(f"{what}: {os.strerror(error)}"))
+    raise SimulatorError("simulate", one_line(f"{what}: {os.strerror(error)}"))
 
 
 def _mount(source: Optional[str], target: str, fstype: Optional[str], flags: int,
@@ -89,7 +89,7 @@ class View:
                 elif not is_dir and not place.is_dir():
                     _bind(entry.path, str(place))
                 else:
-                    raise ShimError("simulate", one_line(
+                    raise SimulatorError("simulate", one_line(
                         f"{entry.path} cannot be shown at {place}: one is a directory, the "
                         f"other is not"))
                 continue
@@ -148,7 +148,7 @@ def enter(sim_dir: Path) -> None:
         if not os.path.isdir(graft.source):
             continue
         if not os.path.isdir(graft.target):
-            raise ShimError("simulate", one_line(
+            raise SimulatorError("simulate", one_line(
                 f"{graft.target} is not a directory on this host, so {graft.source} cannot be "
                 f"shown there"))
         view.graft(Path(graft.source), Path(graft.target))
@@ -167,7 +167,7 @@ def _refresh_ld_cache(view: View) -> None:
     done = subprocess.run(["ldconfig", "-X", "-C", str(cache)], capture_output=True, text=True,
                           check=False)
     if done.returncode != 0 or not cache.is_file():
-        raise ShimError("simulate", one_line(f"ldconfig: {done.stderr.strip()}"))
+        raise SimulatorError("simulate", one_line(f"ldconfig: {done.stderr.strip()}"))
     if not os.path.exists("/etc/ld.so.cache"):
         view.open_dir(Path("/etc"))
         Path("/etc/ld.so.cache").touch()
@@ -180,4 +180,4 @@ def run(sim_dir: Path, argv: Sequence[str]) -> NoReturn:
     try:
         os.execvp(argv[0], list(argv))
     except OSError as exc:
-        raise ShimError("simulate", one_line(f"{argv[0]}: {exc.strerror}")) from None
+        raise SimulatorError("simulate", one_line(f"{argv[0]}: {exc.strerror}")) from None

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from gpu_core.errors import ShimError, one_line
+from simulator.errors import SimulatorError, one_line
 
 Fault = tuple[str, str]
 """A parsed fault: its name and the value written to DIR/faults/<name>."""
@@ -34,15 +34,16 @@ def parse(spec: str, gpu_count: int) -> Fault:
     name, sep, value = spec.partition("=")
     if not sep or name not in _FORMATS:
         known = ", ".join(f"{key}={_FORMATS[key][1]}" for key in NAMES)
-        raise ShimError("simulate", one_line(f"fault {spec!r}: unknown fault (expected {known})"))
+        raise SimulatorError("simulate",
+                             one_line(f"fault {spec!r}: unknown fault (expected {known})"))
     pattern, syntax, meaning = _FORMATS[name]
     if not re.match(pattern, value):
-        raise ShimError("simulate", one_line(f"fault {spec!r}: expected {name}={syntax}: "
+        raise SimulatorError("simulate", one_line(f"fault {spec!r}: expected {name}={syntax}: "
                                              f"{meaning}"))
     if name == "gpu-lost":
         for index in value.split(","):
             if int(index) >= gpu_count:
-                raise ShimError("simulate", one_line(
+                raise SimulatorError("simulate", one_line(
                     f"fault {spec!r}: no GPU {int(index)} (the topology has {gpu_count})"))
     return name, value
 

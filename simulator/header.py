@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpu_core.errors import ShimError
 from simulator import profiles
+from simulator.errors import SimulatorError
 from simulator.topology import (
     ARCHITECTURES,
     BRANDS,
@@ -160,7 +160,7 @@ def render(topology: Topology, sim_dir: str) -> str:
     """The text of sim_topology.h for ``topology`` simulated in directory ``sim_dir`` (or in
     ``DIR_PLACEHOLDER``, to be ``relocate``d)."""
     if len(sim_dir.encode("utf-8")) >= DIR_CAPACITY:
-        raise ShimError("simulate", f"directory path longer than {DIR_CAPACITY - 1} bytes")
+        raise SimulatorError("simulate", f"directory path longer than {DIR_CAPACITY - 1} bytes")
     gpus = topology["gpus"]
     nodes = topology["numa_nodes"]
     max_cpu = max(max(cpulist_cpus(node["cpus"])) for node in nodes)
@@ -217,8 +217,8 @@ def relocate(library: bytes, sim_dir: str) -> bytes:
     """``library`` (compiled against ``DIR_PLACEHOLDER``) with DIR set to ``sim_dir``."""
     placeholder = DIR_PLACEHOLDER.encode("ascii")
     if placeholder not in library:
-        raise ShimError("simulate", "library has no DIR placeholder to relocate")
+        raise SimulatorError("simulate", "library has no DIR placeholder to relocate")
     path = sim_dir.encode("utf-8")
     if len(path) >= DIR_CAPACITY:
-        raise ShimError("simulate", f"directory path longer than {DIR_CAPACITY - 1} bytes")
+        raise SimulatorError("simulate", f"directory path longer than {DIR_CAPACITY - 1} bytes")
     return library.replace(placeholder, path.ljust(len(placeholder), b"\0"))

@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 from typing import NamedTuple
 
-from gpu_core.errors import ShimError, one_line
 from simulator import driver_tree, profiles
+from simulator.errors import SimulatorError, one_line
 from simulator.header import CAPS_MAJOR, NVIDIA_MAJOR, UVM_MAJOR
 from simulator.topology import Topology
 
@@ -94,7 +94,7 @@ def write_nodes(dev_dir: Path, nodes: list[Node]) -> None:
         try:
             os.mknod(path, stat.S_IFCHR | node.mode, os.makedev(node.major, node.minor))
         except PermissionError:
-            raise ShimError("simulate", one_line(
+            raise SimulatorError("simulate", one_line(
                 f"creating device node {path} needs root (CAP_MKNOD): run gpu-ctk simulate as "
                 f"root")) from None
         os.chmod(path, node.mode)

@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from gpu_core.errors import ShimError, one_line
 from simulator import driver_tree
+from simulator.errors import SimulatorError, one_line
 
 LIB_DIR = "/" + driver_tree.LIB_DIR
 BIN_DIR = "/" + driver_tree.BIN_DIR
@@ -58,7 +58,7 @@ def plan(sim_dir: Path) -> Plan:
     """The view of the simulated host in ``sim_dir`` (an absolute path holding a built host)."""
     d = str(sim_dir)
     if any(ch in _UNSAFE for ch in d):
-        raise ShimError("simulate", one_line(
+        raise SimulatorError("simulate", one_line(
             f"{d}: a simulated host whose path holds ',', ':', '\\\\' or a newline cannot be "
             f"entered (overlayfs cannot name it); build it elsewhere"))
     driver = f"{d}/driver"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpu_core.errors import ShimError, one_line
+from simulator.errors import SimulatorError, one_line
 
 if TYPE_CHECKING:
     import cffi
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 Version = tuple[int, int, int]
 """A release as (major, minor, patch)."""
 
-# One release per ABI generation of design.md's table, plus the releases where the exported
-# functions or options change inside a generation (1.2: no nvcaps yet; 1.16: imex without
+# One release per ABI generation (libnvc_bindings/declarations.py), plus the releases where the
+# exported functions or options change inside a generation (1.2: no nvcaps yet; 1.16: imex without
 # cuda-compat-mode). Oldest first; the newest is the default.
 SUPPORTED_VERSIONS: tuple[str, ...] = ("1.0.7", "1.2.1", "1.3.3", "1.14.6", "1.16.2", "1.17.8")
 DEFAULT_VERSION = SUPPORTED_VERSIONS[-1]
@@ -51,7 +51,7 @@ _ADDED: tuple[tuple[Version, tuple[str, ...]], ...] = (
 def parse_version(version: str) -> Version:
     """``"1.17.8"`` -> ``(1, 17, 8)`` for a supported release; otherwise a one-line error."""
     if version not in SUPPORTED_VERSIONS:
-        raise ShimError(
+        raise SimulatorError(
             "simulate",
             f"unsupported libnvidia-container version {one_line(version, 40)!r} "
             f"(supported: {', '.join(SUPPORTED_VERSIONS)})",
@@ -104,11 +104,11 @@ def compile_nvc(
     exported_functions(version)  # validates the version before anything is touched
     gcc = shutil.which("gcc")
     if gcc is None:
-        raise ShimError(
+        raise SimulatorError(
             "simulate", "gcc not found on PATH (the simulated libraries are compiled from C)"
         )
     if not (Path(header_dir) / "sim_topology.h").is_file():
-        raise ShimError("simulate", f"no sim_topology.h in {header_dir}")
+        raise SimulatorError("simulate", f"no sim_topology.h in {header_dir}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".nvc-build-", dir=out.parent) as tmp:
@@ -121,7 +121,7 @@ def compile_nvc(
             env={"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"},
         )
         if result.returncode != 0:
-            raise ShimError(
+            raise SimulatorError(
                 "simulate",
                 f"compiling libnvidia-container {version} failed: {one_line(result.stderr, 600)}",
             )
@@ -131,7 +131,8 @@ def compile_nvc(
 
 def abi_cdef(version: str) -> str:
     """cffi (ABI mode) declarations of that release's structs and exported functions, written
-    from design.md's table independently of the C header: tests check one against the other."""
+    from the released layouts (csrc/nvc.h's comment lists them) independently of the C header:
+    tests check one against the other."""
     release = parse_version(version)
     mig, imex, firmware = release >= (1, 1, 0), release >= (1, 15, 0), release >= (1, 5, 0)
     parts = [

@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
-from gpu_core.errors import ShimError
 from simulator import profiles
+from simulator.errors import SimulatorError
 
 Topology = dict[str, Any]
 """The normalized topology: plain JSON-able data (see ``normalize``), written as topology.json."""
@@ -78,12 +78,12 @@ def load(name_or_path: str) -> Topology:
         path = Path(name_or_path)
         if not path.is_file():
             known = ", ".join(builtin_names())
-            raise ShimError("simulate", f"topology {name_or_path!r}: no such built-in topology "
-                                        f"({known}) or file")
+            raise SimulatorError("simulate", f"topology {name_or_path!r}: no such built-in "
+                                             f"topology ({known}) or file")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ShimError("simulate", f"topology {path}: {exc}") from None
+        raise SimulatorError("simulate", f"topology {path}: {exc}") from None
     return parse(text, str(path), default_name=path.stem)
 
 
@@ -96,13 +96,14 @@ def parse(text: str, source: str, default_name: str = "custom") -> Topology:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
-        raise ShimError("simulate", f"topology {source}: {where}{exc.problem or exc}") from None
+        raise SimulatorError("simulate",
+                             f"topology {source}: {where}{exc.problem or exc}") from None
     except yaml.YAMLError as exc:
-        raise ShimError("simulate", f"topology {source}: {exc}") from None
+        raise SimulatorError("simulate", f"topology {source}: {exc}") from None
     problems = _Problems()
     topology = normalize(document, problems, default_name)
     if problems.lines:
-        raise ShimError("simulate", f"topology {source}: " + "; ".join(problems.lines))
+        raise SimulatorError("simulate", f"topology {source}: " + "; ".join(problems.lines))
     assert topology is not None
     return topology
 

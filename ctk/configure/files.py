@@ -1,14 +1,14 @@
 """The one place ``gpu-ctk runtime`` reads and writes engine files.
 
-Writes are atomic (a temporary file in the target's directory, fsync, rename) and keep the
-file's mode and owner. Before an admin's file first changes, its bytes are copied to
+Writes are atomic (gpu_core.atomic_file: a temporary in the target's directory, fsync, rename)
+and keep the file's mode and owner. Before an admin's file first changes, its bytes are copied to
 ``PATH.gpu-ctk.bak``; the oldest backup is kept (a later configure never overwrites it) because
 unconfigure restores what the admin had before gpu-ctk, not some intermediate state.
 
 gpu-ctk runs as root on paths others may control, so no link is ever followed (README
 §Security and fault hardening): a symlink at the file or its backup is refused in one line
 before anything changes, reads use O_NOFOLLOW, the temporary is made exclusively under a random
-name (mkstemp: O_CREAT|O_EXCL), the backup is published with link(2), which never replaces or
+name (O_CREAT|O_EXCL|O_NOFOLLOW), the backup is published with link(2), which never replaces or
 follows what is already there, and the rename replaces a link raced in rather than following it.
 """
 
@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterable
 from typing import Optional
 
 from ctk.configure import Texts
 from ctk.configure.changes import Change
-from gpu_core import private_dirs
+from gpu_core import atomic_file, private_dirs
 from gpu_core.errors import ShimError, one_line
 
 BACKUP_SUFFIX = ".gpu-ctk.bak"
@@ -121,29 +120,17 @@ def write(path: str, text: str, like: Optional[str] = None, exclusive: bool = Fa
     try:
         private_dirs.make_parents(directory, 0o755)
         model = _model(like or path)
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
-                                    suffix=".tmp")
     except OSError as exc:
         raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
+    owner = (model.st_uid, model.st_gid) if model is not None else None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fchmod(stream.fileno(), stat.S_IMODE(model.st_mode) if model else NEW_MODE)
-            if model is not None and (model.st_uid, model.st_gid) != (os.geteuid(),
-                                                                      os.getegid()):
-                os.fchown(stream.fileno(), model.st_uid, model.st_gid)
-            os.fsync(stream.fileno())
-        if exclusive:
-            os.link(temp, path)  # EEXIST whatever is there, a dangling link included
-            os.unlink(temp)
-        else:
-            os.replace(temp, path)  # a link raced in is replaced, not followed
+        atomic_file.write(path, text.encode("utf-8"),
+                          stat.S_IMODE(model.st_mode) if model else NEW_MODE, owner,
+                          temp_suffix=".tmp", exclusive=exclusive)
+    except atomic_file.DirectorySyncError:
+        pass  # written; as before, a directory that cannot be synced is not an error here
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
         raise ShimError("runtime", f"{path}: {exc.strerror or exc}") from None
-    _sync_dir(directory)
 
 
 def remove(path: str) -> None:
@@ -159,8 +146,4 @@ def remove(path: str) -> None:
 def _sync_dir(directory: str) -> None:
     """The rename or unlink survives a crash only once the directory itself is synced."""
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic_file.sync_directory(directory)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from runtime_shim import policy_choice
 from runtime_shim.context import Context, Notes, Spec
 
 DEFAULT_SYSTEMD_SLICES = frozenset({"", "system.slice"})
@@ -48,7 +47,7 @@ def cgroupfs_target(current: str, parent: str, container_id: str, move_pods: boo
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     settings = ctx.config.section("cgroup")
     parent = str(settings["parent"])
-    policy, _ = policy_choice.choose(spec, ctx.config, gpu=ctx.request is not None)
+    policy = ctx.policy(spec).policy
     if policy is not None and policy.cgroup_parent:
         parent = policy.cgroup_parent
     if not parent:

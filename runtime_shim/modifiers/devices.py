@@ -1,4 +1,5 @@
-"""Declare the selected GPUs' device nodes in config.json (design.md field problem 3).
+"""Declare the selected GPUs' device nodes in config.json (README §Where we
+differ from NVIDIA, and why).
 
 Each node goes into ``linux.devices`` (the runtime creates it) and gets an allow rule in
 ``linux.resources.devices``, so the runtime itself grants access: device cgroup v1, the eBPF
@@ -17,11 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from gpu_core.device_nodes import global_caps_of, imex_channel_nodes, wanted_nodes
 from gpu_core.errors import ShimError
-from gpu_core.selection import select
 from runtime_shim.context import Context, Notes, Spec
 
 if TYPE_CHECKING:
-    from gpu_core.discovery import DeviceNode
+    from gpu_core.inventory import DeviceNode
 
 ACCESS = "rw"
 """Read and write; the runtime creates the nodes, so the container never needs ``m`` (mknod)."""
@@ -31,7 +31,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     if ctx.request is None:
         return spec, []
     inventory = ctx.inventory()
-    selection = select(ctx.request, inventory)
+    selection = ctx.selection(ctx.request)
     nodes = wanted_nodes(selection, inventory, ctx.request.capabilities,
                          global_caps_of(ctx.request))
     if ctx.request.imex_channels:

@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from gpu_core import numa
-from gpu_core.selection import select
-from runtime_shim import policy_choice
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.cpuset import Available
 from runtime_shim.spec_tree import get_in, set_in
@@ -27,10 +25,10 @@ MEMS = ("linux", "resources", "cpu", "mems")
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     if ctx.request is None:
         return spec, []
-    policy, _ = policy_choice.choose(spec, ctx.config, gpu=True)
+    policy = ctx.policy(spec).policy
     if policy is None or not policy.numa:
         return spec, []
-    gpus = select(ctx.request, ctx.inventory()).checked_gpus
+    gpus = ctx.selection(ctx.request).checked_gpus
     if not gpus:
         return spec, []
     prefix = f"numa: policy {policy.name}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from runtime_shim import policy_choice
 from runtime_shim.context import Context, Notes, Spec
 
 OOM_MIN, OOM_MAX = -1000, 1000
@@ -21,8 +20,9 @@ def wanted(spec: Spec, ctx: Context) -> tuple[Optional[int], str, Notes]:
     explicit = process.get("oomScoreAdj") if isinstance(process, dict) else None
     if isinstance(explicit, int) and not isinstance(explicit, bool):
         return explicit, "spec", []
-    policy, note = policy_choice.choose(spec, ctx.config, gpu=ctx.request is not None)
-    notes = [f"oom: {note}"] if note.startswith("policy:") else []
+    choice = ctx.policy(spec)
+    policy = choice.policy
+    notes = [f"oom: {choice.ignored}"] if choice.ignored else []  # only here (PolicyChoice)
     if policy is not None and policy.oom_score_adj is not None:
         return policy.oom_score_adj, f"policy {policy.name}", notes
     if ctx.request is not None and ctx.config.section("oom")["inherit"]:

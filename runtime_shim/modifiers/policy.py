@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from gpu_core.config import Policy
-from runtime_shim import policy_choice
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.spec_tree import get_in, set_in
 
@@ -21,11 +20,11 @@ BLKIO_WEIGHT = ("linux", "resources", "blockIO", "weight")
 
 
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
-    policy, _ = policy_choice.choose(spec, ctx.config, gpu=ctx.request is not None)
+    choice = ctx.policy(spec)
+    policy = choice.policy
     if policy is None:
-        return spec, []  # an ignored unknown name is already noted by the oom modifier
-    _, source = policy_choice.requested_name(spec)
-    notes = [f"policy: {policy.name} (from {source or 'default'}): {describe(policy)}"]
+        return spec, []  # an ignored unknown name: PolicyChoice.ignored, the OOM modifier's
+    notes = [f"policy: {policy.name} (from {choice.source}): {describe(policy)}"]
     result = spec
     if policy.swap_off:
         result, more = swap_off(result)

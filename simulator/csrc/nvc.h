@@ -2,7 +2,7 @@
  *
  * The struct layouts are those of the released library for the version the builder compiles
  * (NVC_MAJOR/NVC_MINOR/NVC_PATCH given on the command line), so that bindings written against a
- * real release see the same sizes and offsets (design.md, "libnvidia-container ABI"):
+ * real release see the same sizes and offsets (libnvc_bindings/declarations.py):
  *   1.0.x     no MIG fields, no firmware list
  *   1.1-1.4   MIG fields appended to nvc_device, MIG functions (nvcaps functions from 1.3)
  *   1.5-1.14  firmware list appended to nvc_driver_info

@@ -1,6 +1,6 @@
 """The container escapes NVIDIA's toolkit and runc shipped through this path, one named test each
-(design.md §Security stance), run through shim, hook and simulated libnvidia-container with
-real runc on the simulated DGX A100."""
+(README §Security and fault hardening), run through shim, hook and simulated libnvidia-container
+with real runc on the simulated DGX A100."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -124,3 +125,17 @@ def test_compile_cache_others_can_write_is_not_used(tmp_path: Path,
     assert "not using the compile cache" in err and "writable by group or others" in err
     assert list(shared.iterdir()) == []
     assert (into / "lib/libnvidia-ml.so.1").is_file()
+
+
+def test_a_simulator_error_is_reported_as_gpu_ctks_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator raises SimulatorError; ``gpu-ctk simulate`` converts it at its edge."""
+    from ctk import simulate
+    from gpu_core.errors import ShimError
+    from simulator.errors import SimulatorError
+
+    def fail(args: argparse.Namespace) -> int:
+        raise SimulatorError("simulate", "broken")
+
+    monkeypatch.setattr(simulate, "_run", fail)
+    with pytest.raises(ShimError, match=r"^simulate: broken$"):
+        simulate.run(argparse.Namespace())

@@ -3,7 +3,7 @@
 /dev/nvidia0 and the device cgroup access to it.
 
 podman runs with private storage (vfs), run and tmp directories, no network, and the options
-this machine needs (design.md: runc, cgroupfs, file events, rlimits within the hard limits).
+this machine needs (runc, cgroupfs, file events, rlimits within the hard limits).
 """
 
 from __future__ import annotations

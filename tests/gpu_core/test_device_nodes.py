@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from gpu_core.device_nodes import IMEX_CHANNEL_DIR, global_caps_of, imex_channel_nodes, wanted_nodes
-from gpu_core.discovery import Inventory
 from gpu_core.errors import ShimError
+from gpu_core.inventory import Inventory
 from gpu_core.request import DeviceRequest
 from gpu_core.selection import select
 from gpu_core.testing import CAPS_MAJOR, char_node, fake_inventory

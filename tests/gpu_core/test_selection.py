@@ -1,4 +1,4 @@
-"""Device selection: every token form of design.md §Device requests over a fake host."""
+"""Device selection: every token form of README §Device requests over a fake host."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from typing import Any, Callable, Optional
 import pytest
 
 from gpu_core.config import defaults
-from gpu_core.discovery import Inventory
 from gpu_core.errors import ShimError
+from gpu_core.inventory import Inventory
 from gpu_core.request import DeviceRequest, parse_request
 from gpu_core.selection import Selection, select
 from gpu_core.testing import fake_inventory

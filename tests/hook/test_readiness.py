@@ -154,7 +154,7 @@ class TestNvmlProbe:
         message, and the next poll initialises again."""
         import pynvml
 
-        from gpu_core import discovery
+        from gpu_core import nvml_query
 
         calls: list[str] = []
 
@@ -163,7 +163,7 @@ class TestNvmlProbe:
             if len(calls) == 1:
                 raise FakeNvmlError(9)
 
-        monkeypatch.setattr(discovery, "bind_library", lambda module, library: None)
+        monkeypatch.setattr(nvml_query, "bind_library", lambda module, library: None)
         monkeypatch.setattr(pynvml, "NVMLError", FakeNvmlError)
         monkeypatch.setattr(pynvml, "nvmlInitWithFlags", init)
         monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: calls.append("shutdown"))

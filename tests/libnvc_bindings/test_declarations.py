@@ -1,4 +1,4 @@
-"""Struct layouts per ABI generation against design.md's table, and version → generation."""
+"""Struct layouts per ABI generation against the released library's, and version → generation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from libnvc_bindings.errors import UnsupportedVersionError
 # One release from each generation, in the table's column order.
 SAMPLES = {"1.0": (1, 0, 2), "1.1-1.4": (1, 4, 0), "1.5-1.14": (1, 14, 6), "1.15+": (1, 17, 8)}
 
-# design.md §libnvidia-container ABI, sizes on x86-64; None: the struct does not exist yet.
+# The released libnvidia-container's layouts, sizes on x86-64; None: the struct does not exist yet.
 SIZES = {
     "struct nvc_version": (24, 24, 24, 24),
     "struct nvc_config": (24, 24, 24, 40),
@@ -111,7 +111,7 @@ def test_functions_for_hides_newer_functions(version: tuple[int, int, int], pres
 
 
 def test_every_design_function_is_listed() -> None:
-    """FUNCTIONS names each function design.md lists, once."""
+    """FUNCTIONS names each function the bindings use, once."""
     names = [name for name, _ in declarations.FUNCTIONS]
     assert len(names) == len(set(names)) == 26
 

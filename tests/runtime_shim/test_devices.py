@@ -11,8 +11,8 @@ import oci_schema
 import pytest
 
 from gpu_core.config import defaults
-from gpu_core.discovery import DeviceNode, Inventory
 from gpu_core.errors import ShimError
+from gpu_core.inventory import DeviceNode, Inventory
 from gpu_core.request import DeviceRequest
 from gpu_core.testing import CAPS_MAJOR, UVM_MAJOR, cap_minor, fake_inventory, gpu_uuid, mig_uuid
 from runtime_shim.context import Context

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from gpu_core import config as config_mod
-from gpu_core.errors import ShimError
 from simulator import build
+from simulator.errors import SimulatorError
 from simulator.testing import build_host
 
 LIBS = "usr/lib/x86_64-linux-gnu"
@@ -61,7 +61,7 @@ class TestDeviceNodes:
             raise PermissionError(1, "Operation not permitted")
 
         monkeypatch.setattr(os, "mknod", refuse)
-        with pytest.raises(ShimError, match=r"needs root \(CAP_MKNOD\)"):
+        with pytest.raises(SimulatorError, match=r"needs root \(CAP_MKNOD\)"):
             build_host("t4", tmp_path / "sim", cache_dir=sim_host_cache)
 
 
@@ -69,7 +69,7 @@ class TestDeviceNodes:
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
         """A non-root build stops saying root is needed, without creating DIR."""
         monkeypatch.setattr(os, "geteuid", lambda: 1000)
-        with pytest.raises(ShimError, match=r"needs root \(CAP_MKNOD\)"):
+        with pytest.raises(SimulatorError, match=r"needs root \(CAP_MKNOD\)"):
             build_host("t4", tmp_path / "sim", cache_dir=sim_host_cache)
         assert not (tmp_path / "sim").exists()
 
@@ -251,7 +251,7 @@ class TestRebuild:
     def test_refuses_a_foreign_directory(self, tmp_path: Path, sim_host_cache: Path) -> None:
         """A non-empty directory without topology.json is never written into."""
         (tmp_path / "precious").write_text("keep")
-        with pytest.raises(ShimError, match="is not empty and holds no simulated host"):
+        with pytest.raises(SimulatorError, match="is not empty and holds no simulated host"):
             build_host("t4", tmp_path, cache_dir=sim_host_cache)
         assert sorted(path.name for path in tmp_path.iterdir()) == ["precious"]
 
@@ -259,7 +259,7 @@ class TestRebuild:
 class TestCompiler:
     def test_missing_compiler_is_named(self, tmp_path: Path) -> None:
         """With a cold cache and no such compiler, the error says gcc is needed."""
-        with pytest.raises(ShimError) as caught:
+        with pytest.raises(SimulatorError) as caught:
             build_host("t4", tmp_path / "sim", cache_dir=tmp_path / "cache",
                        compiler="no-such-cc")
         assert caught.value.stage == "simulate"
@@ -270,11 +270,11 @@ class TestCompiler:
         """With gcc nowhere on PATH (and no $CC) the error names gcc, and DIR is not touched."""
         monkeypatch.setenv("PATH", str(tmp_path / "empty"))
         monkeypatch.delenv("CC", raising=False)
-        with pytest.raises(ShimError, match="C compiler 'gcc' not found"):
+        with pytest.raises(SimulatorError, match="C compiler 'gcc' not found"):
             build_host("t4", tmp_path / "sim", cache_dir=tmp_path / "cache")
         assert not (tmp_path / "sim").exists()
 
     def test_unsupported_nvc_version(self, tmp_path: Path, sim_host_cache: Path) -> None:
         """An nvc version the simulator lacks is a one-line error listing the supported ones."""
-        with pytest.raises(ShimError, match=r"--nvc-version 9\.9\.9: not simulated "):
+        with pytest.raises(SimulatorError, match=r"--nvc-version 9\.9\.9: not simulated "):
             build_host("t4", tmp_path / "sim", nvc_version="9.9.9", cache_dir=sim_host_cache)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gpu_core.errors import ShimError
 from simulator import faults
 from simulator.compile import CSRC, find_compiler
+from simulator.errors import SimulatorError
 
 GOOD = [
     ("nvml-not-ready=3", ("nvml-not-ready", "3")),
@@ -43,7 +43,7 @@ def test_parse_good(spec: str, parsed: tuple[str, str]) -> None:
 @pytest.mark.parametrize(("spec", "message"), BAD)
 def test_parse_bad(spec: str, message: str) -> None:
     """A bad spec is a one-line simulate error naming the spec."""
-    with pytest.raises(ShimError) as caught:
+    with pytest.raises(SimulatorError) as caught:
         faults.parse(spec, gpu_count=8)
     assert caught.value.stage == "simulate"
     assert caught.value.cause.startswith(f"fault {spec!r}: ")
@@ -52,7 +52,7 @@ def test_parse_bad(spec: str, message: str) -> None:
 
 def test_unknown_fault_lists_every_fault_with_its_whole_syntax() -> None:
     """The list of known faults is complete and not cut at a colon inside a syntax."""
-    with pytest.raises(ShimError) as caught:
+    with pytest.raises(SimulatorError) as caught:
         faults.parse("gpu-melted=1", gpu_count=8)
     assert caught.value.cause.endswith(
         "unknown fault (expected nvml-not-ready=N, nvc-init-transient=N[:MESSAGE], "
@@ -61,7 +61,7 @@ def test_unknown_fault_lists_every_fault_with_its_whole_syntax() -> None:
 
 def test_bad_value_names_the_syntax_and_its_meaning() -> None:
     """A value of the wrong shape shows the whole expected form and what the fault does."""
-    with pytest.raises(ShimError) as caught:
+    with pytest.raises(SimulatorError) as caught:
         faults.parse("nvc-init-transient=x:boom", gpu_count=8)
     assert caught.value.cause == ("fault 'nvc-init-transient=x:boom': expected "
                                   "nvc-init-transient=N[:MESSAGE]: the first N nvc_init calls "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_core.errors import ShimError
 from simulator import header, topology
+from simulator.errors import SimulatorError
 
 
 @pytest.mark.parametrize(("text", "literal"), [
@@ -52,5 +52,5 @@ def test_relocate_rewrites_every_placeholder() -> None:
 ])
 def test_relocate_refuses(data: bytes, path: str, message: str) -> None:
     """A library without the placeholder, or a DIR that does not fit, is an error."""
-    with pytest.raises(ShimError, match=message):
+    with pytest.raises(SimulatorError, match=message):
         header.relocate(data, path)

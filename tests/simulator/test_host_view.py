@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gpu_core.errors import ShimError
 from simulator import host_view
+from simulator.errors import SimulatorError
 
 REAL = "Character devices:\n  1 mem\n  4 tty\n  4 ttyS\n254 ndctl\n\nBlock devices:\n  7 loop\n"
 SIMULATED = "Character devices:\n195 nvidia-frontend\n509 nvidia-caps\n\nBlock devices:\n"
@@ -37,7 +37,7 @@ def test_proc_devices_is_merged_not_replaced() -> None:
 
 @pytest.mark.parametrize("name", ["a,b", "a:b", "a\\b"])
 def test_path_overlayfs_cannot_name_is_refused(name: str) -> None:
-    with pytest.raises(ShimError, match="cannot be entered"):
+    with pytest.raises(SimulatorError, match="cannot be entered"):
         host_view.plan(Path("/tmp") / name)
 
 

@@ -19,7 +19,7 @@ DEFAULT_MESSAGE = "cuda error: unknown error"
 
 
 class Nvc:
-    """One build of the library, loaded with declarations written from design.md."""
+    """One build of the library, loaded with declarations written from the released layouts."""
 
     def __init__(self, host: SimHost, version: str) -> None:
         self.host = host

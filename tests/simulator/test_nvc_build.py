@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gpu_core.errors import ShimError
 from simulator import header, nvc_build, topology
+from simulator.errors import SimulatorError
 
-# design.md, "libnvidia-container ABI": sizes on x86-64 per ABI generation.
+# The released libnvidia-container's layouts: sizes on x86-64 per ABI generation.
 GENERATION_SIZES: dict[str, dict[str, int]] = {
     "1.0": {"nvc_version": 24, "nvc_config": 24, "nvc_device_node": 16, "nvc_driver_info": 96,
             "nvc_device": 56, "nvc_container_config": 56},
@@ -26,7 +26,7 @@ GENERATION_SIZES: dict[str, dict[str, int]] = {
 }
 GENERATION_OF = {"1.0.7": "1.0", "1.2.1": "1.1", "1.3.3": "1.1", "1.14.6": "1.5",
                  "1.16.2": "1.15", "1.17.8": "1.15"}
-# design.md: mig_capable @56, mig_caps_path @64, mig_devices @72 from 1.1.
+# Released layout: mig_capable @56, mig_caps_path @64, mig_devices @72 from 1.1.
 DEVICE_MIG_OFFSETS = {"mig_capable": 56, "mig_caps_path": 64, "mig_devices": 72}
 
 BASE_FUNCTIONS = {
@@ -119,13 +119,13 @@ class TestVersions:
         assert newest == nvc_build.DEFAULT_VERSION
 
     def test_every_generation_has_a_version(self) -> None:
-        """At least one supported version falls in each ABI generation of design.md."""
+        """At least one supported version falls in each ABI generation (declarations.py)."""
         assert set(GENERATION_OF.values()) == set(GENERATION_SIZES)
         assert set(GENERATION_OF) == set(nvc_build.SUPPORTED_VERSIONS)
 
     def test_unknown_version_is_a_one_line_error_listing_the_supported(self) -> None:
         """An unsupported version is refused with every supported one named."""
-        with pytest.raises(ShimError) as caught:
+        with pytest.raises(SimulatorError) as caught:
             nvc_build.parse_version("1.4.0")
         message = str(caught.value)
         assert message.startswith("simulate: unsupported libnvidia-container version '1.4.0'")
@@ -134,13 +134,13 @@ class TestVersions:
 
     def test_unknown_version_fails_before_compiling(self, tmp_path: Path) -> None:
         """compile_nvc refuses an unknown version without touching the output path."""
-        with pytest.raises(ShimError):
+        with pytest.raises(SimulatorError):
             nvc_build.compile_nvc(tmp_path, tmp_path / "out" / "lib.so", "2.0.0")
         assert not (tmp_path / "out").exists()
 
     @pytest.mark.parametrize("version", sorted(EXPECTED_FUNCTIONS))
     def test_exported_functions_follow_the_release(self, version: str) -> None:
-        """MIG functions from 1.1, nvcaps from 1.3, imex from 1.15 (design.md)."""
+        """MIG functions from 1.1, nvcaps from 1.3, imex from 1.15 (declarations.FUNCTIONS)."""
         assert set(nvc_build.exported_functions(version)) == EXPECTED_FUNCTIONS[version]
 
     def test_version_script_exports_under_nvc_1_0(self) -> None:
@@ -156,18 +156,18 @@ class TestCompile:
                                           monkeypatch: pytest.MonkeyPatch) -> None:
         """Without gcc on PATH the build says so."""
         monkeypatch.setattr(shutil, "which", lambda _name: None)
-        with pytest.raises(ShimError, match="gcc not found"):
+        with pytest.raises(SimulatorError, match="gcc not found"):
             nvc_build.compile_nvc(header_dir, tmp_path / "lib.so", nvc_build.DEFAULT_VERSION)
 
     def test_missing_topology_header_is_an_error(self, tmp_path: Path) -> None:
         """A header directory without sim_topology.h is refused."""
-        with pytest.raises(ShimError, match=r"no sim_topology\.h"):
+        with pytest.raises(SimulatorError, match=r"no sim_topology\.h"):
             nvc_build.compile_nvc(tmp_path, tmp_path / "lib.so", nvc_build.DEFAULT_VERSION)
 
     def test_compiler_errors_are_reported(self, tmp_path: Path) -> None:
         """A header that does not compile gives a one-line 'compiling ... failed' error."""
         (tmp_path / "sim_topology.h").write_text("#error broken topology\n", encoding="utf-8")
-        with pytest.raises(ShimError, match=r"compiling libnvidia-container 1\.17\.8 failed"):
+        with pytest.raises(SimulatorError, match=r"compiling libnvidia-container 1\.17\.8 failed"):
             nvc_build.compile_nvc(tmp_path, tmp_path / "lib.so", "1.17.8")
         assert not (tmp_path / "lib.so").exists()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gpu_core.errors import ShimError
 from simulator import topology
+from simulator.errors import SimulatorError
 
 A_GPU = """\
 driver_version: "535.104.05"
@@ -129,7 +129,7 @@ class TestErrors:
     ])
     def test_bad_topology(self, text: str, message: str) -> None:
         """A bad topology is one `simulate` error naming the file and the problem."""
-        with pytest.raises(ShimError) as caught:
+        with pytest.raises(SimulatorError) as caught:
             topology.parse(text, "bad.yaml")
         assert caught.value.stage == "simulate"
         assert caught.value.cause.startswith("topology bad.yaml: ")
@@ -138,5 +138,5 @@ class TestErrors:
 
     def test_unknown_name(self) -> None:
         """Neither a built-in nor a file: the error lists the built-ins."""
-        with pytest.raises(ShimError, match=r"no such built-in topology .*dgx-a100, "):
+        with pytest.raises(SimulatorError, match=r"no such built-in topology .*dgx-a100, "):
             topology.load("dgx-h100")
