@@ -82,6 +82,9 @@ class Invocation:
     systemd_cgroup: bool = False
     root: Optional[str] = None
     """The global ``--root`` (the runtime's state directory), when given."""
+    about: str = ""
+    """``help`` or ``version`` when the global flags ask runc for its help or version text (help
+    wins, as urfave/cli checks it first), else ``""``."""
     ambiguous: bool = False
     """runc builds read this argv differently (urfave/cli 1.22.1 and 1.22.9 reorder a command's
     words differently): the shim refuses it rather than prepare one bundle while runc runs
@@ -221,9 +224,10 @@ def parse(args: Sequence[str]) -> Invocation:
         log_format=globals_.get("log-format", "text") or "text",
         systemd_cgroup=globals_.get("systemd-cgroup") == "true",
         root=globals_.get("root") or None,
+        about=("help" if "true" in (globals_.get("help"), globals_.get("h")) else
+               "version" if "true" in (globals_.get("version"), globals_.get("v")) else ""),
     )
-    if at >= len(tokens) or any(globals_.get(name) == "true"
-                                for name in ("help", "h", "version", "v")):
+    if at >= len(tokens) or base.about:
         return base
     command = tokens[at]
     if command not in COMMAND_FLAGS:

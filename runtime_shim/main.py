@@ -173,19 +173,14 @@ def delete_releasing(invocation: argv_mod.Invocation, config: config_mod.Config,
 
 
 def about_request(invocation: argv_mod.Invocation) -> str:
-    """``version`` or ``help`` for ``--version``/``-v``/``--help``/``-h`` before any command
-    (and ``help`` as the command), as runc reads them; else ``""``."""
+    """``version`` or ``help`` when runc would print its version or help (``--version``/``-v``,
+    ``--help``/``-h`` among the global flags as Go's flag rules read them, or ``help`` as the
+    command); else ``""``."""
     if invocation.command == "help":
         return "help"
     if invocation.command:  # an empty word as the command is no command (as the launcher sees)
         return ""
-    from gpu_core import about
-
-    for token in invocation.args:
-        asked = about.about_flag([token])
-        if asked:
-            return asked
-    return ""
+    return invocation.about
 
 
 def load_config(invocation: argv_mod.Invocation) -> tuple[config_mod.Config, bool]:

@@ -9,9 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 import pytest
+from hypothesis import settings
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost
+
+# CI (CI=true) replays the same examples on every run, so a red CI always reproduces; a developer's
+# run explores new ones each time (and keeps failures in .hypothesis/ to replay).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 SimHostFactory = Callable[..., "SimHost"]
 """``factory(topology, faults=(), nvc_version=None) -> SimHost`` (see ``sim_host_factory``)."""

@@ -143,3 +143,15 @@ def test_real_runc_reads_the_bundle_the_parser_names_or_refuses(tmp_path: Path,
         assert re.search("requires exactly|flag|invalid", done.stderr), done.stderr
     else:
         assert f"chdir {invocation.bundle}: no such file" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("argv", "about"), [
+    (["--version"], "version"), (["-v"], "version"), (["--debug", "-h"], "help"),
+    (["--version", "--help"], "help"), (["--root", "--version"], ""),
+    (["--root", "create", "--root", "--version"], ""), (["--version=false"], ""),
+    (["state", "--version"], ""),
+])
+def test_version_and_help_are_read_as_go_flags(argv: list[str], about: str) -> None:
+    """--version/--help count only where Go's flag rules read them as the global flags (a value
+    flag swallows the next word, even one spelled like a flag); help wins over version."""
+    assert parse(argv).about == about
