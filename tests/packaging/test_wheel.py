@@ -10,10 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomlkit
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = ("pyproject.toml", "README.md", "runtime_shim", "hook", "libnvc_bindings", "schemas",
-           "simulator", "ctk")
+
+
+def sources() -> list[str]:
+    """pyproject.toml, the README it names, and every top-level package it lists."""
+    document = tomlkit.parse((REPO / "pyproject.toml").read_text()).unwrap()
+    packages = document["tool"]["setuptools"]["packages"]
+    return ["pyproject.toml", "README.md", *sorted({name.split(".")[0] for name in packages})]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +29,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     source = work / "source"
     source.mkdir()
-    for name in SOURCES:
+    for name in sources():
         origin = REPO / name
         if origin.is_dir():
             shutil.copytree(origin, source / name,
