@@ -162,7 +162,7 @@ def collect_and_render(args: argparse.Namespace, config: Optional[Config], log: 
                                              "log": cursor.to_json(),
                                              "totals": totals.to_json()}), 0o600)
     if config is not None:
-        lease_dir = args.lease_dir or str(config.section("mig")["lease_dir"])
+        lease_dir = args.lease_dir or config.mig.lease_dir
         gauges.update(mig_gauges(config, lease_dir, not args.no_discovery))
     gauges[(P + "collector_last_run_timestamp_seconds", ())] = float(int(time.time()))
     return metrics_text.render(totals, gauges)
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     except ShimError as error:
         print(f"gpu-ctk: metrics: {one_line(str(error))}", file=sys.stderr)
     gauges[(P + "config_valid", ())] = 1.0 if config is not None else 0.0
-    log = args.log or (str(config.section("log")["file"]) if config else DEFAULT_LOG)
+    log = args.log or (config.log.file if config else DEFAULT_LOG)
     if not log:
         raise ShimError("metrics", "log.file is empty: the shim writes no log to count from")
     try:

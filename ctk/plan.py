@@ -59,7 +59,7 @@ def planned_mig_lease(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         return spec, []
     # The same decision as mig_lease.apply, up to the store.
     profiles = profile_requests(request)
-    exclusive = bool(ctx.config.section("mig").get("exclusive_explicit", True))
+    exclusive = ctx.config.mig.exclusive_explicit
     explicit = tuple(t for t in request.devices
                      if exclusive and device_token_kind(t) in mig_lease.EXPLICIT_KINDS)
     if not profiles and not explicit:

@@ -52,7 +52,7 @@ def choose(spec: Mapping[str, Any], config: Config, gpu: bool) -> tuple[Optional
     """Return the chosen policy (or None) and a note for the log ('' when nothing to say)."""
     name, source = requested_name(spec)
     if name is None:
-        default = str(config.section("policy")["default"])
+        default = config.policy.default
         if gpu and default:
             name, source = default, "default"
         else:
@@ -62,6 +62,6 @@ def choose(spec: Mapping[str, Any], config: Config, gpu: bool) -> tuple[Optional
         return policies[name], f"policy {name} (from {source})"
     shown = one_line(name, 64)
     known = ", ".join(sorted(policies)) or "none"
-    if config.section("policy")["unknown"] == "ignore":
+    if config.policy.unknown == "ignore":
         return None, f"policy: ignored unknown policy {shown!r} from {source} (configured: {known})"
     raise ShimError("policy", f"unknown policy {shown!r} from {source}; configured: {known}")

@@ -49,11 +49,11 @@ def runtime_state_root(runtime_path: str, root_flag: Optional[str]) -> str:
 
 def faults_enabled(ctx: Context) -> bool:
     """Test fault points are honoured only against a simulated host (see leases.store)."""
-    return bool(ctx.config.section("simulation").get("dir"))
+    return bool(ctx.config.simulation.dir)
 
 
 def lease_dir(ctx: Context) -> str:
-    return str(ctx.config.section("mig")["lease_dir"])
+    return ctx.config.mig.lease_dir
 
 
 REQUESTED = "gpu-container-shim.mig.requested"
@@ -100,7 +100,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     if current is None:
         return spec, []
     request = original_request(spec, current)
-    exclusive = bool(ctx.config.section("mig").get("exclusive_explicit", True))
+    exclusive = ctx.config.mig.exclusive_explicit
     explicit = tuple(t for t in request.devices
                      if exclusive and device_token_kind(t) in EXPLICIT_KINDS)
     if not explicit and not any(device_token_kind(t) in PROFILE_KINDS for t in request.devices):

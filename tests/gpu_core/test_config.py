@@ -48,7 +48,7 @@ def test_entry_in_a_loose_directory_is_not_trusted(tmp_path: Path, mode: int) ->
     cache.mkdir()
     cache.chmod(mode)
     plant_entry(config, cache, ["/tmp/evil"])
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
 
 
 def test_entry_in_a_foreign_directory_is_not_trusted(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_entry_in_a_foreign_directory_is_not_trusted(tmp_path: Path) -> None:
     cache.mkdir(mode=0o700)
     plant_entry(config, cache, ["/tmp/evil"])
     os.chown(cache, NOBODY, NOBODY)
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
 
 
 def test_entry_owned_by_someone_else_is_not_trusted(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_entry_owned_by_someone_else_is_not_trusted(tmp_path: Path) -> None:
     cache.mkdir(mode=0o700)
     plant_entry(config, cache, ["/tmp/evil"])
     os.chown(config_mod.cache_file(str(config), str(cache)), NOBODY, NOBODY)
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
 
 
 def test_symlinked_entry_is_not_followed(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_loose_directory_is_moved_aside_and_made_again(tmp_path: Path) -> None:
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("cache.untrusted-")]
     assert len(aside) == 1 and list(aside[0].iterdir()) == []
     assert cache.stat().st_mode & 0o777 == 0o700 and cache.stat().st_uid == os.geteuid()
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
     assert "event=untrusted-state" in log.read_text()
 
 
@@ -120,7 +120,7 @@ def test_directory_under_a_parent_others_can_write_is_not_used(tmp_path: Path) -
     assert not cache.exists()
     cache.mkdir(mode=0o700)
     plant_entry(config, cache, ["/tmp/evil"])
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o077, 0o377])

@@ -161,7 +161,7 @@ class TestFastPath:
         config = tmp_path / "config.yaml"
         config.write_text(f"log: {{file: {tmp_path / 'hook.log'}}}\n")
         env = {"PATH": "/usr/bin:/bin", "GPU_CONTAINER_SHIM_CONFIG": str(config)}
-        subprocess.run([sys.executable, "-I", "-c", "from hook import config; config.load()"],
+        subprocess.run([sys.executable, "-I", "-c", "from gpu_core import config; config.load()"],
                        check=True, env=env)
         probe = ("import sys; from hook.main import main; code = main(['prestart']); "
                  "print(code, sorted(m for m in ('jsonschema', 'pynvml', 'cffi') "
