@@ -1,4 +1,4 @@
-"""The configuration as typed values: one frozen dataclass per section of
+"""The configuration as typed values: one immutable record per section of
 ``schemas/config.schema.json``, built once from the validated document with every default filled
 in (gpu_core.config loads, validates and caches it; README §Configuration lists the keys).
 
@@ -6,25 +6,26 @@ Code reads ``config.mig.lease_dir`` or ``config.retry.attempts``, never a string
 name fails under mypy, and each value already has its type. ``build`` checks every value it
 reads, so a cached document that does not fit (an entry an older version wrote, say) is refused
 rather than trusted.
+
+The records are ``typing.NamedTuple``s, not frozen dataclasses: every shim and hook start
+defines them, and ``dataclass(frozen=True)`` generates six methods per class with ``exec``
+(sixteen such classes cost more than the rest of the configuration module); a NamedTuple is as
+immutable and as typed for mypy. For the same reason this module does not use ``from __future__
+import annotations``: NamedTuple would compile each string annotation at import.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 
-@dataclass(frozen=True)
-class LogSettings:
+class LogSettings(NamedTuple):
     """``log``: our own log file (empty disables it) and its level."""
 
     file: str
     level: str
 
 
-@dataclass(frozen=True)
-class HookSettings:
+class HookSettings(NamedTuple):
     """``hook``: the OCI hook entry the shim injects; empty ``args`` means [basename(path)]."""
 
     path: str
@@ -33,8 +34,7 @@ class HookSettings:
     timeout: int
 
 
-@dataclass(frozen=True)
-class RequestSettings:
+class RequestSettings(NamedTuple):
     """``requests``: which ways of asking for GPUs a container may use."""
 
     env_unprivileged: bool
@@ -45,24 +45,21 @@ class RequestSettings:
     cdi_spec_dirs: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class CgroupSettings:
+class CgroupSettings(NamedTuple):
     """``cgroup``: a parent for every container, and whether Kubernetes pods move too."""
 
     parent: str
     move_kubernetes_pods: bool
 
 
-@dataclass(frozen=True)
-class OomSettings:
+class OomSettings(NamedTuple):
     """``oom``: inherit the shim's own score, never below ``floor``."""
 
     inherit: bool
     floor: int
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     """One named workload policy (``policies.<name>``): the edits a container choosing it
     receives."""
 
@@ -74,23 +71,20 @@ class Policy:
     blkio_weight: Optional[int] = None
 
 
-@dataclass(frozen=True)
-class PolicySettings:
+class PolicySettings(NamedTuple):
     """``policy``: the policy a GPU container gets unasked, and what an unknown name does."""
 
     default: str
     unknown: str
 
 
-@dataclass(frozen=True)
-class NvmlSettings:
+class NvmlSettings(NamedTuple):
     """``nvml``: the NVML library to load; empty means the system's."""
 
     library: str
 
 
-@dataclass(frozen=True)
-class LibnvcSettings:
+class LibnvcSettings(NamedTuple):
     """``libnvidia_container``: the library, the CLI fallback, and how they run."""
 
     library: str
@@ -99,8 +93,7 @@ class LibnvcSettings:
     ldconfig: str
 
 
-@dataclass(frozen=True)
-class HostSettings:
+class HostSettings(NamedTuple):
     """``host``: where the host's device nodes, driver files and sysfs are."""
 
     dev_root: str
@@ -108,16 +101,14 @@ class HostSettings:
     sysfs_root: str
 
 
-@dataclass(frozen=True)
-class ReadinessSettings:
+class ReadinessSettings(NamedTuple):
     """``readiness``: how long the hook waits for devices, and how often it looks."""
 
     timeout: float
     interval: float
 
 
-@dataclass(frozen=True)
-class RetrySettings:
+class RetrySettings(NamedTuple):
     """``retry``: the hook's retries of transient libnvidia-container failures."""
 
     attempts: int
@@ -126,24 +117,21 @@ class RetrySettings:
     max_backoff: float
 
 
-@dataclass(frozen=True)
-class MigSettings:
+class MigSettings(NamedTuple):
     """``mig``: where MIG leases live, and whether explicitly named instances are leased."""
 
     lease_dir: str
     exclusive_explicit: bool
 
 
-@dataclass(frozen=True)
-class SimulationSettings:
+class SimulationSettings(NamedTuple):
     """``simulation``: set by ``gpu-ctk simulate`` only; an empty ``dir`` is a real host."""
 
     dir: str = ""
     topology: str = ""
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """The validated configuration with every default filled in."""
 
     source: str
@@ -162,7 +150,7 @@ class Config:
     retry: RetrySettings
     mig: MigSettings
     simulation: SimulationSettings
-    document: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    document: Mapping[str, Any]
     """The mapping these values were built from: what the config cache stores."""
 
 
