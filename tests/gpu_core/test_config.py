@@ -135,3 +135,26 @@ def test_modes_do_not_depend_on_the_umask(tmp_path: Path, umask: int) -> None:
     assert cache.stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
     assert all(entry.stat().st_mode & 0o777 == 0o600 for entry in cache.iterdir())
+
+
+def test_entry_that_does_not_build_is_a_miss(tmp_path: Path) -> None:
+    """An entry whose document lacks a key this version reads (one an older version wrote) is
+    not trusted: the file is validated again, and the new entry replaces it."""
+    config = write_config(tmp_path, "runtimes: [crun]\nrequests: {cdi_spec_dirs: [/etc/x]}\n")
+    cache = tmp_path / "cache"
+    load(config, cache)
+    entry = Path(config_mod.cache_file(str(config), str(cache)))
+    stored = json.loads(entry.read_text())
+    del stored["raw"]["requests"]["cdi_spec_dirs"]
+    entry.write_text(json.dumps(stored))
+    assert config_mod.cached(str(config), config.read_bytes(), str(cache)) is None
+    assert load(config, cache).requests.cdi_spec_dirs == ("/etc/x",)
+    assert config_mod.cached(str(config), config.read_bytes(), str(cache)) is not None
+
+
+def test_a_hit_carries_the_typed_values(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "runtimes: [crun]\nretry: {attempts: 9}\n")
+    cache = tmp_path / "cache"
+    load(config, cache)
+    hit = config_mod.cached(str(config), config.read_bytes(), str(cache))
+    assert hit is not None and hit.retry.attempts == 9 and hit.source == str(config)
