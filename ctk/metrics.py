@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from gpu_core.config import Config
 
 STATE = "/var/lib/gpu-container-shim/metrics-state.json"
-DEFAULT_LOG = "/var/log/gpu-container-shim.log"
 VERSION = 1
 
 
@@ -178,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     except ShimError as error:
         print(f"gpu-ctk: metrics: {one_line(str(error))}", file=sys.stderr)
     gauges[(P + "config_valid", ())] = 1.0 if config is not None else 0.0
-    log = args.log or (config.log.file if config else DEFAULT_LOG)
+    log = args.log or (config or config_mod.defaults()).log.file  # unreadable: the default
     if not log:
         raise ShimError("metrics", "log.file is empty: the shim writes no log to count from")
     try:
