@@ -15,6 +15,7 @@ import annotations``: NamedTuple would compile each string annotation at import.
 """
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple, Optional
 
 
@@ -243,8 +244,9 @@ def build(source: str, document: Any) -> Config:
         cgroup=CgroupSettings(parent=cgroup.text("parent"),
                               move_kubernetes_pods=cgroup.flag("move_kubernetes_pods")),
         oom=OomSettings(inherit=oom.flag("inherit"), floor=oom.integer("floor")),
-        policies={name: policy(str(name), Section(policies.values, name, f"policies.{name}"))
-                  for name in policies.values},
+        policies=MappingProxyType({
+            name: policy(str(name), Section(policies.values, name, f"policies.{name}"))
+            for name in policies.values}),
         policy=PolicySettings(default=choice.text("default"), unknown=choice.text("unknown")),
         nvml=NvmlSettings(library=Section(document, "nvml").text("library")),
         libnvidia_container=LibnvcSettings(

@@ -117,3 +117,9 @@ def test_the_document_round_trips_through_json() -> None:
     config = config_mod.parse("runtimes: [crun]\npolicies: {p: {oom_score_adj: 1}}", "t")
     again = settings.build("t", json.loads(json.dumps(config.document)))
     assert again == config
+
+
+def test_the_policy_table_is_read_only() -> None:
+    with pytest.raises(TypeError):
+        # mypy sees the Mapping as read-only too; the point is that it is at run time
+        config_mod.defaults().policies["mine"] = settings.Policy(name="mine")  # type: ignore[index]
