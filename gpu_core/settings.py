@@ -163,12 +163,12 @@ class Section:
         value = document.get(name) if isinstance(document, Mapping) else None
         if not isinstance(value, Mapping):
             raise ValueError(f"{self.name}: expected a mapping")
-        self.values: Mapping[str, Any] = value
+        self.body: Mapping[str, Any] = value
 
     def get(self, key: str, kinds: tuple[type, ...], what: str) -> Any:
-        if key not in self.values:
+        if key not in self.body:
             raise ValueError(f"{self.name}.{key}: missing")
-        value = self.values[key]
+        value = self.body[key]
         if isinstance(value, bool) != (bool in kinds) or not isinstance(value, kinds):
             raise ValueError(f"{self.name}.{key}: expected {what}")
         return value
@@ -198,17 +198,17 @@ class Section:
         return tuple(value)
 
     def optional_text(self, key: str) -> Optional[str]:
-        return self.text(key) if key in self.values else None
+        return self.text(key) if key in self.body else None
 
     def optional_integer(self, key: str) -> Optional[int]:
-        return self.integer(key) if key in self.values else None
+        return self.integer(key) if key in self.body else None
 
     def flag_or(self, key: str, default: bool) -> bool:
         """For the keys DEFAULTS leaves out (a policy's, the simulation's)."""
-        return self.flag(key) if key in self.values else default
+        return self.flag(key) if key in self.body else default
 
     def text_or(self, key: str, default: str) -> str:
-        return self.text(key) if key in self.values else default
+        return self.text(key) if key in self.body else default
 
 
 def policy(name: str, section: Section) -> Policy:
@@ -245,8 +245,8 @@ def build(source: str, document: Any) -> Config:
                               move_kubernetes_pods=cgroup.flag("move_kubernetes_pods")),
         oom=OomSettings(inherit=oom.flag("inherit"), floor=oom.integer("floor")),
         policies=MappingProxyType({
-            name: policy(str(name), Section(policies.values, name, f"policies.{name}"))
-            for name in policies.values}),
+            name: policy(str(name), Section(policies.body, name, f"policies.{name}"))
+            for name in policies.body}),
         policy=PolicySettings(default=choice.text("default"), unknown=choice.text("unknown")),
         nvml=NvmlSettings(library=Section(document, "nvml").text("library")),
         libnvidia_container=LibnvcSettings(
