@@ -281,10 +281,9 @@ def driver_info(config: Config) -> DriverInfo:
     import libnvc_bindings
     from hook.preflight import host_ldconfig
 
-    settings = config.section("libnvidia_container")
     try:
-        library = libnvc_bindings.load(str(settings.get("library", "")))
-        with libnvc_bindings.Session(library, root=str(config.section("host")["driver_root"]),
+        library = libnvc_bindings.load(config.libnvidia_container.library)
+        with libnvc_bindings.Session(library, root=config.host.driver_root,
                                      ldconfig=host_ldconfig(config)) as session:
             session.init(load_kmods=False)
             return session.driver_info()
@@ -308,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
     inventory = discover_from_config(config)
     info = driver_info(config)
     spec = build_spec(inventory, info, kind=kind, capabilities=capabilities,
-                      driver_root=str(config.section("host")["driver_root"]),
+                      driver_root=config.host.driver_root,
                       links=host_links(info), lib_dir=args.lib_dir)
     header = (f"CDI spec of {len(inventory.gpus)} GPUs, driver {inventory.driver_version}, "
               f"written by gpu-ctk cdi generate\nUse: --device {kind}=0 | {kind}=all | "

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def create_dev_char_links(host: Host) -> list[str]:
     """Add ``<dev_root>/char/<major>:<minor> -> ../<node>`` for each NVIDIA node lacking it;
     an existing entry is left alone. Returns the links made."""
-    dev_root = host.host_path("dev_root")
+    dev_root = host.config.host.dev_root
     char = os.path.join(dev_root, "char")
     os.makedirs(char, mode=0o755, exist_ok=True)
     made = []

@@ -81,7 +81,7 @@ def check_config(host: Host) -> list[Finding]:
 
 
 def check_hook(host: Host) -> list[Finding]:
-    path = str(host.config.section("hook")["path"])
+    path = host.config.hook.path
     if os.path.isfile(path) and os.access(path, os.X_OK):
         return [Finding("hook", OK, f"hook {path} is executable")]
     return [Finding("hook", FAIL, f"hook {path} is missing or not executable",
@@ -104,7 +104,7 @@ def check_runtime(host: Host) -> list[Finding]:
 
 
 def check_driver(host: Host) -> list[Finding]:
-    module = os.path.join(host.host_path("sysfs_root"), "module", "nvidia")
+    module = os.path.join(host.config.host.sysfs_root, "module", "nvidia")
     if not os.path.isdir(module):
         return [Finding("driver", FAIL, f"NVIDIA kernel module not loaded ({module} missing)",
                         "without it there are no GPUs to give to containers",
@@ -165,7 +165,7 @@ def check_persistence(host: Host) -> list[Finding]:
 
 def check_libnvc(host: Host) -> list[Finding]:
     loaded, error, seen = host.libnvc
-    cli = str(host.config.section("libnvidia_container").get("cli", ""))
+    cli = host.config.libnvidia_container.cli
     if not loaded:
         if cli:
             return [Finding("libnvidia-container", WARN, error,
@@ -191,7 +191,7 @@ def check_libnvc(host: Host) -> list[Finding]:
 
 
 def check_nodes(host: Host) -> list[Finding]:
-    dev_root = host.host_path("dev_root")
+    dev_root = host.config.host.dev_root
     majors, nodes = host.majors, {node.name: node for node in host.nodes}
     findings = []
     wanted = [("nvidiactl", "nvidia-modprobe -c 0")]
@@ -323,7 +323,7 @@ def check_engines(host: Host) -> list[Finding]:
 
 
 def check_dev_char(host: Host) -> list[Finding]:
-    dev_root = host.host_path("dev_root")
+    dev_root = host.config.host.dev_root
     missing = [node for node in host.nodes if not _links_to(dev_root, node)]
     if not missing:
         return [Finding("dev-char", OK, f"/dev/char links present for {len(host.nodes)} NVIDIA "

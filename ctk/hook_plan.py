@@ -115,7 +115,7 @@ def plan_hook(config: Config, spec: Mapping[str, Any], bundle: str,
     from gpu_core.selection import select
     from hook.preflight import check_requirements, host_ldconfig
 
-    draft = _Draft(stage=str(config.section("hook")["stage"]))
+    draft = _Draft(stage=config.hook.stage)
     try:
         inventory = discover()
         selection = select(request, inventory)
@@ -124,7 +124,7 @@ def plan_hook(config: Config, spec: Mapping[str, Any], bundle: str,
         ready = [f"GPU {g.index}" for g in selection.checked_gpus] + \
             [f"MIG {m.parent_index}:{m.index}" for m in selection.mig_devices]
         if ready:
-            draft.checks.append(f"readiness: waits up to {config.section('readiness')['timeout']}s"
+            draft.checks.append(f"readiness: waits up to {config.readiness.timeout}s"
                                 f" for {', '.join(ready)} to answer NVML")
         rootfs = rootfs_path(spec, bundle)
         ldconfig = host_ldconfig(config)
@@ -155,8 +155,8 @@ def _library_part(config: Config, draft: _Draft, request: DeviceRequest, selecti
     import libnvc_bindings
     from hook import mounts
 
-    driver_root = str(config.section("host")["driver_root"])
-    library, cli, reason = mounts.library_or_cli(config.section("libnvidia_container"))
+    driver_root = config.host.driver_root
+    library, cli, reason = mounts.library_or_cli(config.libnvidia_container)
     if library is None:
         draft.library = f"nvidia-container-cli {cli} (fallback: {reason})"
         draft.notes.append("the CLI decides the mounts itself; listed: the devices only")

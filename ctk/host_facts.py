@@ -98,12 +98,9 @@ class Host:
     def config(self) -> Config:
         return self.config_and_error[0]
 
-    def host_path(self, key: str) -> str:
-        return str(self.config.section("host")[key])
-
     @cached_property
     def nvml(self) -> NvmlReport:
-        return probe_nvml(str(self.config.section("nvml").get("library", "")))
+        return probe_nvml(self.config.nvml.library)
 
     @cached_property
     def libnvc(self) -> tuple[str, str, int]:
@@ -115,11 +112,11 @@ class Host:
         # Discovery's own reader, so doctor judges nodes by the majors the shim declares.
         from gpu_core.discovery import char_majors
 
-        return char_majors(self.host_path("dev_root"), self.host_path("driver_root"))
+        return char_majors(self.config.host.dev_root, self.config.host.driver_root)
 
     @cached_property
     def nodes(self) -> list[Node]:
-        return nvidia_nodes(self.host_path("dev_root"))
+        return nvidia_nodes(self.config.host.dev_root)
 
     @cached_property
     def mountinfo(self) -> str:
@@ -144,7 +141,7 @@ class Host:
         from leases import host as lease_host
         from leases.allocation import stale_reason
 
-        snapshot = lease_files.read_all(str(self.config.section("mig")["lease_dir"]))
+        snapshot = lease_files.read_all(self.config.mig.lease_dir)
         return snapshot, {lease.container_id: stale_reason(lease, lease_host.HOST)
                           for lease in snapshot.leases}
 
@@ -249,15 +246,14 @@ def probe_libnvc(config: Config) -> tuple[str, str, int]:
     GPUs it sees: (what loaded, error, GPUs)."""
     import libnvc_bindings
 
-    settings = config.section("libnvidia_container")
     try:
-        library = libnvc_bindings.load(str(settings.get("library", "")))
+        library = libnvc_bindings.load(config.libnvidia_container.library)
     except libnvc_bindings.NvcLoadError as error:
         return "", one_line(str(error)), 0
     loaded = f"libnvidia-container {library.version_string} ({library.path})"
     try:
         with libnvc_bindings.Session(library,
-                                     root=str(config.section("host")["driver_root"])) as session:
+                                     root=config.host.driver_root) as session:
             session.init(load_kmods=False)
             return loaded, "", len(session.device_info().gpus)
     except libnvc_bindings.NvcError as error:

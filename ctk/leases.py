@@ -34,7 +34,7 @@ def lease_dir(args: argparse.Namespace) -> str:
         return str(args.dir)
     from gpu_core import config as config_mod
 
-    return str(config_mod.load().section("mig")["lease_dir"])
+    return config_mod.load().mig.lease_dir
 
 
 def age(seconds: float) -> str:

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from gpu_core.config import Config
 
 STATE = "/var/lib/gpu-container-shim/metrics-state.json"
-DEFAULT_LOG = "/var/log/gpu-container-shim.log"
 VERSION = 1
 
 
@@ -146,7 +145,7 @@ def collect_and_render(args: argparse.Namespace, config: Optional[Config], log: 
                                              "log": cursor.to_json(),
                                              "totals": totals.to_json()}), 0o600)
     if config is not None:
-        lease_dir = args.lease_dir or str(config.section("mig")["lease_dir"])
+        lease_dir = args.lease_dir or config.mig.lease_dir
         gauges.update(mig_gauges(config, lease_dir, not args.no_discovery))
     gauges[(P + "collector_last_run_timestamp_seconds", ())] = float(int(time.time()))
     return metrics_text.render(totals, gauges)
@@ -162,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     except ShimError as error:
         print(f"gpu-ctk: metrics: {one_line(str(error))}", file=sys.stderr)
     gauges[(P + "config_valid", ())] = 1.0 if config is not None else 0.0
-    log = args.log or (str(config.section("log")["file"]) if config else DEFAULT_LOG)
+    log = args.log or (config or config_mod.defaults()).log.file  # unreadable: the default
     if not log:
         raise ShimError("metrics", "log.file is empty: the shim writes no log to count from")
     try:

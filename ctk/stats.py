@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if not log:
         from gpu_core import config as config_mod
 
-        log = str(config_mod.load().section("log")["file"])
+        log = config_mod.load().log.file
         if not log:
             raise ShimError("stats", "log.file is empty: the shim writes no log")
     events = read_events(log)

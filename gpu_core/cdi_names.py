@@ -22,7 +22,6 @@ from gpu_core.errors import ShimError
 from gpu_core.request_words import device_token_kind, shown
 
 STAGE = "request"
-DEFAULT_SPEC_DIRS = ("/etc/cdi", "/var/run/cdi")
 SPEC_SUFFIXES = (".json", ".yaml", ".yml")
 MAX_SPEC_BYTES = 4 << 20
 """A spec for a large host is tens of kilobytes; anything far larger is not read."""

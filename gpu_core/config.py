@@ -10,11 +10,13 @@ import copy
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Optional
 
+from gpu_core import settings
 from gpu_core.errors import ShimError
 from gpu_core.private_dirs import OWN_ROOT
+from gpu_core.settings import Config as Config  # the typed whole, re-exported for loaders' users
+from gpu_core.settings import Policy as Policy
 
 DEFAULT_PATH = "/etc/gpu-container-shim/config.yaml"
 ENV_VAR = "GPU_CONTAINER_SHIM_CONFIG"
@@ -59,40 +61,6 @@ class ConfigError(ShimError):
     def __init__(self, source: str, problems: list[str]) -> None:
         super().__init__("config", f"{source}: " + "; ".join(problems))
         self.problems = problems
-
-
-@dataclass(frozen=True)
-class Policy:
-    """One named workload policy: the edits a container choosing it receives."""
-
-    name: str
-    oom_score_adj: Optional[int] = None
-    cgroup_parent: Optional[str] = None
-    numa: bool = False
-    swap_off: bool = False
-    blkio_weight: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class Config:
-    """The validated configuration with every default filled in; ``raw`` keeps the merged
-    mapping for sections that later layers read directly."""
-
-    source: str
-    raw: Mapping[str, Any]
-
-    @property
-    def runtimes(self) -> list[str]:
-        return list(self.raw["runtimes"])
-
-    def section(self, name: str) -> Mapping[str, Any]:
-        """Return one top-level section (``hook``, ``retry`` …) with defaults applied."""
-        value: Mapping[str, Any] = self.raw[name]
-        return value
-
-    @property
-    def policies(self) -> dict[str, Policy]:
-        return {name: Policy(name=name, **body) for name, body in self.raw["policies"].items()}
 
 
 def merge(defaults: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,12 +113,21 @@ def parse(text: str, source: str) -> Config:
     problems = schema_problems(document)
     if problems:
         raise ConfigError(source, problems)
-    return Config(source=source, raw=merge(DEFAULTS, document))
+    return from_mapping(document, source)
+
+
+def from_mapping(override: Mapping[str, Any], source: str) -> Config:
+    """The typed configuration of ``override`` merged over DEFAULTS, without the schema (parse
+    validates first; tests build configurations this way)."""
+    try:
+        return settings.build(source, merge(DEFAULTS, override))
+    except ValueError as exc:
+        raise ConfigError(source, [str(exc)]) from None
 
 
 def defaults() -> Config:
     """The configuration used when no file exists."""
-    return Config(source="<defaults>", raw=merge(DEFAULTS, {}))
+    return from_mapping({}, "<defaults>")
 
 
 def config_path(environ: Optional[Mapping[str, str]] = None) -> tuple[str, bool]:
@@ -208,8 +185,10 @@ def cached(path: str, data: bytes, cache_dir: str) -> Optional[Config]:
             entry.get("source") != path or \
             entry.get("text") != data.decode("utf-8", "surrogateescape"):
         return None
-    raw = entry.get("raw")
-    return Config(source=path, raw=raw) if isinstance(raw, dict) else None
+    try:
+        return settings.build(path, entry.get("raw"))
+    except ValueError:  # not what this version builds from: validate the file again
+        return None
 
 
 def store(config: Config, data: bytes, cache_dir: str) -> None:
@@ -226,9 +205,10 @@ def store(config: Config, data: bytes, cache_dir: str) -> None:
         if moved:
             from gpu_core import logfile
 
-            logfile.note_untrusted(str(config.section("log")["file"]), moved)
+            logfile.note_untrusted(config.log.file, moved)
         entry = json.dumps({"format": CACHE_FORMAT, "source": config.source,
-                            "text": data.decode("utf-8", "surrogateescape"), "raw": config.raw})
+                            "text": data.decode("utf-8", "surrogateescape"),
+                            "raw": config.document})
         atomic_file.write(cache_file(config.source, cache_dir), entry.encode("utf-8"), 0o600)
     except OSError:
         pass

@@ -23,13 +23,9 @@ if TYPE_CHECKING:
 
 def discover_from_config(config: Config) -> Inventory:
     """Discover with the NVML library and host roots named by ``config``."""
-    host = config.section("host")
-    return discover(
-        nvml_library=str(config.section("nvml").get("library", "")),
-        dev_root=str(host["dev_root"]),
-        driver_root=str(host["driver_root"]),
-        sysfs_root=str(host["sysfs_root"]),
-    )
+    host = config.host
+    return discover(nvml_library=config.nvml.library, dev_root=host.dev_root,
+                    driver_root=host.driver_root, sysfs_root=host.sysfs_root)
 
 
 def discover(nvml_library: str, dev_root: str, driver_root: str, sysfs_root: str) -> Inventory:

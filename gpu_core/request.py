@@ -38,6 +38,7 @@ from gpu_core.request_words import (
 )
 from gpu_core.request_words import shown as _shown
 from gpu_core.requirements import parse_requirement
+from gpu_core.settings import RequestSettings
 
 __all__ = ["CAPABILITIES", "DEFAULT_CAPABILITIES", "DEVICE_LIST_ROOT", "DeviceRequest",
            "device_token_kind", "mount_tokens", "parse_request", "split_list"]
@@ -208,15 +209,15 @@ def _imex_channels(mounted: list[str], env: Mapping[str, str], volume_mounts: bo
     return tuple(channels), source if channels else ""
 
 
-def _resolve_cdi(tokens: list[str], options: Mapping[str, Any]
+def _resolve_cdi(tokens: list[str], options: RequestSettings
                  ) -> tuple[list[str], tuple[tuple[str, str], ...]]:
     """Swap CDI names for the device tokens they stand for; the CDI module (and YAML) load only
     when a token is a CDI name."""
     if not any("=" in token for token in tokens):
         return tokens, ()
-    from gpu_core.cdi_names import DEFAULT_SPEC_DIRS, is_cdi_name, resolve
+    from gpu_core.cdi_names import is_cdi_name, resolve
 
-    dirs = [str(d) for d in options.get("cdi_spec_dirs", DEFAULT_SPEC_DIRS)]
+    dirs = list(options.cdi_spec_dirs)
     names = [token for token in tokens if is_cdi_name(token)]
     resolved = dict(resolve(names, dirs))
     return [resolved.get(token, token) for token in tokens], tuple(resolved.items())
@@ -233,16 +234,16 @@ def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceReq
     process = _mapping(spec.get("process"), "process")
     env = environment(process)
     privileged = is_privileged(process)
-    options = config.section("requests")
-    volume_mounts = bool(options.get("volume_mounts", True))
-    env_allowed = privileged or bool(options.get("env_unprivileged", True))
+    options = config.requests
+    volume_mounts = options.volume_mounts
+    env_allowed = privileged or options.env_unprivileged
 
     mounted = device_list_mounts(spec) if volume_mounts else []
     tokens = mount_tokens(mounted)
     source = "mounts"
     origin: tuple[str, ...] = (DEVICE_LIST_ROOT,)
     if not tokens:
-        swarm = split_list(str(options.get("swarm_resource", "")), "requests.swarm_resource")
+        swarm = split_list(options.swarm_resource, "requests.swarm_resource")
         tokens, source, origin = _env_tokens(env, swarm)
         if tokens and not env_allowed:
             return None
@@ -258,12 +259,10 @@ def parse_request(spec: Mapping[str, Any], config: Config) -> Optional[DeviceReq
 
     mig_config = mig_control(env.get(MIG_CONFIG_DEVICES, ""), MIG_CONFIG_DEVICES, privileged)
     mig_monitor = mig_control(env.get(MIG_MONITOR_DEVICES, ""), MIG_MONITOR_DEVICES, privileged)
-    supported = supported_capabilities(str(options.get("supported_driver_capabilities",
-                                                       "all")))
+    supported = supported_capabilities(options.supported_driver_capabilities)
     capabilities, caps_source = driver_capabilities(env.get(DRIVER_CAPABILITIES), _legacy(env),
                                                     supported)
-    disable_require = parse_bool(env.get(DISABLE_REQUIRE)) or \
-        bool(options.get("disable_require", False))
+    disable_require = parse_bool(env.get(DISABLE_REQUIRE)) or options.disable_require
     requirements: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     if not disable_require:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 def _lease_dir(config: Config) -> str:
-    return str(config.section("mig")["lease_dir"])
+    return config.mig.lease_dir
 
 
 def _has_lease(lease_dir: str, container_id: str) -> bool:

@@ -182,10 +182,10 @@ class Run:
             return
         from gpu_core.logfile import EventLog
 
-        self.log = EventLog(str(config.section("log").get("file", "")),
+        self.log = EventLog(config.log.file,
                             [("cmd", "hook"), ("stage", stage), ("id", container_id)],
                             self.started, self.clock)
-        budget = Budget(start=self.started, total=float(config.section("hook")["timeout"]),
+        budget = Budget(start=self.started, total=float(config.hook.timeout),
                         clock=self.clock)
         self.configure(config, budget, data, spec, request)
         self.event("done", devices=",".join(request.devices) or "none")
@@ -223,7 +223,7 @@ class Run:
         from gpu_core.selection import select
         from hook.preflight import check_requirements
 
-        with nvml_held(str(config.section("nvml").get("library", ""))):
+        with nvml_held(config.nvml.library):
             began = self.clock()
             inventory = self.inventory = discover_from_config(config)
             self.discovery_ms = f"{(self.clock() - began) * 1000:.1f}"
@@ -241,12 +241,12 @@ class Run:
         labels = device_labels(selection)
         if not labels:
             return
-        section = config.section("readiness")
-        timeout = fit_timeout(float(section["timeout"]), budget.remaining(), MARGIN,
+        readiness = config.readiness
+        timeout = fit_timeout(readiness.timeout, budget.remaining(), MARGIN,
                               MOUNT_RESERVE)
         try:
-            with NvmlProbe(str(config.section("nvml").get("library", ""))) as probe:
-                outcome = wait_ready(labels, probe, timeout, float(section["interval"]),
+            with NvmlProbe(config.nvml.library) as probe:
+                outcome = wait_ready(labels, probe, timeout, readiness.interval,
                                      clock=self.clock)
         except NotReadyError as error:
             self.event("readiness", level="error", outcome="timeout",
@@ -279,18 +279,18 @@ class Run:
 
         verify(pinned, pid)  # the readiness wait took time: the path must still lead there
         began = self.clock()
-        settings = config.section("libnvidia_container")
-        policy = RetryPolicy.from_config(config.section("retry"), budget.remaining(), MARGIN)
+        settings = config.libnvidia_container
+        policy = RetryPolicy.from_config(config.retry, budget.remaining(), MARGIN)
         library, cli, reason = mounts.library_or_cli(settings)
         if library is None:
             self.event("fallback", level="warning", cli=cli, reason=reason)
             self.mount_with_cli(config, budget, cli, request, selection, pid, pinned, ldconfig,
                                 policy, began)
             return
-        root = str(config.section("host")["driver_root"])
+        root = config.host.driver_root
         target = mounts.Target(pid=pid, rootfs=pinned.fd_path,
                                capabilities=request.capabilities)
-        load_kmods = bool(settings["load_kmods"])
+        load_kmods = settings.load_kmods
 
         def work(channel: Channel) -> Mapping[str, str]:
             import libnvc_bindings
@@ -314,13 +314,13 @@ class Run:
                        policy: RetryPolicy, began: float) -> None:
         from hook import cli_fallback
 
-        settings = config.section("libnvidia_container")
+        settings = config.libnvidia_container
         argv = cli_fallback.cli_argv(cli, cli_fallback.CliRequest(
             pid=pid, rootfs=pinned.fd_path, devices=cli_devices(request, selection),
             capabilities=request.capabilities, requirements=request.checked_requirements,
             mig_config=bool(request.mig_config), mig_monitor=bool(request.mig_monitor)),
-            load_kmods=bool(settings["load_kmods"]), ldconfig=ldconfig,
-            driver_root=str(config.section("host")["driver_root"]))
+            load_kmods=settings.load_kmods, ldconfig=ldconfig,
+            driver_root=config.host.driver_root)
 
         def work(channel: Channel) -> Mapping[str, str]:
             channel.step("cli")

@@ -22,10 +22,9 @@ with every call passed through the caller's retry runner.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, TypeVar
 
 from gpu_core.errors import ShimError, one_line
 from hook.retry import RetryError, RetryPolicy, run_with_retry
@@ -33,6 +32,7 @@ from hook.retry import RetryError, RetryPolicy, run_with_retry
 if TYPE_CHECKING:
     from gpu_core.request import DeviceRequest
     from gpu_core.selection import Selection
+    from gpu_core.settings import LibnvcSettings
     from libnvc_bindings import DeviceInfo, Gpu, Library, MigDevice, Session
 
 T = TypeVar("T")
@@ -49,16 +49,16 @@ CAPABILITY_ORDER = ("compute", "compat32", "display", "graphics", "ngx", "utilit
 ALWAYS = ("supervised", "no-cgroups")
 
 
-def library_or_cli(settings: Mapping[str, Any]) -> tuple[Optional[Library], str, str]:
+def library_or_cli(settings: LibnvcSettings) -> tuple[Optional[Library], str, str]:
     """The configured libnvidia-container as ``(library, "", "")``; when it cannot be loaded and
     ``nvidia-container-cli`` is configured, ``(None, cli, why the library did not load)``; a
     ``load`` error when neither. The hook and ``gpu-ctk plan`` decide the same way."""
     import libnvc_bindings
 
     try:
-        return libnvc_bindings.load(str(settings.get("library", ""))), "", ""
+        return libnvc_bindings.load(settings.library), "", ""
     except libnvc_bindings.NvcLoadError as error:
-        cli = str(settings.get("cli", ""))
+        cli = settings.cli
         if not cli:
             raise ShimError("load", one_line(str(error).removeprefix("load: "))) from None
         return None, cli, one_line(str(error))

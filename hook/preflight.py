@@ -21,7 +21,7 @@ __all__ = ["check_requirements", "host_ldconfig"]
 def host_ldconfig(config: Config) -> str:
     """The configured ldconfig, which must be the host's (``@/sbin/ldconfig``): without the
     ``@`` libnvidia-container runs the image's own binary as root over the image."""
-    value = str(config.section("libnvidia_container")["ldconfig"])
+    value = config.libnvidia_container.ldconfig
     if not value.startswith("@/") or "\x00" in value:
         raise ShimError("config", one_line(
             f"libnvidia_container.ldconfig: must name the host's ldconfig as @/path, got "

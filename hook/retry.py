@@ -1,19 +1,22 @@
 """Bounded retry of flaky calls (README §The prestart hook): full-jitter exponential backoff,
 an attempt cap and a total deadline that always ends inside the hook's own timeout.
 
-``RetryPolicy`` is pure data built from config section ``retry``; ``run_with_retry`` is the
-one runner, with clock, sleep and randomness injected so tests never sleep.
+``RetryPolicy`` is pure data built from the configuration's ``retry`` settings;
+``run_with_retry`` is the one runner, with clock, sleep and randomness injected so tests never
+sleep.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from gpu_core.errors import ShimError, one_line
+
+if TYPE_CHECKING:
+    from gpu_core.settings import RetrySettings
 
 T = TypeVar("T")
 
@@ -34,16 +37,12 @@ class RetryPolicy:
     max_backoff: float
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any], budget: float,
+    def from_config(cls, settings: RetrySettings, budget: float,
                     margin: float = DEFAULT_MARGIN) -> RetryPolicy:
         """Build from config section ``retry``, fitted into ``budget`` seconds (what is left
         of the hook entry's own timeout)."""
-        policy = cls(
-            attempts=int(section["attempts"]),
-            deadline=float(section["deadline"]),
-            initial_backoff=float(section["initial_backoff"]),
-            max_backoff=float(section["max_backoff"]),
-        )
+        policy = cls(attempts=settings.attempts, deadline=settings.deadline,
+                     initial_backoff=settings.initial_backoff, max_backoff=settings.max_backoff)
         return policy.within(budget, margin)
 
     def within(self, budget: float, margin: float = DEFAULT_MARGIN) -> RetryPolicy:

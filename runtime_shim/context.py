@@ -89,12 +89,12 @@ class Context:
             from leases.store import FileStore
 
             self.leases = FileStore(self.lease_dir(),
-                                    faults=bool(self.config.section("simulation").get("dir")))
+                                    faults=bool(self.config.simulation.dir))
         return self.leases
 
     def lease_dir(self) -> str:
         """The node's MIG lease directory (``mig.lease_dir``)."""
-        return str(self.config.section("mig")["lease_dir"])
+        return self.config.mig.lease_dir
 
     def selection(self, request: DeviceRequest) -> Selection:
         """``request``'s devices on this host (gpu_core.selection.select), selected once per

@@ -51,8 +51,7 @@ def create_fast(config: config_mod.Config) -> bool:
     """Whether this configuration leaves a spec without CREATE_TRIGGERS untouched: a cgroup
     parent applies to every container, and ``requests.swarm_resource`` names request variables
     of the operator's choosing, which no fixed trigger can cover."""
-    return not config.section("cgroup")["parent"] and \
-        not str(config.section("requests").get("swarm_resource", "")).strip()
+    return not config.cgroup.parent and not config.requests.swarm_resource.strip()
 
 
 def entry_text(path: str, how: str, lease_dir: str, runtimes: Sequence[str],
@@ -73,7 +72,7 @@ def entry_text(path: str, how: str, lease_dir: str, runtimes: Sequence[str],
 
 
 def log_file(config: config_mod.Config) -> str:
-    return str(config.section("log")["file"])
+    return config.log.file
 
 
 def slot_name(environ: Mapping[str, str]) -> str:
@@ -100,7 +99,7 @@ def read_bytes(path: str) -> Optional[bytes]:
 
 
 def lease_dir(config: config_mod.Config) -> str:
-    return str(config.section("mig")["lease_dir"])  # as main.delete_releasing reads it
+    return config.mig.lease_dir  # as main.delete_releasing reads it
 
 
 def wanted(config: config_mod.Config, environ: Mapping[str, str],

@@ -44,7 +44,7 @@ def build_context(spec: Mapping[str, Any], config: config_mod.Config, *, bundle:
 def fault_point(config: config_mod.Config, name: str) -> None:
     """A test-only stop (``leases.faults.fault_point``: SIGKILL or sleep at ``name``), honoured
     only by a simulated host's configuration; production never imports the mechanism."""
-    if config.section("simulation").get("dir"):
+    if config.simulation.dir:
         from leases.faults import fault_point as stop
 
         stop(name, True)
@@ -91,7 +91,7 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     # runc chdirs into the bundle and joins root.path to its working directory: the physical
     # path (a symlinked one would make runc refuse the rootfs), so resolve links the same way.
     bundle = os.path.realpath(invocation.bundle or os.getcwd())
-    log_file = str(config.section("log")["file"])
+    log_file = config.log.file
     ctx: Optional[Context] = None
     try:
         loaded = bundle_mod.load_spec(bundle)
@@ -153,7 +153,7 @@ def delete_releasing(invocation: argv_mod.Invocation, config: config_mod.Config,
     the leases if the runtime no longer knows the container. None (exec as usual) for every
     other container, which costs one stat."""
     cid = invocation.container_id or ""
-    lease_dir = str(config.section("mig")["lease_dir"])
+    lease_dir = config.mig.lease_dir
     if not cid or "/" in cid or cid in (".", "..") or not lease_dir:
         return None
     try:
@@ -201,7 +201,7 @@ def load_config(invocation: argv_mod.Invocation) -> tuple[config_mod.Config, boo
 
             logs.to_runc_log(invocation.log_path, invocation.log_format, "warning", line)
         fallback = config_mod.defaults()
-        log_file = str(fallback.section("log")["file"])  # the file's own choice is unreadable
+        log_file = fallback.log.file  # the file's own choice is unreadable
         if log_file:
             from gpu_core import logfile
 

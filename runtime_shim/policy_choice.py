@@ -67,7 +67,7 @@ def choose(spec: Mapping[str, Any], config: Config, gpu: bool) -> PolicyChoice:
     unknown name. Modifiers ask ``Context.policy`` instead, which calls this once."""
     name, source = requested_name(spec)
     if name is None:
-        default = str(config.section("policy")["default"])
+        default = config.policy.default
         if gpu and default:
             name, source = default, "default"
         else:
@@ -77,7 +77,7 @@ def choose(spec: Mapping[str, Any], config: Config, gpu: bool) -> PolicyChoice:
         return PolicyChoice(policies[name], source)
     shown = one_line(name, 64)
     known = ", ".join(sorted(policies)) or "none"
-    if config.section("policy")["unknown"] == "ignore":
+    if config.policy.unknown == "ignore":
         return PolicyChoice(None, source, f"policy: ignored unknown policy {shown!r} from "
                                           f"{source} (configured: {known})")
     raise ShimError("policy", f"unknown policy {shown!r} from {source}; configured: {known}")

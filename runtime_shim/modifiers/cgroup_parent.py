@@ -45,8 +45,8 @@ def cgroupfs_target(current: str, parent: str, container_id: str, move_pods: boo
 
 
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
-    settings = ctx.config.section("cgroup")
-    parent = str(settings["parent"])
+    settings = ctx.config.cgroup
+    parent = settings.parent
     policy = ctx.policy(spec).policy
     if policy is not None and policy.cgroup_parent:
         parent = policy.cgroup_parent
@@ -59,7 +59,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     if not isinstance(current, str):
         return spec, []
     target = (systemd_target if ctx.host.systemd_cgroup else cgroupfs_target)(
-        current, parent, ctx.container_id, bool(settings["move_kubernetes_pods"]))
+        current, parent, ctx.container_id, settings.move_kubernetes_pods)
     if target is None or target == current:
         return spec, []
     note = f"cgroup: parent {parent}: cgroupsPath {current or '(unset)'} -> {target}"

@@ -35,7 +35,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     nodes = wanted_nodes(selection, inventory, ctx.request.capabilities,
                          global_caps_of(ctx.request))
     if ctx.request.imex_channels:
-        dev_root = str(ctx.config.section("host").get("dev_root", "/dev"))
+        dev_root = ctx.config.host.dev_root
         nodes += imex_channel_nodes(dev_root, ctx.request.imex_channels)
     return declare(spec, nodes)
 

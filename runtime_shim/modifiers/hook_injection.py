@@ -21,14 +21,14 @@ SAFE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def our_entry(ctx: Context) -> dict[str, Any]:
     """The hook entry this configuration injects."""
-    settings = ctx.config.section("hook")
-    path = str(settings["path"])
-    args = [str(a) for a in settings["args"]] or [os.path.basename(path)]
+    settings = ctx.config.hook
+    path = settings.path
+    args = list(settings.args) or [os.path.basename(path)]
     env = [SAFE_PATH]
     if ctx.config.source not in ("<defaults>", DEFAULT_PATH):
         env.append(f"{ENV_VAR}={ctx.config.source}")
-    return {"path": path, "args": [*args, str(settings["stage"])], "env": env,
-            "timeout": int(settings["timeout"])}
+    return {"path": path, "args": [*args, settings.stage], "env": env,
+            "timeout": settings.timeout}
 
 
 def is_replaced(entry: Any, ours: dict[str, Any]) -> bool:

@@ -97,7 +97,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     if current is None:
         return spec, []
     request = original_request(spec, current)
-    exclusive = bool(ctx.config.section("mig").get("exclusive_explicit", True))
+    exclusive = ctx.config.mig.exclusive_explicit
     explicit = tuple(t for t in request.devices
                      if exclusive and device_token_kind(t) in EXPLICIT_KINDS)
     if not explicit and not any(device_token_kind(t) in PROFILE_KINDS for t in request.devices):

@@ -36,7 +36,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     if unknown:
         return spec, [f"{prefix}: placement skipped: NUMA node of {_gpus(unknown)} unknown"]
     gpu_nodes = {gpu.index: gpu.numa_node for gpu in gpus if gpu.numa_node is not None}
-    sysfs_root = str(ctx.config.section("host")["sysfs_root"])
+    sysfs_root = ctx.config.host.sysfs_root
     node_cpus = {node: numa.node_cpus(sysfs_root, node) for node in sorted(set(gpu_nodes.values()))}
     available = None
     if ctx.host.available is not None:

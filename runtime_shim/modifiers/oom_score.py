@@ -25,7 +25,7 @@ def wanted(spec: Spec, ctx: Context) -> tuple[Optional[int], str, Notes]:
     notes = [f"oom: {choice.ignored}"] if choice.ignored else []  # only here (PolicyChoice)
     if policy is not None and policy.oom_score_adj is not None:
         return policy.oom_score_adj, f"policy {policy.name}", notes
-    if ctx.request is not None and ctx.config.section("oom")["inherit"]:
+    if ctx.request is not None and ctx.config.oom.inherit:
         return ctx.host.oom_score_adj, "inherited", notes
     return None, "", notes
 
@@ -36,7 +36,7 @@ def clamp(value: int, source: str, ctx: Context) -> tuple[int, Notes]:
     result = min(max(value, OOM_MIN), OOM_MAX)
     if result != value:
         notes.append(f"oom: {source} value {value} clamped to {result} (range -1000..1000)")
-    floor = int(ctx.config.section("oom")["floor"])
+    floor = ctx.config.oom.floor
     if source.startswith("policy") and result < floor:
         notes.append(f"oom: {source} value {result} clamped to floor {floor} (config oom.floor)")
         result = floor

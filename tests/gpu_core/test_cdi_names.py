@@ -115,10 +115,10 @@ def test_cdi_mount_request_resolves(spec_dir: Path) -> None:
 
 def test_requests_without_cdi_names_load_neither_module_nor_yaml() -> None:
     """The hot path: a plain request imports no CDI code and no YAML."""
-    code = ("import sys; from gpu_core.config import Config, DEFAULTS; "
+    code = ("import sys; from gpu_core.config import defaults; "
             "from gpu_core.request import parse_request; "
             "r = parse_request({'process': {'env': ['NVIDIA_VISIBLE_DEVICES=0']}},"
-            " Config('x', DEFAULTS)); print('gpu_core.cdi_names' in sys.modules, 'yaml' in "
+            " defaults()); print('gpu_core.cdi_names' in sys.modules, 'yaml' in "
             "sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

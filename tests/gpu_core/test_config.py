@@ -48,7 +48,7 @@ def test_entry_in_a_loose_directory_is_not_trusted(tmp_path: Path, mode: int) ->
     cache.mkdir()
     cache.chmod(mode)
     plant_entry(config, cache, ["/tmp/evil"])
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
 
 
 def test_entry_in_a_foreign_directory_is_not_trusted(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_entry_in_a_foreign_directory_is_not_trusted(tmp_path: Path) -> None:
     cache.mkdir(mode=0o700)
     plant_entry(config, cache, ["/tmp/evil"])
     os.chown(cache, NOBODY, NOBODY)
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
 
 
 def test_entry_owned_by_someone_else_is_not_trusted(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_entry_owned_by_someone_else_is_not_trusted(tmp_path: Path) -> None:
     cache.mkdir(mode=0o700)
     plant_entry(config, cache, ["/tmp/evil"])
     os.chown(config_mod.cache_file(str(config), str(cache)), NOBODY, NOBODY)
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
 
 
 def test_symlinked_entry_is_not_followed(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_loose_directory_is_moved_aside_and_made_again(tmp_path: Path) -> None:
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("cache.untrusted-")]
     assert len(aside) == 1 and list(aside[0].iterdir()) == []
     assert cache.stat().st_mode & 0o777 == 0o700 and cache.stat().st_uid == os.geteuid()
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
     assert "event=untrusted-state" in log.read_text()
 
 
@@ -120,7 +120,7 @@ def test_directory_under_a_parent_others_can_write_is_not_used(tmp_path: Path) -
     assert not cache.exists()
     cache.mkdir(mode=0o700)
     plant_entry(config, cache, ["/tmp/evil"])
-    assert load(config, cache).runtimes == ["crun"]
+    assert load(config, cache).runtimes == ("crun",)
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o077, 0o377])
@@ -135,3 +135,26 @@ def test_modes_do_not_depend_on_the_umask(tmp_path: Path, umask: int) -> None:
     assert cache.stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755
     assert all(entry.stat().st_mode & 0o777 == 0o600 for entry in cache.iterdir())
+
+
+def test_entry_that_does_not_build_is_a_miss(tmp_path: Path) -> None:
+    """An entry whose document lacks a key this version reads (one an older version wrote) is
+    not trusted: the file is validated again, and the new entry replaces it."""
+    config = write_config(tmp_path, "runtimes: [crun]\nrequests: {cdi_spec_dirs: [/etc/x]}\n")
+    cache = tmp_path / "cache"
+    load(config, cache)
+    entry = Path(config_mod.cache_file(str(config), str(cache)))
+    stored = json.loads(entry.read_text())
+    del stored["raw"]["requests"]["cdi_spec_dirs"]
+    entry.write_text(json.dumps(stored))
+    assert config_mod.cached(str(config), config.read_bytes(), str(cache)) is None
+    assert load(config, cache).requests.cdi_spec_dirs == ("/etc/x",)
+    assert config_mod.cached(str(config), config.read_bytes(), str(cache)) is not None
+
+
+def test_a_hit_carries_the_typed_values(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "runtimes: [crun]\nretry: {attempts: 9}\n")
+    cache = tmp_path / "cache"
+    load(config, cache)
+    hit = config_mod.cached(str(config), config.read_bytes(), str(cache))
+    assert hit is not None and hit.retry.attempts == 9 and hit.source == str(config)

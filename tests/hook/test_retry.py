@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from gpu_core.config import DEFAULTS
+from gpu_core.config import defaults
 from gpu_core.errors import ShimError
 from hook.retry import RetryError, RetryPolicy, run_with_retry
 
@@ -62,13 +62,13 @@ class World:
 class TestPolicy:
     def test_from_config_defaults(self) -> None:
         """The shipped defaults fit a 30 s hook timeout unchanged."""
-        policy = RetryPolicy.from_config(DEFAULTS["retry"], budget=30.0)
+        policy = RetryPolicy.from_config(defaults().retry, budget=30.0)
         assert policy == RetryPolicy(attempts=5, deadline=20.0, initial_backoff=0.2,
                                      max_backoff=4.0)
 
     def test_deadline_is_cut_to_the_budget_minus_the_margin(self) -> None:
         """A deadline longer than the hook's remaining time is cut, leaving the margin."""
-        policy = RetryPolicy.from_config(DEFAULTS["retry"], budget=10.0, margin=2.0)
+        policy = RetryPolicy.from_config(defaults().retry, budget=10.0, margin=2.0)
         assert policy.deadline == 8.0
 
     def test_deadline_never_goes_negative(self) -> None:
@@ -133,7 +133,7 @@ class TestRun:
     def test_run_stays_inside_the_budget_with_slow_attempts(self) -> None:
         """With attempts as long as the longest seen, the run ends within the deadline."""
         world = World(call_seconds=4.0)
-        policy = RetryPolicy.from_config(DEFAULTS["retry"], budget=12.0)
+        policy = RetryPolicy.from_config(defaults().retry, budget=12.0)
         with pytest.raises(RetryError):
             world.run([Flaky("rpc timed out")] * 10, policy)
         assert world.now - 100.0 <= policy.deadline

@@ -200,23 +200,21 @@ class TestConfig:
         host = sim_host_factory("t4")
         config = config_mod.parse(host.config_path.read_text(), str(host.config_path))
         d = str(host.dir)
-        assert (config.section("nvml")["library"],
-                config.section("libnvidia_container")["library"],
-                config.section("libnvidia_container")["load_kmods"],
-                config.section("host")["dev_root"], config.section("host")["driver_root"],
-                config.section("host")["sysfs_root"], config.section("mig")["lease_dir"],
-                config.section("simulation")["dir"]) == \
+        assert (config.nvml.library, config.libnvidia_container.library,
+                config.libnvidia_container.load_kmods, config.host.dev_root,
+                config.host.driver_root, config.host.sysfs_root, config.mig.lease_dir,
+                config.simulation.dir) == \
             (f"{d}/lib/libnvidia-ml.so.1", f"{d}/lib/libnvidia-container.so.1", False,
              f"{d}/dev", f"{d}/driver", f"{d}/sys", f"{d}/run/leases", d)
 
     def test_hook_runs_this_python_isolated(self, sim_host_factory: Any) -> None:
         """The hook entry is this interpreter with -I, importing the hook from this tree."""
         host = sim_host_factory("t4")
-        hook = config_mod.parse(host.config_path.read_text(), "x").section("hook")
-        assert hook["path"].startswith("/")
-        assert hook["args"][:3] == [hook["path"], "-I", "-c"]
+        hook = config_mod.parse(host.config_path.read_text(), "x").hook
+        assert hook.path.startswith("/")
+        assert hook.args[:3] == (hook.path, "-I", "-c")
         tree = str(Path(config_mod.__file__).resolve().parent.parent)
-        assert f"sys.path.insert(0, {json.dumps(tree)})" in hook["args"][3]
+        assert f"sys.path.insert(0, {json.dumps(tree)})" in hook.args[3]
 
     def test_library_paths_exist(self, sim_host_factory: Any) -> None:
         """Both simulated libraries are in DIR/lib."""
