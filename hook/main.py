@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hook.bounded_child import Channel
     from hook.retry import RetryPolicy
     from hook.rootfs_identity import Pinned
+    from hook.state import State
 
 COMMAND = "gpu-container-hook"
 WORK_STAGES = ("prestart", "createRuntime")
@@ -152,12 +153,22 @@ class Run:
         self.log: Optional[EventLog] = None
         self.inventory: Optional[Inventory] = None
         """What discovery found, once ``configure`` ran (the standalone hook reuses it)."""
+        self.state: Optional[State] = None
+        """The parsed OCI state (``state_of``)."""
         self.discovery_ms = ""
         """How long discovery took, for the ``readiness`` log line (``gpu-ctk metrics``)."""
 
     def event(self, event: str, level: str = "info", **fields: str) -> None:
         if self.log is not None:
             self.log.event(event, level, **fields)
+
+    def state_of(self, data: bytes) -> State:
+        """The OCI state on stdin, parsed once per run (the non-GPU exit peeks without it)."""
+        if self.state is None:
+            from hook.state import parse_state
+
+            self.state = parse_state(data)
+        return self.state
 
     def retry_log(self, line: str) -> None:
         self.event("retry", level="warning", msg=line)
@@ -171,9 +182,7 @@ class Run:
         config = config_mod.load()
         peeked = peek_bundle(data)
         if peeked is None:
-            from hook.state import parse_state
-
-            state = parse_state(data)  # names the problem, or accepts what the peek did not
+            state = self.state_of(data)  # names the problem, or accepts what the peek did not
             peeked = (state.bundle, state.id)
         bundle, container_id = peeked
         spec = read_spec(bundle)
@@ -193,9 +202,8 @@ class Run:
     def configure(self, config: Config, budget: Budget, data: bytes, spec: Mapping[str, Any],
                   request: DeviceRequest) -> None:
         from gpu_core.bundle import rootfs_path
-        from hook.state import parse_state
 
-        state = parse_state(data)
+        state = self.state_of(data)
         if state.pid is None:
             raise ShimError("state", "pid: missing; the hook needs the container's process")
         from hook.container_pid import check_container_pid

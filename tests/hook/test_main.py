@@ -358,3 +358,23 @@ def test_version_and_help_answer_without_reading_stdin(
     assert hook_main.main(argv) == 0
     out = capsys.readouterr()
     assert out.out.startswith(first) and out.err == ""
+
+
+def test_the_oci_state_is_parsed_once_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step that needs the state (the fallback when the peek fails, the library work)
+    gets the one parse of stdin."""
+    from hook import state as state_mod
+
+    calls: list[bytes] = []
+    real = state_mod.parse_state
+
+    def counting(data: bytes) -> Any:
+        calls.append(data)
+        return real(data)
+
+    monkeypatch.setattr(state_mod, "parse_state", counting)
+    data = json.dumps({"ociVersion": "1.0.2", "id": "c1", "status": "creating", "pid": 1,
+                       "bundle": "/b"}).encode()
+    run = hook_main.Run(time.monotonic())
+    assert run.state_of(data) is run.state_of(data)
+    assert calls == [data]
