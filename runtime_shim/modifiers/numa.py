@@ -9,13 +9,16 @@ for a container to fail or to get CPUs it was not given.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Optional
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from gpu_core import numa
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.cpuset import Available
 from runtime_shim.spec_tree import get_in, set_in
+
+if TYPE_CHECKING:
+    from gpu_core.inventory import Gpu
 
 STAGE = "numa"
 CPUS = ("linux", "resources", "cpu", "cpus")
@@ -23,15 +26,23 @@ MEMS = ("linux", "resources", "cpu", "mems")
 
 
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
-    if ctx.request is None:
+    if not ctx.gpu:
         return spec, []
     policy = ctx.policy(spec).policy
     if policy is None or not policy.numa:
         return spec, []
-    gpus = ctx.selection(ctx.request).checked_gpus
+    prefix = f"numa: policy {policy.name}"
+    if ctx.injected is not None:
+        gpus, absent = present_gpus(ctx.injected.gpu_minors, ctx.inventory().gpus)
+        if absent:
+            return spec, [f"{prefix}: placement skipped: no GPU of this host has the minor "
+                          f"number of {', '.join(f'/dev/nvidia{m}' for m in absent)}"]
+    elif ctx.request is not None:
+        gpus = ctx.selection(ctx.request).checked_gpus
+    else:
+        return spec, []
     if not gpus:
         return spec, []
-    prefix = f"numa: policy {policy.name}"
     unknown = [gpu.index for gpu in gpus if gpu.numa_node is None]
     if unknown:
         return spec, [f"{prefix}: placement skipped: NUMA node of {_gpus(unknown)} unknown"]
@@ -43,6 +54,15 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         cgroups_path: Any = get_in(spec, ("linux", "cgroupsPath"))
         available = ctx.host.available(cgroups_path if isinstance(cgroups_path, str) else None)
     return place(spec, gpu_nodes, node_cpus, prefix, available)
+
+
+def present_gpus(minors: Sequence[int], gpus: Sequence[Gpu]
+                 ) -> tuple[tuple[Gpu, ...], tuple[int, ...]]:
+    """The GPUs whose device node minors the engine declared (``/dev/nvidia<N>`` entries of a
+    CDI injection), in ``minors`` order, and the minors no GPU of the inventory has."""
+    by_minor = {gpu.minor: gpu for gpu in gpus}
+    return (tuple(by_minor[m] for m in minors if m in by_minor),
+            tuple(m for m in minors if m not in by_minor))
 
 
 def place(spec: Spec, gpu_nodes: Mapping[int, int],
