@@ -28,6 +28,8 @@ ACCESS = "rw"
 
 
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
+    if not ctx.gpu:
+        return spec, []
     if ctx.injected is not None:
         # The engine's CDI injection decides the devices; adding ours would widen it
         # (README §Beside CDI and DRA).
