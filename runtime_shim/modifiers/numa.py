@@ -5,6 +5,10 @@ memory nodes intersected with any cpuset the engine already set (Kubernetes' CPU
 ``--cpuset-cpus``). When nothing would be left, or a GPU's node is unknown (one-node hosts say
 -1), the cpuset stays as it was and a note says why — placement is an optimisation, never a reason
 for a container to fail or to get CPUs it was not given.
+
+For a spec the engine injected GPUs into from a CDI spec (runtime_shim.cdi_injection) the GPUs are
+those whose minor numbers the injected ``/dev/nvidia<N>`` nodes carry, whatever the request says;
+there a failed discovery only skips placement, as the shim needs it for nothing else.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from gpu_core import numa
+from gpu_core.errors import ShimError
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.cpuset import Available
 from runtime_shim.spec_tree import get_in, set_in
@@ -33,7 +38,13 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         return spec, []
     prefix = f"numa: policy {policy.name}"
     if ctx.injected is not None:
-        gpus, absent = present_gpus(ctx.injected.gpu_minors, ctx.inventory().gpus)
+        if not ctx.injected.gpus_present:
+            return spec, []
+        try:
+            inventory = ctx.inventory()
+        except ShimError as error:  # the engine gave the GPUs: placement alone is lost
+            return spec, [f"{prefix}: placement skipped: {error.stage}: {error.cause}"]
+        gpus, absent = present_gpus(ctx.injected.gpu_minors, inventory.gpus)
         if absent:
             return spec, [f"{prefix}: placement skipped: no GPU of this host has the minor "
                           f"number of {', '.join(f'/dev/nvidia{m}' for m in absent)}"]

@@ -12,6 +12,7 @@ import pytest
 from oci_schema import config_errors
 
 from gpu_core import config as config_mod
+from gpu_core.errors import ShimError
 from gpu_core.request import DeviceRequest
 from gpu_core.testing import fake_inventory, mig_uuid
 from runtime_shim.cdi_injection import Injection
@@ -321,3 +322,18 @@ class TestCdiInjected:
 def test_present_gpus_keeps_minor_order_and_reports_absent_minors() -> None:
     found, absent = numa.present_gpus((5, 9, 2), HOST.gpus)
     assert [g.index for g in found] == [5, 2] and absent == (9,)
+
+
+def test_failed_discovery_beside_a_cdi_injection_only_skips_placement(sysfs: Path) -> None:
+    """The engine already gave the GPUs: a host whose NVML fails loses placement, not the start."""
+    def broken() -> Any:
+        raise ShimError("discovery", "nvml: NVML Shared Library Not Found")
+
+    ctx = context(sysfs, None)
+    ctx.discover = broken
+    ctx.injected = Injection((0,), ("/dev/nvidia0 (195:0)",))
+    spec = base_spec()
+    result, notes = numa.apply(spec, ctx)
+    assert result is spec
+    assert notes == [f"{PREFIX}: placement skipped: discovery: nvml: NVML Shared Library Not "
+                     "Found"]
