@@ -98,6 +98,8 @@ def describe_injection(ctx: Context) -> str:
 def describe_request(ctx: Context) -> str:
     from ctk.request_view import summary
 
+    if ctx.request is None and ctx.gpu:
+        return "none in the env or mounts; a GPU container by the devices the engine injected"
     return summary(ctx.request)
 
 

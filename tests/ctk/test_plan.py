@@ -366,6 +366,7 @@ def test_cdi_injected_container_shows_it_is_not_widened(
     status, out, _ = run_plan(capsys, str(bundle))
     assert status == 0
     assert "devices: CDI-injected by the engine (GPU 0: /dev/nvidia0): not widened" in out
+    assert "not a GPU container" not in out
     assert "gpu-container-hook: not injected (the engine injected the driver from a CDI spec)" \
         in out
     added = [line for line in out.splitlines() if line.startswith("+") and "+++" not in line]
