@@ -67,25 +67,46 @@ class Plan:
     edits: tuple[tuple[str, tuple[str, ...]], ...]
     diff: str
     hook: HookPlan
+    cdi: str = ""
+    """The ``devices:`` line for a spec the engine injected from a CDI spec ('' otherwise)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "container_id": self.container_id,
-                "config": self.config, "request": self.request_json,
+                "config": self.config, "request": self.request_json, "cdi_injected": self.cdi,
                 "edits": [{"modifier": name, "notes": list(notes)} for name, notes in self.edits],
                 "changed": bool(self.diff), "diff": self.diff, "hook": self.hook.to_json(),
                 "outcome": "fail" if self.hook.problem else "start"}
 
 
+def describe_injection(ctx: Context) -> str:
+    """``devices: CDI-injected by the engine (GPU 0: /dev/nvidia0): not widened``, naming the
+    inventory's GPU for each node's minor; '' when the engine injected nothing."""
+    injected = ctx.injected
+    if injected is None:
+        return ""
+    if not injected.gpu_minors:
+        return f"devices: CDI-injected by the engine ({injected.describe()}): not widened"
+    try:
+        by_minor = {gpu.minor: gpu.index for gpu in ctx.inventory().gpus}
+    except ShimError:
+        by_minor = {}
+    shown = [f"GPU {by_minor[m]}: /dev/nvidia{m}" if m in by_minor
+             else f"/dev/nvidia{m}: no GPU of this host" for m in injected.gpu_minors]
+    return f"devices: CDI-injected by the engine ({', '.join(shown)}): not widened"
+
+
 def describe_request(ctx: Context) -> str:
     from ctk.request_view import summary
 
+    if ctx.request is None and ctx.gpu:
+        return "none in the env or mounts; a GPU container by the devices the engine injected"
     return summary(ctx.request)
 
 
 def make_plan(bundle: str, container_id: str, systemd_cgroup: bool, runtime: str) -> Plan:
     """Load the configuration and the bundle, run the planned pipeline and the hook plan."""
     from ctk import request_view
-    from ctk.hook_plan import plan_hook
+    from ctk.hook_plan import HookPlan, plan_hook
     from gpu_core import config as config_mod
     from gpu_core.selection import select
     from leases.dry_run import DryRunStore
@@ -104,22 +125,27 @@ def make_plan(bundle: str, container_id: str, systemd_cgroup: bool, runtime: str
     except ShimError as error:
         raise ShimError("plan", f"the shim would refuse this container: {error.stage}: "
                                 f"{error.cause}") from None
-    hook = plan_hook(config, result.spec, bundle, ctx.request, ctx.inventory)
+    if ctx.injected is None:
+        hook = plan_hook(config, result.spec, bundle, ctx.request, ctx.inventory)
+    else:
+        hook = HookPlan(injected=False, notes=("the engine injected the driver from a CDI spec",))
     final = ctx.request  # as the shim leaves it: MIG profiles replaced by what a lease gives
     request_json = request_view.to_json(
         final, None if final is None else lambda: select(final, ctx.inventory()))
     return Plan(bundle=bundle, container_id=container_id, config=config.source,
                 request=request_line, request_json=request_json,
                 edits=tuple((name, tuple(notes)) for name, notes in result.notes),
-                diff=spec_diff(loaded.spec, result.spec) if result.changed else "", hook=hook)
+                diff=spec_diff(loaded.spec, result.spec) if result.changed else "", hook=hook,
+                cdi=describe_injection(ctx))
 
 
 def render(plan: Plan) -> str:
     """The text report."""
     out = [f"plan for {plan.bundle} (container {plan.container_id}), configuration "
-           f"{plan.config}", f"request: {plan.request}", ""]
+           f"{plan.config}", f"request: {plan.request}", *([plan.cdi] if plan.cdi else []), ""]
     if plan.edits:
-        out.append("gpu-container-runtime would edit config.json:")
+        out.append("gpu-container-runtime would edit config.json:" if plan.diff else
+                   "gpu-container-runtime would leave config.json as it is, noting:")
         out += [f"  {note}" for _, notes in plan.edits for note in notes]
     else:
         out.append("gpu-container-runtime would leave config.json as it is")
@@ -133,7 +159,8 @@ def render(plan: Plan) -> str:
 
 def render_hook(hook: HookPlan) -> list[str]:
     if not hook.injected:
-        return ["gpu-container-hook: not injected (not a GPU container)"]
+        why = hook.notes[0] if hook.notes else "not a GPU container"
+        return [f"gpu-container-hook: not injected ({why})"]
     out = [f"gpu-container-hook {hook.stage} would"
            + (f", through {hook.library}:" if hook.library else ":")]
     out += [f"  {line}" for line in hook.checks]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from gpu_core.selection import Selection
     from leases.allocation import Lease
     from leases.interface import LeaseStore
+    from runtime_shim.cdi_injection import Injection
     from runtime_shim.cpuset import Available
     from runtime_shim.policy_choice import PolicyChoice
 
@@ -67,9 +68,19 @@ class Context:
     first use. ``gpu-ctk plan`` sets a dry-run store (leases.dry_run)."""
     lease: Optional[Lease] = None
     """The MIG lease this create took (or, with a dry-run store, would take); None: none."""
+    injected: Optional[Injection] = None
+    """NVIDIA devices or driver files the engine already injected from a CDI spec
+    (runtime_shim.cdi_injection); then no modifier adds devices, a lease or our hook."""
     _inventory: Optional[Inventory] = field(default=None, repr=False)
     _selection: Optional[tuple[DeviceRequest, Selection]] = field(default=None, repr=False)
     _policy: Optional[PolicyChoice] = field(default=None, repr=False)
+
+    @property
+    def gpu(self) -> bool:
+        """Whether this is a GPU container: it asks for GPUs, or the engine gave it GPU nodes
+        (an annotation alone never makes one: README §Beside CDI and DRA)."""
+        return self.request is not None or (self.injected is not None
+                                            and self.injected.gpus_present)
 
     def inventory(self) -> Inventory:
         """Discover the host's GPUs once, on the first modifier that needs them."""
@@ -113,5 +124,5 @@ class Context:
         if self._policy is None:
             from runtime_shim import policy_choice
 
-            self._policy = policy_choice.choose(spec, self.config, gpu=self.request is not None)
+            self._policy = policy_choice.choose(spec, self.config, gpu=self.gpu)
         return self._policy

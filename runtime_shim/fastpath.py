@@ -36,6 +36,9 @@ CREATE_TRIGGERS = (
     "ai.scheduling.policy",      # the policy annotation (runtime_shim.policy_choice)
     "ai_scheduling_policy",      # the policy env var
     "oomscoreadj",               # an explicit value, which the oom modifier may clamp
+    "nvidia",                    # /dev/nvidia* nodes or libnvidia-ml mounts of a CDI injection
+    "libcuda",                   # a libcuda mount of a CDI injection (runtime_shim.cdi_injection)
+    "cdi.k8s.io",                # the annotations engines write for injected CDI devices
     "\\u",                       # a JSON escape could spell any of the above
     "\u017f",                    # Go folds the long s (U+017F) to s, so it can spell "s"
     "\u212a",                    # and the Kelvin sign to k

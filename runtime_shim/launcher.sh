@@ -13,7 +13,7 @@
 PYTHON=/usr/bin/python3
 PYCODE='import site,sys;site.main();from runtime_shim.main import main;sys.exit(main())'
 STATE=/run/gpu-container-shim/fastpath
-TRIGGERS='nvidia_visible_devices|nvidia-container-devices|cuda_version|ai.scheduling.policy|ai_scheduling_policy|oomscoreadj|\u|ſ|K'
+TRIGGERS='nvidia_visible_devices|nvidia-container-devices|cuda_version|ai.scheduling.policy|ai_scheduling_policy|oomscoreadj|nvidia|libcuda|cdi.k8s.io|\u|ſ|K'
 CMP='/usr/bin/cmp /bin/cmp'
 FIND='/usr/bin/find /bin/find'
 

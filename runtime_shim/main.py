@@ -33,12 +33,22 @@ def build_context(spec: Mapping[str, Any], config: config_mod.Config, *, bundle:
     shim would."""
     from gpu_core.request import parse_request
     from runtime_shim import host
+    from runtime_shim.cdi_injection import detect
     from runtime_shim.context import Context
     from runtime_shim.modifiers import mig_lease
 
-    return Context(config=config, request=parse_request(spec, config), container_id=container_id,
+    injected = detect(spec, (config.hook.path,))
+    try:
+        request = parse_request(spec, config)
+    except ShimError:
+        if injected is None:
+            raise
+        # The engine chose the devices; whatever NVIDIA_VISIBLE_DEVICES says (a CDI name our
+        # spec dirs lack, say) selects nothing here (README §Beside CDI and DRA).
+        request = None
+    return Context(config=config, request=request, container_id=container_id,
                    host=host.read_facts(systemd_cgroup, runtime=runtime), bundle=bundle,
-                   runtime_root=mig_lease.runtime_state_root(runtime, root))
+                   runtime_root=mig_lease.runtime_state_root(runtime, root), injected=injected)
 
 
 def fault_point(config: config_mod.Config, name: str) -> None:
@@ -104,7 +114,7 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
                             root=invocation.root)
         mark("request")
         ctx.discover = timed_discovery(config, discovered)
-        request = ctx.request
+        is_gpu = ctx.gpu
         try:
             result = pipeline.run(loaded.spec, ctx)
             mark("modifiers")
@@ -120,7 +130,7 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             raise
     except ShimError as error:
         if log_file:  # the failed start in our log too, for gpu-ctk metrics and stats
-            gpu = "unknown" if ctx is None else "yes" if ctx.request is not None else "no"
+            gpu = "unknown" if ctx is None else "yes" if ctx.gpu else "no"
             log_create(log_file, "error", invocation, bundle, started, [
                 ("gpu", gpu), ("error_stage", error.stage),
                 ("msg", one_line(f"{COMMAND}: {error.stage}: {error.cause}"))])
@@ -133,7 +143,7 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             spans["discovery"] = discovered[0]
         phases = [(f"{phase}_ms", f"{seconds * 1000:.1f}") for phase, seconds in spans.items()]
         log_create(log_file, "info", invocation, bundle, started, [
-            ("gpu", "yes" if request is not None else "no"),
+            ("gpu", "yes" if is_gpu else "no"),
             ("written", "yes" if result.changed else "no"), ("changes", changes), *phases])
 
 

@@ -38,7 +38,8 @@ ORDER: tuple[tuple[str, Modifier], ...] = (
 )
 
 GPU_ONLY = frozenset({"mig-lease", "devices", "hook", "numa"})
-"""Modifiers that return their input for a container without a GPU request; for such a
+"""Modifiers that return their input for a container that is no GPU container (``Context.gpu``:
+no GPU request and no GPU node injected by the engine); for such a
 container they are skipped, never imported (tests/runtime_shim/test_pipeline.py holds them to
 it)."""
 
@@ -58,7 +59,7 @@ def run(spec: Spec, ctx: Context,
     current = spec
     notes: list[tuple[str, Notes]] = []
     for name, modify in order:
-        if ctx.request is None and name in GPU_ONLY:
+        if not ctx.gpu and name in GPU_ONLY:
             continue
         current, these = modify(current, ctx)
         if these:

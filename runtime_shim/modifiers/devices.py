@@ -28,6 +28,13 @@ ACCESS = "rw"
 
 
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
+    if not ctx.gpu:
+        return spec, []
+    if ctx.injected is not None:
+        # The engine's CDI injection decides the devices; adding ours would widen it
+        # (README §Beside CDI and DRA).
+        return spec, [f"devices: CDI-injected by the engine ({ctx.injected.describe()}): "
+                      "not widened"]
     if ctx.request is None:
         return spec, []
     inventory = ctx.inventory()

@@ -47,6 +47,12 @@ def is_replaced(entry: Any, ours: dict[str, Any]) -> bool:
 
 
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
+    if not ctx.gpu:
+        return spec, []
+    if ctx.injected is not None:
+        # The engine mounted the driver from the CDI spec (with its own hooks); our hook would
+        # mount it again and select devices from the env (README §Beside CDI and DRA).
+        return spec, ["hook: not injected: the engine injected the driver from a CDI spec"]
     if ctx.request is None:
         return spec, []
     ours = our_entry(ctx)

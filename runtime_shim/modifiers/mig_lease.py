@@ -94,8 +94,8 @@ def record_request(spec: Spec, requested: DeviceRequest, leased: DeviceRequest) 
 
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     current = ctx.request
-    if current is None:
-        return spec, []
+    if current is None or ctx.injected is not None:
+        return spec, []  # injected by the engine: its devices, no lease (README §Beside CDI)
     request = original_request(spec, current)
     exclusive = ctx.config.mig.exclusive_explicit
     explicit = tuple(t for t in request.devices

@@ -5,17 +5,25 @@ memory nodes intersected with any cpuset the engine already set (Kubernetes' CPU
 ``--cpuset-cpus``). When nothing would be left, or a GPU's node is unknown (one-node hosts say
 -1), the cpuset stays as it was and a note says why — placement is an optimisation, never a reason
 for a container to fail or to get CPUs it was not given.
+
+For a spec the engine injected GPUs into from a CDI spec (runtime_shim.cdi_injection) the GPUs are
+those whose minor numbers the injected ``/dev/nvidia<N>`` nodes carry, whatever the request says;
+there a failed discovery only skips placement, as the shim needs it for nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Optional
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from gpu_core import numa
+from gpu_core.errors import ShimError
 from runtime_shim.context import Context, Notes, Spec
 from runtime_shim.cpuset import Available
 from runtime_shim.spec_tree import get_in, set_in
+
+if TYPE_CHECKING:
+    from gpu_core.inventory import Gpu
 
 STAGE = "numa"
 CPUS = ("linux", "resources", "cpu", "cpus")
@@ -23,15 +31,29 @@ MEMS = ("linux", "resources", "cpu", "mems")
 
 
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
-    if ctx.request is None:
+    if not ctx.gpu:
         return spec, []
     policy = ctx.policy(spec).policy
     if policy is None or not policy.numa:
         return spec, []
-    gpus = ctx.selection(ctx.request).checked_gpus
+    prefix = f"numa: policy {policy.name}"
+    if ctx.injected is not None:
+        if not ctx.injected.gpus_present:
+            return spec, []
+        try:
+            inventory = ctx.inventory()
+        except ShimError as error:  # the engine gave the GPUs: placement alone is lost
+            return spec, [f"{prefix}: placement skipped: {error.stage}: {error.cause}"]
+        gpus, absent = present_gpus(ctx.injected.gpu_minors, inventory.gpus)
+        if absent:
+            return spec, [f"{prefix}: placement skipped: no GPU of this host has the minor "
+                          f"number of {', '.join(f'/dev/nvidia{m}' for m in absent)}"]
+    elif ctx.request is not None:
+        gpus = ctx.selection(ctx.request).checked_gpus
+    else:
+        return spec, []
     if not gpus:
         return spec, []
-    prefix = f"numa: policy {policy.name}"
     unknown = [gpu.index for gpu in gpus if gpu.numa_node is None]
     if unknown:
         return spec, [f"{prefix}: placement skipped: NUMA node of {_gpus(unknown)} unknown"]
@@ -43,6 +65,15 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         cgroups_path: Any = get_in(spec, ("linux", "cgroupsPath"))
         available = ctx.host.available(cgroups_path if isinstance(cgroups_path, str) else None)
     return place(spec, gpu_nodes, node_cpus, prefix, available)
+
+
+def present_gpus(minors: Sequence[int], gpus: Sequence[Gpu]
+                 ) -> tuple[tuple[Gpu, ...], tuple[int, ...]]:
+    """The GPUs whose device node minors the engine declared (``/dev/nvidia<N>`` entries of a
+    CDI injection), in ``minors`` order, and the minors no GPU of the inventory has."""
+    by_minor = {gpu.minor: gpu for gpu in gpus}
+    return (tuple(by_minor[m] for m in minors if m in by_minor),
+            tuple(m for m in minors if m not in by_minor))
 
 
 def place(spec: Spec, gpu_nodes: Mapping[int, int],

@@ -25,7 +25,7 @@ def wanted(spec: Spec, ctx: Context) -> tuple[Optional[int], str, Notes]:
     notes = [f"oom: {choice.ignored}"] if choice.ignored else []  # only here (PolicyChoice)
     if policy is not None and policy.oom_score_adj is not None:
         return policy.oom_score_adj, f"policy {policy.name}", notes
-    if ctx.request is not None and ctx.config.oom.inherit:
+    if ctx.gpu and ctx.config.oom.inherit:
         return ctx.host.oom_score_adj, "inherited", notes
     return None, "", notes
 

@@ -340,3 +340,51 @@ def test_legacy_image_newer_than_the_driver_fails(t4_host: SimHost, tmp_path: Pa
     assert status == 1
     assert err == ("gpu-ctk: plan: the hook would fail this start: requirements: unsatisfied "
                    "condition: cuda>=99.1\n")
+
+
+def write_injected_bundle(directory: Path, env: list[str]) -> Path:
+    """A bundle as podman writes it after injecting ``nvidia.com/gpu=0`` from a CDI spec."""
+    write_bundle(directory, env)
+    spec = json.loads((directory / "config.json").read_text())
+    spec["linux"]["devices"] = [
+        {"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0, "fileMode": 438},
+        {"path": "/dev/nvidiactl", "type": "c", "major": 195, "minor": 255, "fileMode": 438}]
+    spec["hooks"] = {"createContainer": [{"path": "/usr/bin/nvidia-cdi-hook",
+                                          "args": ["nvidia-cdi-hook", "update-ldcache"]}]}
+    (directory / "config.json").write_text(json.dumps(spec))
+    return directory
+
+
+@pytest.mark.parametrize("env", [["NVIDIA_VISIBLE_DEVICES=void"], [],
+                                 ["NVIDIA_VISIBLE_DEVICES=all"]])
+def test_cdi_injected_container_shows_it_is_not_widened(
+        t4_host: SimHost, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        env: list[str]) -> None:
+    """Whatever NVIDIA_VISIBLE_DEVICES says: no device added, no hook, the decision shown."""
+    bundle = write_injected_bundle(tmp_path / "ctr", env)
+    before = (bundle / "config.json").read_text()
+    status, out, _ = run_plan(capsys, str(bundle))
+    assert status == 0
+    assert "devices: CDI-injected by the engine (GPU 0: /dev/nvidia0): not widened" in out
+    assert "not a GPU container" not in out
+    assert "gpu-container-hook: not injected (the engine injected the driver from a CDI spec)" \
+        in out
+    added = [line for line in out.splitlines() if line.startswith("+") and "+++" not in line]
+    assert not [line for line in added if "/dev/nvidia" in line or "container-hook" in line]
+    assert (bundle / "config.json").read_text() == before
+
+
+def test_cdi_injected_container_still_gets_its_policy(
+        t4_host: SimHost, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = write_injected_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=void"])
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["annotations"] = {"ai.scheduling.policy": "guaranteed"}
+    (bundle / "config.json").write_text(json.dumps(spec))
+    status, out, _ = run_plan(capsys, "--json", str(bundle))
+    plan = json.loads(out)
+    assert status == 0
+    assert plan["cdi_injected"] == \
+        "devices: CDI-injected by the engine (GPU 0: /dev/nvidia0): not widened"
+    assert [e["modifier"] for e in plan["edits"]][:3] == ["devices", "hook", "policy"]
+    assert '"swap": 1073741824' in plan["diff"] and "gpu-container-hook" not in plan["diff"]
+    assert plan["hook"]["injected"] is False

@@ -15,6 +15,7 @@ from gpu_core.errors import ShimError
 from gpu_core.inventory import DeviceNode, Inventory
 from gpu_core.request import DeviceRequest
 from gpu_core.testing import CAPS_MAJOR, UVM_MAJOR, cap_minor, fake_inventory, gpu_uuid, mig_uuid
+from runtime_shim.cdi_injection import Injection
 from runtime_shim.context import Context
 from runtime_shim.modifiers import devices
 
@@ -263,3 +264,36 @@ def test_malformed_spec_is_devices_error(description: str,
         devices.apply(spec, context(("3",)))
     assert caught.value.stage == "devices"
     assert message in caught.value.cause
+
+
+def injected(*minors: int) -> Injection:
+    return Injection(gpu_minors=minors, evidence=tuple(f"/dev/nvidia{m}" for m in minors)
+                     or ("annotation cdi.k8s.io/x",))
+
+
+@pytest.mark.parametrize("tokens", [("all",), ("0", "1"), None])
+def test_cdi_injected_spec_is_not_widened_whatever_the_request(
+        tokens: Optional[tuple[str, ...]]) -> None:
+    """NVIDIA_VISIBLE_DEVICES=all, a list, or void/unset: the engine's devices stay the only
+    ones, and no host is even discovered."""
+    def refuse() -> Inventory:
+        raise AssertionError("discovered")
+
+    spec = base_spec()
+    spec["linux"]["devices"] = [{"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0}]
+    ctx = context(tokens) if tokens is not None else Context(config=defaults(), request=None)
+    ctx.discover = refuse
+    ctx.injected = injected(0)
+    result, notes = devices.apply(spec, ctx)
+    assert result is spec
+    assert notes == ["devices: CDI-injected by the engine (/dev/nvidia0): not widened"]
+
+
+def test_cdi_annotation_alone_also_stops_device_injection() -> None:
+    """An annotation may make the shim do less: it adds no device even for `all`."""
+    spec = base_spec()
+    ctx = context(("all",))
+    ctx.injected = injected()
+    result, notes = devices.apply(spec, ctx)
+    assert result is spec
+    assert notes == ["devices: CDI-injected by the engine (annotation cdi.k8s.io/x): not widened"]

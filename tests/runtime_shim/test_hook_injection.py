@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from runtime_shim.cdi_injection import Injection
 from runtime_shim.modifiers import hook_injection
 from runtime_shim.testing import GPU0, context
 
@@ -74,3 +75,13 @@ def test_entry_env_is_explicit_and_clean() -> None:
     result, _ = hook_injection.apply(spec, context(request=GPU0))
     env = result["hooks"]["prestart"][0]["env"]
     assert all(not e.startswith(("LD_", "PYTHON")) for e in env)
+
+
+@pytest.mark.parametrize("request_", [GPU0, None], ids=["gpu request", "void"])
+def test_cdi_injected_spec_gets_no_hook(request_: Any) -> None:
+    """The engine mounted the driver from its CDI spec: our hook would mount it again."""
+    spec = {"hooks": {"createContainer": [{"path": "/usr/bin/nvidia-cdi-hook"}]}}
+    ctx = context(request=request_, injected=Injection((0,), ("/dev/nvidia0 (195:0)",)))
+    result, notes = hook_injection.apply(spec, ctx)
+    assert result is spec
+    assert notes == ["hook: not injected: the engine injected the driver from a CDI spec"]

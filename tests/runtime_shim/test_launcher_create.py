@@ -17,7 +17,7 @@ from oci_schema import config_errors
 
 from gpu_core import config as config_mod
 from gpu_core import logfile
-from runtime_shim import fastpath, launcher, pipeline, policy_choice, rootfs_guard
+from runtime_shim import cdi_injection, fastpath, launcher, pipeline, policy_choice, rootfs_guard
 from runtime_shim.main import build_context
 
 PRINT_ARGS = "for a do printf ' [%s]' \"$a\"; done; echo\n"
@@ -334,6 +334,8 @@ def test_no_trigger_means_no_modifier_acts(extra: dict[str, Any], env: list[str]
 def test_triggers_cover_the_names_the_modifiers_read() -> None:
     """Each name the request parser and the policy chooser look for is a trigger."""
     for name in ("NVIDIA_VISIBLE_DEVICES", "CUDA_VERSION", "/var/run/nvidia-container-devices",
-                 policy_choice.ANNOTATION, policy_choice.ENV_VAR, "oomScoreAdj"):
+                 policy_choice.ANNOTATION, policy_choice.ENV_VAR, "oomScoreAdj",
+                 "/dev/nvidia0", "/dev/nvidiactl", "/usr/lib64/libnvidia-ml.so.1",
+                 "/usr/lib64/libcuda.so.1", cdi_injection.CDI_ANNOTATION_PREFIX + "vendor.gpu"):
         assert any(t in name.lower() for t in fastpath.CREATE_TRIGGERS), name
     assert os.path.basename(launcher.TEMPLATE) == "launcher.sh"

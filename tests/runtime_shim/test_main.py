@@ -374,3 +374,43 @@ def test_argv_runc_builds_read_differently_is_refused_in_one_line(
     assert err.startswith("gpu-container-runtime: argv: create: runc builds read these "
                           "arguments differently") and err.count("\n") == 1
     assert execs == [] and (bundle / "config.json").read_bytes() == before
+
+
+def injected_spec(env: str) -> dict[str, Any]:
+    return {"ociVersion": "1.0.2", "process": {"args": ["true"], "env": ["PATH=/bin", env]},
+            "root": {"path": "rootfs"},
+            "linux": {"devices": [{"path": "/dev/nvidia0", "type": "c", "major": 195,
+                                   "minor": 0}]}}
+
+
+def test_build_context_records_a_cdi_injection(tmp_path: Path) -> None:
+    from gpu_core import config as config_mod
+
+    ctx = main_mod.build_context(injected_spec("NVIDIA_VISIBLE_DEVICES=void"),
+                                 config_mod.parse("", "t"), bundle=str(tmp_path),
+                                 container_id="c", systemd_cgroup=False)
+    assert ctx.request is None and ctx.injected is not None
+    assert ctx.injected.gpu_minors == (0,) and ctx.gpu
+
+
+def test_unresolvable_request_beside_an_injection_is_ignored(tmp_path: Path) -> None:
+    """A CDI name our spec dirs lack does not fail a container the engine already gave it."""
+    from gpu_core import config as config_mod
+
+    config = config_mod.parse(f"requests: {{cdi_spec_dirs: [{tmp_path}]}}\n", "t")
+    spec = injected_spec("NVIDIA_VISIBLE_DEVICES=nvidia.com/gpu=9")
+    ctx = main_mod.build_context(spec, config, bundle=str(tmp_path), container_id="c",
+                                 systemd_cgroup=False)
+    assert ctx.request is None and ctx.gpu
+
+
+def test_unresolvable_request_without_an_injection_still_fails(tmp_path: Path) -> None:
+    from gpu_core import config as config_mod
+    from gpu_core.errors import ShimError
+
+    config = config_mod.parse(f"requests: {{cdi_spec_dirs: [{tmp_path}]}}\n", "t")
+    spec = injected_spec("NVIDIA_VISIBLE_DEVICES=nvidia.com/gpu=9")
+    spec["linux"]["devices"] = []
+    with pytest.raises(ShimError, match="unresolvable CDI device"):
+        main_mod.build_context(spec, config, bundle=str(tmp_path), container_id="c",
+                               systemd_cgroup=False)

@@ -24,6 +24,7 @@ from leases import write as lease_write
 from leases.allocation import Holder, Lease, LeasedDevice
 from leases.dry_run import DryRunStore
 from runtime_shim import pipeline
+from runtime_shim.cdi_injection import Injection
 from runtime_shim.context import Context
 from runtime_shim.modifiers import mig_lease
 
@@ -340,3 +341,12 @@ class TestRetry:
         request = parse_request(spec, config_mod.defaults())
         assert request is not None
         assert mig_lease.original_request(spec, request) == request
+
+
+def test_cdi_injected_spec_takes_no_lease(tmp_path: Path) -> None:
+    """The engine chose the devices: a profile token in the env leases nothing."""
+    spec = base_spec(env=("NVIDIA_VISIBLE_DEVICES=mig-1g.10gb",))
+    ctx = context(tmp_path, spec)
+    ctx.injected = Injection((0,), ("/dev/nvidia0 (195:0)",))
+    assert mig_lease.apply(spec, ctx) == (spec, [])
+    assert ctx.lease is None and stored(tmp_path) == {}

@@ -12,8 +12,10 @@ import pytest
 from oci_schema import config_errors
 
 from gpu_core import config as config_mod
+from gpu_core.errors import ShimError
 from gpu_core.request import DeviceRequest
 from gpu_core.testing import fake_inventory, mig_uuid
+from runtime_shim.cdi_injection import Injection
 from runtime_shim.context import Context, HostFacts
 from runtime_shim.cpuset import Available
 from runtime_shim.modifiers import numa
@@ -268,3 +270,70 @@ def test_modifier_asks_with_the_specs_cgroups_path(sysfs: Path) -> None:
     result, notes = numa.apply(spec, ctx)
     assert asked == ["/ai-workload.slice/c1"]
     assert result is spec and "placement skipped" in notes[0]
+
+
+class TestCdiInjected:
+    """NUMA placement from the GPU nodes the engine injected, whatever the request says."""
+
+    def injected_context(self, sysfs: Path, minors: tuple[int, ...],
+                         tokens: Optional[tuple[str, ...]] = None, host: Any = HOST) -> Context:
+        ctx = context(sysfs, tokens, host=host)
+        ctx.injected = Injection(minors, tuple(f"/dev/nvidia{m}" for m in minors)
+                                 or ("annotation cdi.k8s.io/x",))
+        return ctx
+
+    def test_placed_on_the_present_gpus_node_even_when_void(self, sysfs: Path) -> None:
+        result, notes = numa.apply(base_spec(), self.injected_context(sysfs, (5,)))
+        assert cpu_of(result) == {"cpus": "64-127", "mems": "1"}
+        assert notes == [f"{PREFIX}: GPU 5 on node 1: linux.resources.cpu.cpus 64-127, "
+                         "linux.resources.cpu.mems 1"]
+
+    def test_present_gpus_win_over_the_env_request(self, sysfs: Path) -> None:
+        """NVIDIA_VISIBLE_DEVICES=all would give both nodes; /dev/nvidia1 alone is node 0."""
+        result, _ = numa.apply(base_spec(), self.injected_context(sysfs, (1,), ("all",)))
+        assert cpu_of(result) == {"cpus": "0-63", "mems": "0"}
+
+    def test_minor_maps_to_the_gpu_with_that_minor_not_that_index(self, sysfs: Path) -> None:
+        """GPU index 0 has minor 6 here (on node 1): /dev/nvidia6 is GPU 0, placed on node 1."""
+        gpus = [dataclasses.replace(g, minor={0: 6, 6: 0}.get(g.index, g.minor))
+                for g in HOST.gpus]
+        host = dataclasses.replace(HOST, gpus=tuple(gpus))
+        host = dataclasses.replace(host, gpus=tuple(
+            dataclasses.replace(g, numa_node=1) if g.index == 0 else
+            dataclasses.replace(g, numa_node=0) if g.index == 6 else g for g in host.gpus))
+        result, notes = numa.apply(base_spec(),
+                                   self.injected_context(sysfs, (6,), host=host))
+        assert cpu_of(result) == {"cpus": "64-127", "mems": "1"}
+        assert "GPU 0 on node 1" in notes[0]
+
+    def test_minor_of_no_host_gpu_skips_with_a_note(self, sysfs: Path) -> None:
+        spec = base_spec()
+        result, notes = numa.apply(spec, self.injected_context(sysfs, (3, 40)))
+        assert result is spec
+        assert notes == [f"{PREFIX}: placement skipped: no GPU of this host has the minor "
+                         "number of /dev/nvidia40"]
+
+    def test_annotation_only_places_nothing(self, sysfs: Path) -> None:
+        """No GPU node, no placement: an annotation cannot earn a container CPUs."""
+        spec = base_spec()
+        assert numa.apply(spec, self.injected_context(sysfs, ()))[0] is spec
+
+
+def test_present_gpus_keeps_minor_order_and_reports_absent_minors() -> None:
+    found, absent = numa.present_gpus((5, 9, 2), HOST.gpus)
+    assert [g.index for g in found] == [5, 2] and absent == (9,)
+
+
+def test_failed_discovery_beside_a_cdi_injection_only_skips_placement(sysfs: Path) -> None:
+    """The engine already gave the GPUs: a host whose NVML fails loses placement, not the start."""
+    def broken() -> Any:
+        raise ShimError("discovery", "nvml: NVML Shared Library Not Found")
+
+    ctx = context(sysfs, None)
+    ctx.discover = broken
+    ctx.injected = Injection((0,), ("/dev/nvidia0 (195:0)",))
+    spec = base_spec()
+    result, notes = numa.apply(spec, ctx)
+    assert result is spec
+    assert notes == [f"{PREFIX}: placement skipped: discovery: nvml: NVML Shared Library Not "
+                     "Found"]

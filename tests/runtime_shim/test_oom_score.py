@@ -7,6 +7,7 @@ from typing import Any, Optional
 import pytest
 
 from gpu_core.errors import ShimError
+from runtime_shim.cdi_injection import Injection
 from runtime_shim.modifiers import oom_score
 from runtime_shim.testing import GPU0, context
 
@@ -85,3 +86,17 @@ def test_unknown_policy_ignored_when_configured() -> None:
     spec = spec_with(annotations={"ai.scheduling.policy": "nope"})
     result, notes = oom_score.apply(spec, ctx)
     assert result is spec and "ignored unknown policy" in notes[0]
+
+
+def test_container_with_engine_injected_gpu_inherits_like_a_gpu_container() -> None:
+    """NVIDIA_VISIBLE_DEVICES=void but /dev/nvidia0 from CDI: still a GPU container."""
+    ctx = context(oom_score_adj=300, injected=Injection((0,), ("/dev/nvidia0 (195:0)",)))
+    result, notes = oom_score.apply(spec_with(), ctx)
+    assert result["process"]["oomScoreAdj"] == 300
+    assert notes == ["oom: oomScoreAdj 300 (inherited)"]
+
+
+def test_cdi_annotation_alone_does_not_make_a_gpu_container() -> None:
+    """An annotation may only make the shim do less: no inherited score from it."""
+    ctx = context(oom_score_adj=300, injected=Injection((), ("annotation cdi.k8s.io/x",)))
+    assert oom_score.apply(spec_with(), ctx)[0].get("process") == {"args": ["/bin/true"]}

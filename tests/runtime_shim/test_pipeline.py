@@ -13,6 +13,7 @@ import pytest
 
 from gpu_core.errors import ShimError
 from runtime_shim import pipeline
+from runtime_shim.cdi_injection import Injection
 from runtime_shim.testing import context
 
 CONFIGS = [
@@ -93,6 +94,7 @@ def test_lazy_entries_run_the_modules_apply(name: str) -> None:
 PROBE = """
 import json, sys
 from runtime_shim import pipeline
+from runtime_shim.cdi_injection import Injection
 from runtime_shim.testing import context
 pipeline.run(json.loads(sys.argv[1]), context("cgroup: {parent: ai-workload.slice}"))
 heavy = ("gpu_core.selection", "gpu_core.discovery", "gpu_core.inventory", "gpu_core.nvml_query",
@@ -132,6 +134,7 @@ LEASE_PROBE = """
 import json, sys
 from gpu_core.request import DeviceRequest
 from runtime_shim import pipeline
+from runtime_shim.cdi_injection import Injection
 from runtime_shim.testing import context
 request = DeviceRequest(devices=("0",), capabilities=frozenset({"utility"}))
 ctx = context("", request=request)
@@ -147,3 +150,34 @@ def test_gpu_request_without_mig_tokens_skips_the_lease_store() -> None:
     done = subprocess.run([sys.executable, "-c", LEASE_PROBE, json.dumps(SPECS[0])],
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == [[], []]
+
+
+INJECTED_SPEC: dict[str, Any] = {
+    "ociVersion": "1.0.2",
+    "process": {"args": ["true"], "env": ["PATH=/bin", "NVIDIA_VISIBLE_DEVICES=void"]},
+    "linux": {"devices": [{"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0}],
+              "resources": {"memory": {"limit": 1 << 30}}}}
+
+
+def test_cdi_injected_void_container_gets_its_policy_but_no_devices_or_hook() -> None:
+    """The engine's /dev/nvidia0 with NVIDIA_VISIBLE_DEVICES=void: a GPU container for the
+    policies (the default GPU policy applies), with nothing added to its devices or hooks."""
+    ctx = context("policy: {default: gpu}\n"
+                  "policies: {gpu: {oom_score_adj: -500, swap_off: true}}\n",
+                  injected=Injection((0,), ("/dev/nvidia0 (195:0)",)))
+    result = pipeline.run(INJECTED_SPEC, ctx)
+    assert result.spec["linux"]["devices"] == INJECTED_SPEC["linux"]["devices"]
+    assert "hooks" not in result.spec
+    assert result.spec["process"]["oomScoreAdj"] == -500
+    assert result.spec["linux"]["resources"]["memory"]["swap"] == 1 << 30
+    assert [name for name, _ in result.notes] == ["devices", "hook", "policy", "oom"]
+
+
+@pytest.mark.parametrize("name", sorted(pipeline.GPU_ONLY))
+def test_gpu_only_modifiers_return_their_input_for_an_annotation_alone(name: str) -> None:
+    """A CDI annotation without a request or GPU node is no GPU container: skipping is exact."""
+    spec = {**SPECS[0], "annotations": {"cdi.k8s.io/x": "nvidia.com/gpu=0"}}
+    ctx = context(injected=Injection((), ("annotation cdi.k8s.io/x",)))
+    assert not ctx.gpu
+    result, notes = modifier(name)(spec, ctx)
+    assert result is spec and notes == []
