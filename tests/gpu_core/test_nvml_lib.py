@@ -59,7 +59,7 @@ def test_profile_info_version_is_nvml_s() -> None:
     """The V call's version word is NVML_STRUCT_VERSION(nvmlGpuInstanceProfileInfo_v2_t, 2)."""
     import pynvml
 
-    assert nvml_lib.PROFILE_INFO_V2 == pynvml.nvmlGpuInstanceProfileInfo_v2
+    assert pynvml.nvmlGpuInstanceProfileInfo_v2 == nvml_lib.PROFILE_INFO_V2
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_references_follow_init_and_shutdown(sim_host_factory: SimHostFactory) -
     counts = [nvml.references]
     nvml.shutdown()
     nvml.shutdown()
-    assert counts + [nvml.references] == [2, 0]
+    assert [*counts, nvml.references] == [2, 0]
 
 
 # --- the calls ------------------------------------------------------------------------------------

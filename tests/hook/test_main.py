@@ -358,3 +358,27 @@ def test_version_and_help_answer_without_reading_stdin(
     assert hook_main.main(argv) == 0
     out = capsys.readouterr()
     assert out.out.startswith(first) and out.err == ""
+
+
+NVML_PROBE = """
+import json, sys, time
+from gpu_core import config
+from gpu_core.request import DeviceRequest
+from hook import main
+main.Run.mount = lambda self, *args: None  # the library's mounts are not what is measured
+run = main.Run(time.monotonic())
+request = DeviceRequest(devices=("0",), capabilities=frozenset({"compute", "utility"}))
+run.prepare(config.load(), main.Budget(time.monotonic(), 30.0), request, 0, None, "")
+print(json.dumps([run.inventory is not None and len(run.inventory.gpus),
+                  sorted(m for m in ("pynvml", "ctypes.util", "gpu_core.nvml_lib")
+                         if m in sys.modules)]))
+"""
+
+
+def test_gpu_discovery_and_readiness_import_no_pynvml(sim_host: Any) -> None:
+    """The hook's NVML stages (discovery, then the readiness wait) on a simulated host go
+    through gpu_core.nvml_lib: neither pynvml nor ctypes.util (about 31 ms) is imported."""
+    sim_host.set_faults()
+    done = subprocess.run([sys.executable, "-c", NVML_PROBE], capture_output=True, text=True,
+                          check=True, env={**os.environ, **sim_host.env()})
+    assert json.loads(done.stdout) == [8, ["gpu_core.nvml_lib"]]
