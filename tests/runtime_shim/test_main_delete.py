@@ -184,8 +184,8 @@ print(json.dumps([len(first_inits), sorted(m for m in ("pynvml", "ctypes.util")
 
 @pytest.mark.parametrize(("topology", "token"), [("dgx-a100", "0"),
                                                  ("dgx-a100-mig", "mig-1g.10gb")])
-def test_gpu_create_inits_nvml_once_without_pynvml(sim_host_factory: SimHostFactory, tmp_path: Path,
-                                      topology: str, token: str) -> None:
+def test_gpu_create_inits_nvml_once_without_pynvml(
+        sim_host_factory: SimHostFactory, tmp_path: Path, topology: str, token: str) -> None:
     """A GPU create (a GPU index, or a MIG profile that takes a lease) reads NVML through
     gpu_core.nvml_lib, initialising it once: neither pynvml nor ctypes.util (about 31 ms) is
     imported."""
