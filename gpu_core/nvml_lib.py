@@ -10,6 +10,7 @@ own ``nvmlErrorString`` text and the C symbol that failed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 from ctypes import byref, c_char, c_int, c_uint, c_ulonglong, c_void_p
@@ -111,12 +112,14 @@ class NvmlError(Exception):
 
 
 class Nvml:
-    """One loaded NVML library (``None``: the default could not be loaded, which every call
-    then reports as NVML's LIBRARY_NOT_FOUND, as an init would). ``references`` counts the
-    inits not yet shut down through this object."""
+    """One NVML library. ``None`` with a ``path``: the default could not be loaded yet; each
+    call tries again (a readiness wait outlives a driver still being installed) and, failing,
+    reports NVML's LIBRARY_NOT_FOUND, as an init would. ``references`` counts the inits not yet
+    shut down through this object."""
 
-    def __init__(self, library: Optional[ctypes.CDLL]) -> None:
+    def __init__(self, library: Optional[ctypes.CDLL], path: str = "") -> None:
         self._library = library
+        self._path = path
         self.references = 0
 
     def error_string(self, code: int) -> str:
@@ -132,6 +135,9 @@ class Nvml:
         return f"NVML Error with code {code}"
 
     def _symbol(self, name: str) -> Any:
+        if self._library is None and self._path:
+            with contextlib.suppress(OSError):
+                self._library = ctypes.CDLL(self._path)
         if self._library is None:
             raise NvmlError(ERROR_LIBRARY_NOT_FOUND, "NVML Shared Library Not Found", name)
         try:
@@ -277,6 +283,6 @@ def open_nvml(library: str = "") -> Nvml:
             if library:
                 raise ShimError("discovery", one_line(f"nvml: cannot load {library}: {exc}")) \
                     from None
-            return Nvml(None)  # not cached: the driver may be installed later
+            return Nvml(None, wanted)  # not cached: the next start looks afresh
         _loaded[wanted] = nvml
         return nvml

@@ -83,6 +83,26 @@ def test_missing_default_library_fails_each_call_as_library_not_found(
         (12, "NVML Shared Library Not Found", "nvmlInitWithFlags")
 
 
+def test_default_library_installed_later_is_found_by_the_next_call(
+        sim_host_factory: SimHostFactory, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver installed while the hook waits: the first init says LIBRARY_NOT_FOUND, the
+    next one (same Nvml) loads the library and succeeds."""
+    import shutil
+
+    default = tmp_path / "libnvidia-ml.so.1"
+    monkeypatch.setattr(nvml_lib, "DEFAULT_LIBRARY", str(default))
+    nvml = open_nvml("")
+    with pytest.raises(NvmlError) as caught:
+        nvml.init()
+    shutil.copy(sim_host_factory("t4").nvml_library, default)
+    nvml.init()
+    try:
+        assert (caught.value.value, nvml.device_count()) == (12, 1)
+    finally:
+        nvml.shutdown()
+
+
 def test_library_without_the_symbol_is_function_not_found() -> None:
     """A library lacking the call answers FUNCTION_NOT_FOUND (13) naming the call."""
     libc = ctypes.util.find_library("c")
