@@ -4,8 +4,8 @@
 shutil and tempfile); the shim's create and the hook only need some twenty calls, so they go
 through this module instead: plain ``ctypes`` (about 3 ms), the library dlopened by path — the
 configured ``nvml.library`` or the dynamic linker's ``libnvidia-ml.so.1`` — and the struct
-layouts of nvml.h. Every failure is an ``NvmlError`` carrying NVML's return code, the library's
-own ``nvmlErrorString`` text and the C symbol that failed.
+layouts of nvml.h (``gpu_core.nvml_structs``). Every failure is an ``NvmlError`` carrying
+NVML's return code, the library's own ``nvmlErrorString`` text and the C symbol that failed.
 """
 
 from __future__ import annotations
@@ -13,10 +13,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import threading
-from ctypes import byref, c_char, c_int, c_uint, c_ulonglong, c_void_p
+from ctypes import byref, c_int, c_uint, c_void_p
 from typing import Any, Optional, TypeVar
 
 from gpu_core.errors import ShimError, one_line
+from gpu_core.nvml_structs import (
+    PROFILE_INFO_V2,
+    DeviceAttributes,
+    GpuInstanceInfo,
+    GpuInstanceProfileInfo,
+    GpuInstanceProfileInfoV2,
+    Memory,
+    PciInfo,
+)
 
 DEFAULT_LIBRARY = "libnvidia-ml.so.1"
 
@@ -39,66 +48,6 @@ GPU_INSTANCE_PROFILE_COUNT = 0x12
 """How many ``NVML_GPU_INSTANCE_PROFILE_*`` enum values there are (nvml.h 12.x)."""
 
 _TEXT_SIZE = 96  # NVML_DEVICE_UUID_V2_BUFFER_SIZE / NAME_V2: the largest the calls used need
-
-
-class PciInfo(ctypes.Structure):
-    """nvmlPciInfo_t (the v3 call's layout)."""
-
-    _fields_ = [("busIdLegacy", c_char * 16), ("domain", c_uint), ("bus", c_uint),
-                ("device", c_uint), ("pciDeviceId", c_uint), ("pciSubSystemId", c_uint),
-                ("busId", c_char * 32)]
-
-
-class Memory(ctypes.Structure):
-    """nvmlMemory_t."""
-
-    _fields_ = [("total", c_ulonglong), ("free", c_ulonglong), ("used", c_ulonglong)]
-
-
-class DeviceAttributes(ctypes.Structure):
-    """nvmlDeviceAttributes_t."""
-
-    _fields_ = [("multiprocessorCount", c_uint), ("sharedCopyEngineCount", c_uint),
-                ("sharedDecoderCount", c_uint), ("sharedEncoderCount", c_uint),
-                ("sharedJpegCount", c_uint), ("sharedOfaCount", c_uint),
-                ("gpuInstanceSliceCount", c_uint), ("computeInstanceSliceCount", c_uint),
-                ("memorySizeMB", c_ulonglong)]
-
-
-class GpuInstancePlacement(ctypes.Structure):
-    """nvmlGpuInstancePlacement_t."""
-
-    _fields_ = [("start", c_uint), ("size", c_uint)]
-
-
-class GpuInstanceInfo(ctypes.Structure):
-    """nvmlGpuInstanceInfo_t."""
-
-    _fields_ = [("device", c_void_p), ("id", c_uint), ("profileId", c_uint),
-                ("placement", GpuInstancePlacement)]
-
-
-_PROFILE_COUNTS = [("id", c_uint), ("isP2pSupported", c_uint), ("sliceCount", c_uint),
-                   ("instanceCount", c_uint), ("multiprocessorCount", c_uint),
-                   ("copyEngineCount", c_uint), ("decoderCount", c_uint),
-                   ("encoderCount", c_uint), ("jpegCount", c_uint), ("ofaCount", c_uint),
-                   ("memorySizeMB", c_ulonglong)]
-
-
-class GpuInstanceProfileInfo(ctypes.Structure):
-    """nvmlGpuInstanceProfileInfo_t (v1: no version, no name)."""
-
-    _fields_ = _PROFILE_COUNTS
-
-
-class GpuInstanceProfileInfoV2(ctypes.Structure):
-    """nvmlGpuInstanceProfileInfo_v2_t; ``version`` must be ``PROFILE_INFO_V2``."""
-
-    _fields_ = [("version", c_uint), *_PROFILE_COUNTS, ("name", c_char * 96)]
-
-
-PROFILE_INFO_V2 = ctypes.sizeof(GpuInstanceProfileInfoV2) | (2 << 24)
-"""NVML_STRUCT_VERSION(nvmlGpuInstanceProfileInfo_v2_t, 2), 0x02000098 on x86_64."""
 
 
 class NvmlError(Exception):

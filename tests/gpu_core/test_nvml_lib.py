@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from gpu_core import nvml_lib
+from gpu_core import nvml_lib, nvml_structs
 from gpu_core.errors import ShimError
 from gpu_core.nvml_lib import Nvml, NvmlError, open_nvml
 
@@ -52,14 +52,14 @@ def test_struct_layout_is_nvidia_ml_py_s(ours: str, theirs: str) -> None:
         return [(name, getattr(kind, name).offset, getattr(kind, name).size)
                 for name, *_ in kind._fields_] + [("sizeof", 0, ctypes.sizeof(kind))]
 
-    assert layout(getattr(nvml_lib, ours)) == layout(getattr(pynvml, theirs))
+    assert layout(getattr(nvml_structs, ours)) == layout(getattr(pynvml, theirs))
 
 
 def test_profile_info_version_is_nvml_s() -> None:
     """The V call's version word is NVML_STRUCT_VERSION(nvmlGpuInstanceProfileInfo_v2_t, 2)."""
     import pynvml
 
-    assert pynvml.nvmlGpuInstanceProfileInfo_v2 == nvml_lib.PROFILE_INFO_V2
+    assert pynvml.nvmlGpuInstanceProfileInfo_v2 == nvml_structs.PROFILE_INFO_V2
 
 
 # --- loading --------------------------------------------------------------------------------------
