@@ -20,6 +20,7 @@ from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from gpu_core.config import Config
+    from gpu_core.nvml_lib import Nvml
     from leases.files import Snapshot
 
 RUNTIME_NAME = "gpu-container-runtime"
@@ -193,52 +194,40 @@ def probe_nvml(library: str) -> NvmlReport:
     GPU is named while the others still answer; always shut down."""
     import contextlib
 
-    import pynvml
-
-    from gpu_core import nvml_query
+    from gpu_core.nvml_lib import NvmlError, open_nvml
 
     try:
-        nvml_query.bind_library(pynvml, library)
-        pynvml.nvmlInitWithFlags(0)
+        nvml = open_nvml(library)
+        nvml.init()
     except ShimError as error:
         return NvmlReport(error=error.cause, code=12)
-    except pynvml.NVMLError as exc:
-        return NvmlReport(error=_nvml_text(pynvml, exc), code=int(exc.value))
+    except NvmlError as exc:
+        return NvmlReport(error=str(exc), code=exc.value)
     try:
-        driver = _decode(pynvml.nvmlSystemGetDriverVersion())
-        cuda = int(pynvml.nvmlSystemGetCudaDriverVersion())
-        count = int(pynvml.nvmlDeviceGetCount())
-        gpus = tuple(_probe_gpu(pynvml, index) for index in range(count))
-    except pynvml.NVMLError as exc:
-        return NvmlReport(error=_nvml_text(pynvml, exc), code=int(exc.value))
+        driver = nvml.driver_version()
+        cuda = nvml.cuda_driver_version()
+        count = nvml.device_count()
+        gpus = tuple(_probe_gpu(nvml, index) for index in range(count))
+    except NvmlError as exc:
+        return NvmlReport(error=str(exc), code=exc.value)
     finally:
-        with contextlib.suppress(pynvml.NVMLError):
-            pynvml.nvmlShutdown()
+        with contextlib.suppress(NvmlError):
+            nvml.shutdown()
     return NvmlReport(driver=driver, cuda=f"{cuda // 1000}.{(cuda % 1000) // 10}", gpus=gpus)
 
 
-def _probe_gpu(pynvml: Any, index: int) -> NvmlGpu:
+def _probe_gpu(nvml: Nvml, index: int) -> NvmlGpu:
+    from gpu_core.nvml_lib import FEATURE_ENABLED, NvmlError
+
     try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        uuid = _decode(pynvml.nvmlDeviceGetUUID(handle))
-        minor = int(pynvml.nvmlDeviceGetMinorNumber(handle))
-        pynvml.nvmlDeviceGetMemoryInfo(handle)  # a query a lost or fallen-off GPU fails
-        mode = pynvml.nvmlDeviceGetPersistenceMode(handle)
-    except pynvml.NVMLError as exc:
-        return NvmlGpu(index=index, error=_nvml_text(pynvml, exc), code=int(exc.value))
-    return NvmlGpu(index=index, uuid=uuid, minor=minor,
-                   persistence=mode == pynvml.NVML_FEATURE_ENABLED)
-
-
-def _nvml_text(pynvml: Any, exc: Any) -> str:
-    try:
-        return _decode(pynvml.nvmlErrorString(exc.value)) or str(exc)
-    except Exception:  # no library, or no such symbol: pynvml's own text will do
-        return str(exc)
-
-
-def _decode(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        handle = nvml.handle_by_index(index)
+        uuid = nvml.uuid(handle)
+        minor = nvml.minor_number(handle)
+        nvml.memory_info(handle)  # a query a lost or fallen-off GPU fails
+        mode = nvml.persistence_mode(handle)
+    except NvmlError as exc:
+        return NvmlGpu(index=index, error=str(exc), code=exc.value)
+    return NvmlGpu(index=index, uuid=uuid, minor=minor, persistence=mode == FEATURE_ENABLED)
 
 
 def probe_libnvc(config: Config) -> tuple[str, str, int]:

@@ -1,19 +1,27 @@
-"""Reading NVML through pynvml: the driver, every GPU and its MIG devices, as plain dicts that
-``gpu_core.discovery`` turns into the inventory (``gpu_core.inventory``).
+"""Reading NVML through ``gpu_core.nvml_lib``: the driver, every GPU and its MIG devices, as plain
+dicts that ``gpu_core.discovery`` turns into the inventory (``gpu_core.inventory``).
 
-pynvml is imported only when a query runs; every NVML failure becomes one ShimError line naming
-the call and the device.
+Every NVML failure becomes one ShimError line naming the call and the device.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 from gpu_core.errors import ShimError, one_line
-
-T = TypeVar("T")
+from gpu_core.nvml_lib import (
+    DEVICE_MIG_ENABLE,
+    ERROR_FUNCTION_NOT_FOUND,
+    ERROR_INVALID_ARGUMENT,
+    ERROR_NOT_FOUND,
+    ERROR_NOT_SUPPORTED,
+    GPU_INSTANCE_PROFILE_COUNT,
+    Nvml,
+    NvmlError,
+    open_nvml,
+)
 
 # nvmlBrandType_t -> the spelling NVIDIA's go-nvlib uses; NVIDIA_REQUIRE_BRAND compares these
 # case-insensitively, so "tesla" and "Tesla" both match.
@@ -26,21 +34,19 @@ BRANDS = (
 
 def query_nvml(library: str) -> tuple[str, str, list[dict[str, Any]]]:
     """Init NVML, read the driver and every GPU (with its MIG devices), always shut down."""
-    import pynvml
-
-    bind_library(pynvml, library)
-    _call(pynvml, "nvmlInitWithFlags", pynvml.nvmlInitWithFlags, 0)
+    nvml = open_nvml(library)
+    with reported():
+        nvml.init()
     try:
-        driver = _text(_call(pynvml, "nvmlSystemGetDriverVersion",
-                             pynvml.nvmlSystemGetDriverVersion))
-        cuda = _call(pynvml, "nvmlSystemGetCudaDriverVersion",
-                     pynvml.nvmlSystemGetCudaDriverVersion)
-        count = _call(pynvml, "nvmlDeviceGetCount_v2", pynvml.nvmlDeviceGetCount)
-        gpus = [_query_gpu(pynvml, index) for index in range(count)]
+        with reported():
+            driver = nvml.driver_version()
+            cuda = nvml.cuda_driver_version()
+            count = nvml.device_count()
+        gpus = [_query_gpu(nvml, index) for index in range(count)]
     finally:
         # The query's own result (or error) is what matters to the caller, not shutdown's.
-        with contextlib.suppress(pynvml.NVMLError):
-            pynvml.nvmlShutdown()
+        with contextlib.suppress(NvmlError):
+            nvml.shutdown()
     return driver, f"{cuda // 1000}.{(cuda % 1000) // 10}", gpus
 
 
@@ -50,170 +56,129 @@ def nvml_held(library: str) -> Iterator[None]:
     readiness wait). NVML counts nvmlInit/nvmlShutdown: the driver state is set up by the first
     init and torn down by the last shutdown, which takes seconds on a host without persistence
     mode. An init that fails here is no error: each user inits itself and reports it."""
-    import pynvml
-
-    bind_library(pynvml, library)
+    nvml = open_nvml(library)
     try:
-        pynvml.nvmlInitWithFlags(0)
+        nvml.init()
         held = True
-    except pynvml.NVMLError:
+    except NvmlError:
         held = False
     try:
         yield
     finally:
         if held:
-            with contextlib.suppress(pynvml.NVMLError):
-                pynvml.nvmlShutdown()
+            with contextlib.suppress(NvmlError):
+                nvml.shutdown()
 
 
-def bind_library(pynvml: Any, library: str) -> None:
-    """Point pynvml at ``library``: it only ever dlopens ``libnvidia-ml.so.1`` by name, so set
-    its module-level handle ourselves, under its own lock, and drop function pointers cached from
-    a library loaded before (a process may discover several simulated hosts)."""
-    import ctypes
-
-    wanted = library or "libnvidia-ml.so.1"
-    with pynvml.libLoadLock:
-        current = pynvml.nvmlLib
-        if current is not None and getattr(current, "_name", None) == wanted:
-            return
-        if library:
-            try:
-                pynvml.nvmlLib = ctypes.CDLL(library)
-            except OSError as exc:
-                raise ShimError("discovery", one_line(f"nvml: cannot load {library}: {exc}")) \
-                    from None
-        else:
-            pynvml.nvmlLib = None  # pynvml loads the default on nvmlInit
-        pynvml._nvmlGetFunctionPointer_cache.clear()
-
-
-def _call(pynvml: Any, name: str, fn: Callable[..., T], *args: Any, what: str = "") -> T:
-    """Run one pynvml call; an NVML failure becomes ``discovery: nvml: <message> (<call>)``."""
+@contextlib.contextmanager
+def reported(what: str = "") -> Iterator[None]:
+    """An NVML failure inside becomes ``discovery: nvml: <message> (<call> <what>)``."""
     try:
-        return fn(*args)
-    except pynvml.NVMLError as exc:
-        raise _nvml_error(pynvml, exc, name, what) from None
+        yield
+    except NvmlError as exc:
+        raise nvml_error(exc, what) from None
 
 
-def _nvml_error(pynvml: Any, exc: Any, name: str, what: str) -> ShimError:
+def nvml_error(exc: NvmlError, what: str) -> ShimError:
     """The one shape of an NVML failure: the library's message, then the call and the device."""
     return ShimError("discovery", one_line(
-        f"nvml: {_error_string(pynvml, exc)} ({name}{' ' + what if what else ''})"))
+        f"nvml: {exc} ({exc.call}{' ' + what if what else ''})"))
 
 
-def _error_string(pynvml: Any, exc: Any) -> str:
-    """The library's own ``nvmlErrorString``; pynvml's table when the library cannot say."""
-    try:
-        return _text(pynvml.nvmlErrorString(exc.value)) or str(exc)
-    except Exception:  # no library loaded, or no such symbol: pynvml's own text will do
-        return str(exc)
-
-
-def _query_gpu(pynvml: Any, index: int) -> dict[str, Any]:
+def _query_gpu(nvml: Nvml, index: int) -> dict[str, Any]:
     """One GPU's fields (``Gpu`` keyword arguments) plus its raw MIG device list."""
     at = f"gpu {index}"
-    handle = _call(pynvml, "nvmlDeviceGetHandleByIndex_v2", pynvml.nvmlDeviceGetHandleByIndex,
-                   index, what=at)
-
-    def get(name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        return _call(pynvml, name, fn, handle, *args, what=at)
-
-    pci = get("nvmlDeviceGetPciInfo_v3", pynvml.nvmlDeviceGetPciInfo_v3)
-    brand = get("nvmlDeviceGetBrand", pynvml.nvmlDeviceGetBrand)
-    cc_major, cc_minor = get("nvmlDeviceGetCudaComputeCapability",
-                             pynvml.nvmlDeviceGetCudaComputeCapability)
-    memory = get("nvmlDeviceGetMemoryInfo", pynvml.nvmlDeviceGetMemoryInfo)
-    mig_mode = _mig_mode(pynvml, handle, at)
-    return {
-        "index": index,
-        "uuid": _text(get("nvmlDeviceGetUUID", pynvml.nvmlDeviceGetUUID)),
-        "minor": get("nvmlDeviceGetMinorNumber", pynvml.nvmlDeviceGetMinorNumber),
-        "bus_id": _text(pci.busId),
-        "name": _text(get("nvmlDeviceGetName", pynvml.nvmlDeviceGetName)),
-        "brand": BRANDS[brand] if 0 <= brand < len(BRANDS) else "Unknown",
-        "cc": f"{cc_major}.{cc_minor}",
-        "memory_bytes": int(memory.total),
-        "mig_mode": mig_mode,
-        "mig_devices": _query_migs(pynvml, handle, index, int(memory.total)) if mig_mode else [],
-    }
+    with reported(at):
+        handle = nvml.handle_by_index(index)
+        pci = nvml.pci_info(handle)
+        brand = nvml.brand(handle)
+        cc_major, cc_minor = nvml.compute_capability(handle)
+        memory = nvml.memory_info(handle)
+        mig_mode = _mig_mode(nvml, handle)
+        fields = {
+            "index": index,
+            "uuid": nvml.uuid(handle),
+            "minor": nvml.minor_number(handle),
+            "bus_id": _text(pci.busId),
+            "name": nvml.name(handle),
+            "brand": BRANDS[brand] if 0 <= brand < len(BRANDS) else "Unknown",
+            "cc": f"{cc_major}.{cc_minor}",
+            "memory_bytes": int(memory.total),
+            "mig_mode": mig_mode,
+        }
+    fields["mig_devices"] = _query_migs(nvml, handle, index, int(memory.total)) \
+        if mig_mode else []
+    return fields
 
 
-def _mig_mode(pynvml: Any, handle: Any, at: str) -> bool:
+def _mig_mode(nvml: Nvml, handle: Any) -> bool:
     """Whether MIG is enabled now; GPUs without MIG support say NOT_SUPPORTED, which is 'no'."""
     try:
-        current, _pending = pynvml.nvmlDeviceGetMigMode(handle)
-    except pynvml.NVMLError as exc:
-        if exc.value in (pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND):
+        current, _pending = nvml.mig_mode(handle)
+    except NvmlError as exc:
+        if exc.value in (ERROR_NOT_SUPPORTED, ERROR_FUNCTION_NOT_FOUND):
             return False
-        raise _nvml_error(pynvml, exc, "nvmlDeviceGetMigMode", at) from None
-    return bool(current == pynvml.NVML_DEVICE_MIG_ENABLE)
+        raise
+    return current == DEVICE_MIG_ENABLE
 
 
-def _query_migs(pynvml: Any, parent: Any, index: int, total_bytes: int) -> list[dict[str, Any]]:
+def _query_migs(nvml: Nvml, parent: Any, index: int, total_bytes: int) -> list[dict[str, Any]]:
     """The MIG devices of GPU ``index``, in slot order (empty slots say NOT_FOUND)."""
     at = f"gpu {index}"
-    slots = _call(pynvml, "nvmlDeviceGetMaxMigDeviceCount", pynvml.nvmlDeviceGetMaxMigDeviceCount,
-                  parent, what=at)
+    with reported(at):
+        slots = nvml.max_mig_device_count(parent)
     profiles: Optional[dict[int, tuple[str, int]]] = None
     found = []
     for slot in range(slots):
-        mat = f"gpu {index} mig {slot}"
-        try:
-            mig = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(parent, slot)
-        except pynvml.NVMLError as exc:
-            if exc.value == pynvml.NVML_ERROR_NOT_FOUND:
-                continue
-            raise _nvml_error(pynvml, exc, "nvmlDeviceGetMigDeviceHandleByIndex", mat) from None
-        gi_id = _call(pynvml, "nvmlDeviceGetGpuInstanceId", pynvml.nvmlDeviceGetGpuInstanceId,
-                      mig, what=mat)
-        attrs = _call(pynvml, "nvmlDeviceGetAttributes_v2", pynvml.nvmlDeviceGetAttributes_v2,
-                      mig, what=mat)
-        instance = _call(pynvml, "nvmlDeviceGetGpuInstanceById",
-                         pynvml.nvmlDeviceGetGpuInstanceById, parent, gi_id, what=mat)
-        profile_id = _call(pynvml, "nvmlGpuInstanceGetInfo", pynvml.nvmlGpuInstanceGetInfo,
-                           instance, what=mat).profileId
+        with reported(f"gpu {index} mig {slot}"):
+            try:
+                mig = nvml.mig_handle_by_index(parent, slot)
+            except NvmlError as exc:
+                if exc.value == ERROR_NOT_FOUND:
+                    continue
+                raise
+            gi_id = nvml.gpu_instance_id(mig)
+            attrs = nvml.attributes(mig)
+            profile_id = nvml.gpu_instance_info(nvml.gpu_instance_by_id(parent, gi_id)).profileId
         if profiles is None:
-            profiles = _profile_table(pynvml, parent, at, total_bytes)
+            with reported(at):
+                profiles = _profile_table(nvml, parent, total_bytes)
         name, _memory = profiles.get(profile_id, ("", 0))
-        found.append({
-            "uuid": _text(_call(pynvml, "nvmlDeviceGetUUID", pynvml.nvmlDeviceGetUUID, mig,
-                                what=mat)),
-            "gi_id": gi_id,
-            "ci_id": _call(pynvml, "nvmlDeviceGetComputeInstanceId",
-                           pynvml.nvmlDeviceGetComputeInstanceId, mig, what=mat),
-            "profile": name or profile_name(attrs.gpuInstanceSliceCount, attrs.memorySizeMB,
-                                            total_bytes),
-            "profile_id": profile_id,
-            "memory_mib": int(attrs.memorySizeMB),
-            "index": slot,
-        })
+        with reported(f"gpu {index} mig {slot}"):
+            found.append({
+                "uuid": nvml.uuid(mig),
+                "gi_id": gi_id,
+                "ci_id": nvml.compute_instance_id(mig),
+                "profile": name or profile_name(attrs.gpuInstanceSliceCount, attrs.memorySizeMB,
+                                                total_bytes),
+                "profile_id": profile_id,
+                "memory_mib": int(attrs.memorySizeMB),
+                "index": slot,
+            })
     return found
 
 
-def _profile_table(pynvml: Any, parent: Any, at: str, total_bytes: int
-                   ) -> dict[int, tuple[str, int]]:
+def _profile_table(nvml: Nvml, parent: Any, total_bytes: int) -> dict[int, tuple[str, int]]:
     """Profile id -> (name, memory MiB) over every ``NVML_GPU_INSTANCE_PROFILE_*`` enum value the
     GPU supports; the id is what GPU instances report, the enum index only what we ask with."""
     table: dict[int, tuple[str, int]] = {}
-    skip = (pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_INVALID_ARGUMENT,
-            pynvml.NVML_ERROR_NOT_FOUND)
-    for enum in range(getattr(pynvml, "NVML_GPU_INSTANCE_PROFILE_COUNT", 9)):
+    skip = (ERROR_NOT_SUPPORTED, ERROR_INVALID_ARGUMENT, ERROR_NOT_FOUND)
+    for enum in range(GPU_INSTANCE_PROFILE_COUNT):
+        info: Any
         try:
-            info = pynvml.nvmlDeviceGetGpuInstanceProfileInfo(parent, enum, 2)
+            info = nvml.gpu_instance_profile_info(parent, enum)
             name = _text(info.name)
-        except pynvml.NVMLError as exc:
+        except NvmlError as exc:
             if exc.value in skip:
                 continue
-            if exc.value != pynvml.NVML_ERROR_FUNCTION_NOT_FOUND:
-                raise _nvml_error(pynvml, exc, "nvmlDeviceGetGpuInstanceProfileInfoV", at) from None
+            if exc.value != ERROR_FUNCTION_NOT_FOUND:
+                raise
             try:  # drivers before the V call: the v1 struct has no name, so derive it
-                info = pynvml.nvmlDeviceGetGpuInstanceProfileInfo(parent, enum, 1)
-            except pynvml.NVMLError as exc1:
+                info = nvml.gpu_instance_profile_info_v1(parent, enum)
+            except NvmlError as exc1:
                 if exc1.value in skip:
                     continue
-                raise _nvml_error(pynvml, exc1, "nvmlDeviceGetGpuInstanceProfileInfo", at) \
-                    from None
+                raise
             name = ""
         name = name[4:] if name.startswith("MIG ") else name
         if not name:

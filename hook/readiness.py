@@ -14,9 +14,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from gpu_core.errors import ShimError, one_line
+
+if TYPE_CHECKING:
+    from gpu_core.nvml_lib import Nvml, NvmlError
 
 STAGE = "readiness"
 
@@ -119,58 +122,53 @@ class NvmlProbe:
 
     def __init__(self, library: str = "") -> None:
         self.library = library
-        self._pynvml: Any = None
+        self._nvml: Optional[Nvml] = None
         self._initialized = False
 
     def __enter__(self) -> NvmlProbe:
-        import pynvml
+        from gpu_core.nvml_lib import open_nvml
 
-        from gpu_core import nvml_query
-
-        # Same binding discovery uses: pynvml only dlopens libnvidia-ml.so.1 by name.
-        nvml_query.bind_library(pynvml, self.library)
-        self._pynvml = pynvml
+        # The binding discovery uses (plain ctypes, no pynvml: README §Performance).
+        self._nvml = open_nvml(self.library)
         return self
 
     def __exit__(self, kind: Optional[type[BaseException]], value: Optional[BaseException],
                  traceback: Optional[TracebackType]) -> None:
-        if self._initialized:
+        if self._initialized and self._nvml is not None:
             self._initialized = False
+            from gpu_core.nvml_lib import NvmlError
+
             # The wait's own result is what matters, not shutdown's.
-            with contextlib.suppress(self._pynvml.NVMLError):
-                self._pynvml.nvmlShutdown()
+            with contextlib.suppress(NvmlError):
+                self._nvml.shutdown()
 
     def __call__(self, uuids: Sequence[str]) -> Mapping[str, Answer]:
-        pynvml = self._pynvml
-        if pynvml is None:
+        from gpu_core.nvml_lib import NvmlError
+
+        nvml = self._nvml
+        if nvml is None:
             raise RuntimeError("NvmlProbe used outside its with block")
         if not self._initialized:
             try:
-                pynvml.nvmlInitWithFlags(0)
-            except pynvml.NVMLError as exc:
-                answer = Answer(False, _failed(pynvml, "nvmlInitWithFlags", exc))
+                nvml.init()
+            except NvmlError as exc:
+                answer = Answer(False, _failed(exc))
                 return {uuid: answer for uuid in uuids}
             self._initialized = True
-        return {uuid: self._ask(uuid) for uuid in uuids}
+        return {uuid: self._ask(nvml, uuid) for uuid in uuids}
 
-    def _ask(self, uuid: str) -> Answer:
-        pynvml = self._pynvml
+    @staticmethod
+    def _ask(nvml: Nvml, uuid: str) -> Answer:
+        from gpu_core.nvml_lib import NvmlError
+
         try:
-            handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
-        except pynvml.NVMLError as exc:
-            return Answer(False, _failed(pynvml, "nvmlDeviceGetHandleByUUID", exc))
-        try:
-            pynvml.nvmlDeviceGetMemoryInfo(handle)
-        except pynvml.NVMLError as exc:
-            return Answer(False, _failed(pynvml, "nvmlDeviceGetMemoryInfo", exc))
+            nvml.memory_info(nvml.handle_by_uuid(uuid))
+        except NvmlError as exc:
+            return Answer(False, _failed(exc))
         return READY
 
 
-def _failed(pynvml: Any, call: str, exc: Any) -> str:
+def _failed(exc: NvmlError) -> str:
     """``<call>: <NVML's message> (NVML error <code>)``; the code tells GPU_IS_LOST (15) and
     RESET_REQUIRED (16) apart from a device that is merely not there yet."""
-    try:
-        message = str(exc)
-    except Exception:  # pynvml asks the library for the text; a broken one must not stop us
-        message = "unknown"
-    return one_line(f"{call}: {message} (NVML error {getattr(exc, 'value', '?')})", 200)
+    return one_line(f"{exc.call}: {exc} (NVML error {exc.value})", 200)

@@ -36,13 +36,14 @@ NAME = "gpu-container-shim"
 PYTHON = "/usr/bin/python3"
 LIBDIR = f"/usr/lib/{NAME}"
 """Our modules' private directory: on no Python's default path, so only our launchers (with
-their fixed sys.path) import them, and no other program sees our copy of pynvml."""
+their fixed sys.path) import them."""
 LIBEXEC = f"/usr/libexec/{NAME}"
 DEB_SITE = ("/usr/lib/python3/dist-packages",)
 DEFAULT_RPM_PYTHON = "3.12"  # /usr/bin/python3 of the EL10 family
 PACKAGERS = ("deb", "rpm")
-BUNDLED = {"nvidia-ml-py": ("pynvml.py",)}
-"""pyproject dependency -> the files of it we ship in LIBDIR: what the distributions lack."""
+BUNDLED: dict[str, tuple[str, ...]] = {}
+"""pyproject dependency -> the files of it we ship in LIBDIR: what the distributions lack (none
+since NVML is read through gpu_core.nvml_lib rather than nvidia-ml-py's pynvml)."""
 DISTRIBUTION_NAMES = {
     "pyyaml": ("python3-yaml", "python3-pyyaml"),
     "jsonschema": ("python3-jsonschema", "python3-jsonschema"),
@@ -233,7 +234,7 @@ def stage(tree: Path, packager: str, project: Project, rpm_python: str) -> None:
     lib = tree / LIBDIR.lstrip("/")
     for rel in module_files(REPO, project):
         write(lib / rel, (REPO / rel).read_bytes())
-    bundled, versions = bundled_files()
+    bundled, _versions = bundled_files()
     for name, bundled_source in bundled.items():
         if (lib / name).exists():
             raise BuildError(f"build: bundled {name} would replace one of our files")
@@ -253,9 +254,7 @@ def stage(tree: Path, packager: str, project: Project, rpm_python: str) -> None:
         write(tree / "usr/lib/systemd/system" / source.name, source.read_bytes())
     for source in sorted((HERE / "man").glob("*.1")):
         write(tree / "usr/share/man/man1" / (source.name + ".gz"), gzip_man(source))
-    copyright_text = render((HERE / "copyright").read_text(encoding="utf-8"),
-                            {"NVML_VERSION": versions["nvidia-ml-py"]})
-    write(tree / "usr/share/doc" / NAME / "copyright", copyright_text.encode("utf-8"))
+    write(tree / "usr/share/doc" / NAME / "copyright", (HERE / "copyright").read_bytes())
     for source in sorted((HERE / "scripts" / packager).iterdir()):
         write(tree / "scripts" / packager / source.name, source.read_bytes(), 0o755)
     description = render((HERE / "nfpm.yaml").read_text(encoding="utf-8"),

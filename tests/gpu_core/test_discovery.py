@@ -165,19 +165,19 @@ def test_missing_gpu_node_is_left_out(sim_host_factory: SimHostFactory) -> None:
 def test_lost_gpu_is_discovery_error_naming_it(sim_host_factory: SimHostFactory) -> None:
     """With GPU 2 lost, discovery fails with NVML's message, the call and the GPU, and NVML is
     shut down again."""
-    import pynvml
+    from gpu_core.nvml_lib import open_nvml
 
     host = sim_host_factory("dgx-a100", faults=["gpu-lost=2"])
     with pytest.raises(ShimError) as caught:
         discover_host(host)
     assert str(caught.value) == ("discovery: nvml: GPU is lost "
                                  "(nvmlDeviceGetHandleByIndex_v2 gpu 2)")
-    assert pynvml._nvmlLib_refcount == 0
+    assert open_nvml(str(host.nvml_library)).references == 0
 
 
 def test_two_hosts_in_one_process_each_see_their_own_library(
         sim_host_factory: SimHostFactory) -> None:
-    """Discovering one host after another rebinds pynvml to the second host's library."""
+    """Discovering one host after another reads the second host's library, then the first's."""
     t4 = discover_host(sim_host_factory("t4"))
     dgx = discover_host(sim_host_factory("dgx-a100"))
     again = discover_host(sim_host_factory("t4"))
@@ -188,24 +188,24 @@ def test_nvml_held_initialises_the_driver_once_for_discovery_and_readiness(
         sim_host_factory: SimHostFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside nvml_held, discovery and the readiness probe only take references: NVML's driver
     set-up (the init that finds the count at zero) happens once, and all are released after."""
-    import pynvml
-
+    from gpu_core.nvml_lib import Nvml, open_nvml
     from gpu_core.nvml_query import nvml_held
     from hook.readiness import NvmlProbe
 
     host = sim_host_factory("t4")
+    nvml = open_nvml(str(host.nvml_library))
     first_inits: list[int] = []
-    real_init = pynvml.nvmlInitWithFlags
+    real_init = Nvml.init
 
-    def counting_init(flags: int) -> None:
-        if pynvml._nvmlLib_refcount == 0:
+    def counting_init(self: Nvml, flags: int = 0) -> None:
+        if self.references == 0:
             first_inits.append(flags)
-        real_init(flags)
+        real_init(self, flags)
 
-    monkeypatch.setattr(pynvml, "nvmlInitWithFlags", counting_init)
-    with nvml_held(host.nvml_library):
+    monkeypatch.setattr(Nvml, "init", counting_init)
+    with nvml_held(str(host.nvml_library)):
         inventory = discover_host(host)
-        with NvmlProbe(host.nvml_library) as probe:
+        with NvmlProbe(str(host.nvml_library)) as probe:
             assert probe([inventory.gpus[0].uuid])[inventory.gpus[0].uuid].ready
     assert len(first_inits) == 1
-    assert pynvml._nvmlLib_refcount == 0
+    assert nvml.references == 0

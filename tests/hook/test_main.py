@@ -378,3 +378,35 @@ def test_the_oci_state_is_parsed_once_per_run(monkeypatch: pytest.MonkeyPatch) -
     run = hook_main.Run(time.monotonic())
     assert run.state_of(data) is run.state_of(data)
     assert calls == [data]
+
+
+NVML_PROBE = """
+import json, sys, time
+from gpu_core import config
+from gpu_core.request import DeviceRequest
+from hook import main
+from gpu_core.nvml_lib import Nvml
+first_inits = []
+real_init = Nvml.init
+def counting_init(self, flags=0):
+    if self.references == 0:
+        first_inits.append(flags)  # an init that sets the driver state up
+    real_init(self, flags)
+Nvml.init = counting_init
+main.Run.mount = lambda self, *args: None  # the library's mounts are not what is measured
+run = main.Run(time.monotonic())
+request = DeviceRequest(devices=("0",), capabilities=frozenset({"compute", "utility"}))
+run.prepare(config.load(), main.Budget(time.monotonic(), 30.0), request, 0, None, "")
+print(json.dumps([run.inventory is not None and len(run.inventory.gpus), len(first_inits),
+                  sorted(m for m in ("pynvml", "ctypes.util") if m in sys.modules)]))
+"""
+
+
+def test_gpu_discovery_and_readiness_set_nvml_up_once_without_pynvml(sim_host: Any) -> None:
+    """The hook's NVML stages (discovery of 8 GPUs, then the readiness wait) on a simulated host
+    go through gpu_core.nvml_lib and set the driver up once: neither pynvml nor ctypes.util
+    (about 31 ms) is imported."""
+    sim_host.set_faults()
+    done = subprocess.run([sys.executable, "-c", NVML_PROBE], capture_output=True, text=True,
+                          check=True, env={**os.environ, **sim_host.env()})
+    assert json.loads(done.stdout) == [8, 1, []]

@@ -136,15 +136,28 @@ def test_fit_timeout_leaves_room_for_the_mounts(configured: float, remaining: fl
     assert fit_timeout(configured, remaining, margin=2.0, reserve=5.0) == pytest.approx(expected)
 
 
-class FakeNvmlError(Exception):
-    """Stands in for pynvml.NVMLError: a code and the library's message."""
+class FakeNvml:
+    """Stands in for gpu_core.nvml_lib.Nvml: an init that fails the first time (the driver is
+    still loading), every device then ready."""
 
-    def __init__(self, value: int) -> None:
-        super().__init__(value)
-        self.value = value
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
 
-    def __str__(self) -> str:
-        return {9: "Driver Not Loaded", 6: "Not Found"}.get(self.value, "Unknown Error")
+    def init(self, flags: int = 0) -> None:
+        from gpu_core.nvml_lib import NvmlError
+
+        self.calls.append("init")
+        if len(self.calls) == 1:
+            raise NvmlError(9, "Driver Not Loaded", "nvmlInitWithFlags")
+
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+
+    def handle_by_uuid(self, uuid: str) -> str:
+        return uuid
+
+    def memory_info(self, handle: str) -> object:
+        return object()
 
 
 class TestNvmlProbe:
@@ -152,23 +165,10 @@ class TestNvmlProbe:
             self, monkeypatch: pytest.MonkeyPatch) -> None:
         """An NVML that cannot initialise yet makes every device not ready with init's
         message, and the next poll initialises again."""
-        import pynvml
-
-        from gpu_core import nvml_query
+        from gpu_core import nvml_lib
 
         calls: list[str] = []
-
-        def init(flags: int) -> None:
-            calls.append("init")
-            if len(calls) == 1:
-                raise FakeNvmlError(9)
-
-        monkeypatch.setattr(nvml_query, "bind_library", lambda module, library: None)
-        monkeypatch.setattr(pynvml, "NVMLError", FakeNvmlError)
-        monkeypatch.setattr(pynvml, "nvmlInitWithFlags", init)
-        monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: calls.append("shutdown"))
-        monkeypatch.setattr(pynvml, "nvmlDeviceGetHandleByUUID", lambda uuid: uuid)
-        monkeypatch.setattr(pynvml, "nvmlDeviceGetMemoryInfo", lambda handle: object())
+        monkeypatch.setattr(nvml_lib, "open_nvml", lambda library: FakeNvml(calls))
         with readiness.NvmlProbe() as probe:
             first = probe(["GPU-a", "GPU-b"])
             second = probe(["GPU-a"])

@@ -162,3 +162,40 @@ def test_create_failing_after_the_lease_gives_it_back(
     assert caught.value.stage != "mig"
     assert lease_files.read_all(str(host.dir / "run" / "leases")).leases == ()
     assert "mig-1g.10gb" in (bundle / "config.json").read_text()
+
+
+CREATE_PROBE = """
+import json, sys
+from gpu_core import config
+from runtime_shim import argv, main
+from gpu_core.nvml_lib import Nvml
+first_inits = []
+real_init = Nvml.init
+def counting_init(self, flags=0):
+    if self.references == 0:
+        first_inits.append(flags)  # an init that sets the driver state up
+    real_init(self, flags)
+Nvml.init = counting_init
+main.prepare(argv.parse(["create", "--bundle", sys.argv[1], "c1"]), config.load(), "/bin/true")
+print(json.dumps([len(first_inits), sorted(m for m in ("pynvml", "ctypes.util")
+                                           if m in sys.modules)]))
+"""
+
+
+@pytest.mark.parametrize(("topology", "token"), [("dgx-a100", "0"),
+                                                 ("dgx-a100-mig", "mig-1g.10gb")])
+def test_gpu_create_inits_nvml_once_without_pynvml(
+        sim_host_factory: SimHostFactory, tmp_path: Path, topology: str, token: str) -> None:
+    """A GPU create (a GPU index, or a MIG profile that takes a lease) reads NVML through
+    gpu_core.nvml_lib, initialising it once: neither pynvml nor ctypes.util (about 31 ms) is
+    imported."""
+    host = sim_host_factory(topology)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps({
+        "ociVersion": "1.2.1", "root": {"path": "rootfs"},
+        "process": {"args": ["sh"], "cwd": "/", "env": [f"NVIDIA_VISIBLE_DEVICES={token}"]},
+    }))
+    done = subprocess.run([sys.executable, "-c", CREATE_PROBE, str(bundle)], capture_output=True,
+                          text=True, check=True, env={**os.environ, **host.env()})
+    assert json.loads(done.stdout) == [1, []]

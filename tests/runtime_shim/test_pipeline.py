@@ -98,7 +98,7 @@ from runtime_shim.cdi_injection import Injection
 from runtime_shim.testing import context
 pipeline.run(json.loads(sys.argv[1]), context("cgroup: {parent: ai-workload.slice}"))
 heavy = ("gpu_core.selection", "gpu_core.discovery", "gpu_core.inventory", "gpu_core.nvml_query",
-         "pynvml",
+         "gpu_core.nvml_lib", "pynvml",
          "runtime_shim.modifiers.devices", "runtime_shim.modifiers.mig_lease",
          "runtime_shim.modifiers.numa")
 print(json.dumps(sorted(m for m in sys.modules
