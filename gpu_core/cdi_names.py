@@ -95,11 +95,14 @@ def _load(path: str) -> Any:
             return None
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # safe either way; C when built
+    # A safe loader either way (no Python tags), the C one when PyYAML was built with it.
+    parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(data)
     try:
-        return yaml.load(data, Loader=loader)
+        return parser.get_single_data()
     except (yaml.YAMLError, ValueError, RecursionError):
         return None
+    finally:
+        parser.dispose()
 
 
 def known_devices(dirs: Sequence[str]) -> dict[str, str]:

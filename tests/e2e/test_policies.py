@@ -126,7 +126,7 @@ def test_dgx_gpu5_guaranteed_starts_a_real_container(
             (placed["cpus"], placed["mems"])
         assert f"linux.resources.cpu.cpus {placed['cpus']}" in log
     assert resources["memory"] == {"limit": LIMIT, "swap": LIMIT}
-    assert (seen["memsw"], seen["oom"]) == (str(LIMIT), str(OWN_OOM))
+    assert (swap_off(seen), seen["oom"]) == (True, str(OWN_OOM))
     settable = io_weight.probe(shutil.which("runc") or "runc")
     assert resources.get("blockIO") == ({"weight": 800} if settable else None)
     assert ("policy: linux.resources.blockIO.weight 800" in log) is settable
@@ -203,12 +203,37 @@ def small_host(dgx: SimHost, tmp_path: Path) -> Iterator[tuple[SimHost, Path, in
     yield dgx, sysfs, cpu
 
 
+# What the container sees of its own limits, on either cgroup layout: v1 (memory.* and blkio.*
+# files under per-controller mounts) or v2 (one unified mount). ``swap_off`` is what the
+# guaranteed policy's swap limit (memory+swap = memory) reads as there: v1's memsw limit equal
+# to the memory limit, v2's swap.max of 0 (runc converts one into the other).
 PROBE = ("grep -E '^(Cpus|Mems)_allowed_list' /proc/self/status; "
          "echo oom=$(cat /proc/self/oom_score_adj); "
+         "if [ -e /sys/fs/cgroup/cgroup.controllers ]; then "
+         "echo layout=v2; "
+         "echo limit=$(cat /sys/fs/cgroup/memory.max); "
+         "echo swap=$(cat /sys/fs/cgroup/memory.swap.max); "
+         "echo weight=$(cat /sys/fs/cgroup/io.bfq.weight /sys/fs/cgroup/io.weight 2>/dev/null "
+         "| head -n1); "
+         "else "
+         "echo layout=v1; "
          "echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); "
          "echo memsw=$(cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes); "
          "echo weight=$(cat /sys/fs/cgroup/blkio/blkio.bfq.weight "
-         "/sys/fs/cgroup/blkio/blkio.weight 2>/dev/null | head -n1)")
+         "/sys/fs/cgroup/blkio/blkio.weight 2>/dev/null | head -n1); "
+         "fi")
+
+
+def swap_off(seen: dict[str, str]) -> bool:
+    """Whether the container's memory+swap limit equals its memory limit (no swap)."""
+    if seen["layout"] == "v2":
+        return seen["swap"] == "0"
+    return seen["memsw"] == seen["limit"]
+
+
+def io_weight_seen(seen: dict[str, str]) -> str:
+    """The container's IO weight: v1 prints the number, v2 ``default N``."""
+    return seen["weight"].removeprefix("default ").strip()
 
 
 def probe(output: str) -> dict[str, str]:
@@ -242,14 +267,14 @@ def test_policy_observed_inside_container(small_host: tuple[SimHost, Path, int],
     assert (seen["Cpus_allowed_list"], seen["Mems_allowed_list"]) == (str(cpu), "0")
     assert seen["limit"] == str(LIMIT)
     if policy == "guaranteed":
-        assert (seen["memsw"], seen["oom"]) == (str(LIMIT), str(OWN_OOM))
+        assert (swap_off(seen), seen["oom"]) == (True, str(OWN_OOM))
         settable = io_weight.probe(shutil.which(runtime_name) or runtime_name)
-        assert (seen["weight"] == "800") is settable
+        assert (io_weight_seen(seen) == "800") is settable
         skipped = "policy: blkio weight 800 skipped" in (tmp_path / "shim.log").read_text()
         assert skipped is not settable
     else:
         assert seen["oom"] == "500"
-        assert seen["memsw"] != str(LIMIT)
+        assert not swap_off(seen)
 
 
 def test_container_without_policy_keeps_all_cpus(small_host: tuple[SimHost, Path, int],
