@@ -242,3 +242,10 @@ class Workspace:
             rootfs = bundle_dir / "rootfs"
             if rootfs.is_mount():
                 subprocess.run(["umount", "-l", str(rootfs)], check=False)
+        # The shim cached each configuration this run validated; those files go with the
+        # workspace, so their cache entries (and any whose file is already gone) go too.
+        from session_cleanup import remove_session_cache_entries
+
+        from gpu_core.config import CACHE_DIR
+
+        remove_session_cache_entries(Path(CACHE_DIR), set(), [self.root])
