@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Callable
 
 from gpu_core.errors import ShimError
 
@@ -28,11 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The simulator raises its own error; gpu-ctk reports it as any other (one line, exit 1)."""
+    return reported(_run, args)
+
+
+def reported(work: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``work(args)``; the simulator raises its own error, which gpu-ctk reports as any other
+    (one line, exit 1). ``simulate`` and ``simulate run`` both go through here."""
     from simulator.errors import SimulatorError
 
     try:
-        return _run(args)
+        return work(args)
     except SimulatorError as error:
         raise ShimError(error.stage, error.cause) from None
 

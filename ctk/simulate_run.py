@@ -31,13 +31,9 @@ def command_of(words: Sequence[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The simulator raises its own error; gpu-ctk reports it as any other (one line, exit 1)."""
-    from simulator.errors import SimulatorError
+    from ctk.simulate import reported
 
-    try:
-        return _run(args)
-    except SimulatorError as error:
-        raise ShimError(error.stage, error.cause) from None
+    return reported(_run, args)
 
 
 def _run(args: argparse.Namespace) -> int:

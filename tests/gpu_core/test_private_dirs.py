@@ -85,7 +85,7 @@ def test_ensure_moves_what_is_not_ours_aside(tmp_path: Path, plant: str) -> None
 
 
 def test_ensure_never_moves_an_ancestor_that_is_not_ours(tmp_path: Path) -> None:
-    parent = tmp_path / "shared"
+    parent = tmp_path / "loose-parent"
     parent.mkdir()
     parent.chmod(0o777)
     with pytest.raises(private_dirs.UntrustedError, match="writable by others"):

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 import yaml
+from nvml_probe import COUNT_INITS
 from pytest_subprocess import FakeProcess
 
 from hook import main as hook_main
@@ -385,14 +386,7 @@ import json, sys, time
 from gpu_core import config
 from gpu_core.request import DeviceRequest
 from hook import main
-from gpu_core.nvml_lib import Nvml
-first_inits = []
-real_init = Nvml.init
-def counting_init(self, flags=0):
-    if self.references == 0:
-        first_inits.append(flags)  # an init that sets the driver state up
-    real_init(self, flags)
-Nvml.init = counting_init
+""" + COUNT_INITS + """
 main.Run.mount = lambda self, *args: None  # the library's mounts are not what is measured
 run = main.Run(time.monotonic())
 request = DeviceRequest(devices=("0",), capabilities=frozenset({"compute", "utility"}))

@@ -164,7 +164,7 @@ def test_unsealed_state_directory_is_sealed_again(tmp_path: Path,
 
 
 def test_parent_others_can_write_is_not_sealed(tmp_path: Path) -> None:
-    parent = tmp_path / "shared"
+    parent = tmp_path / "loose-parent"
     parent.mkdir()
     parent.chmod(0o1777)
     config = tmp_path / "c.yaml"

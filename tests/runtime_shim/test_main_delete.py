@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pytest
+from nvml_probe import COUNT_INITS
 
 from gpu_core.errors import ShimError
 from gpu_core.testing import gpu_uuid, mig_uuid
@@ -168,14 +169,7 @@ CREATE_PROBE = """
 import json, sys
 from gpu_core import config
 from runtime_shim import argv, main
-from gpu_core.nvml_lib import Nvml
-first_inits = []
-real_init = Nvml.init
-def counting_init(self, flags=0):
-    if self.references == 0:
-        first_inits.append(flags)  # an init that sets the driver state up
-    real_init(self, flags)
-Nvml.init = counting_init
+""" + COUNT_INITS + """
 main.prepare(argv.parse(["create", "--bundle", sys.argv[1], "c1"]), config.load(), "/bin/true")
 print(json.dumps([len(first_inits), sorted(m for m in ("pynvml", "ctypes.util")
                                            if m in sys.modules)]))

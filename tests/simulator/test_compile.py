@@ -52,7 +52,7 @@ def test_a_new_cache_is_0700_whatever_the_umask(tmp_path: Path, umask: int) -> N
 def test_a_cache_others_control_is_not_used(tmp_path: Path, setup: str) -> None:
     """A cache directory someone else owns or can write (or a link to one) is left alone:
     the build compiles into a fresh private directory instead, and says why."""
-    parent = tmp_path / "shared"
+    parent = tmp_path / "loose-parent"
     parent.mkdir()
     given = parent / "cache"
     canary = tmp_path / "canary"

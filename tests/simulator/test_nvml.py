@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
-
-from simulator.testing import SimHost
+from pynvml_bound import nvml, text
 
 TOPOLOGIES = ["t4", "dgx-a100", "dgx-a100-mig"]
-
-
-@contextlib.contextmanager
-def nvml(host: SimHost) -> Iterator[Any]:
-    """pynvml bound to ``host``'s library and initialized; restored afterwards."""
-    import pynvml
-
-    with pynvml.libLoadLock:
-        saved = pynvml.nvmlLib
-        pynvml.nvmlLib = ctypes.CDLL(str(host.nvml_library))
-        pynvml._nvmlGetFunctionPointer_cache.clear()
-    pynvml.nvmlInit()
-    try:
-        yield pynvml
-    finally:
-        with contextlib.suppress(pynvml.NVMLError):
-            pynvml.nvmlShutdown()
-        with pynvml.libLoadLock:
-            pynvml.nvmlLib = saved
-            pynvml._nvmlGetFunctionPointer_cache.clear()
-
-
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def profile_names(pynvml: Any, gpu: Any) -> dict[int, str]:

@@ -5,14 +5,11 @@ device: README, "NVIDIA Container Toolkit beside us")."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from simulator.testing import SimHost
+from pynvml_bound import nvml, text
 
 # Bound by nvidia-container-runtime v1.20.0 (jit-cdi) creating containers with GPU 2, `all`,
 # a MIG index and a MIG UUID on dgx-a100-mig (LD_DEBUG=bindings).
@@ -51,30 +48,6 @@ PYNVML_SYMBOLS = (
     "nvmlGpuInstanceGetComputeInstanceProfileInfoV", "nvmlGpuInstanceGetComputeInstances",
     "nvmlGpuInstanceGetComputeInstanceById", "nvmlComputeInstanceGetInfo_v2",
 )
-
-
-@contextlib.contextmanager
-def nvml(host: SimHost) -> Iterator[Any]:
-    """pynvml bound to ``host``'s library and initialized; restored afterwards."""
-    import pynvml
-
-    with pynvml.libLoadLock:
-        saved = pynvml.nvmlLib
-        pynvml.nvmlLib = ctypes.CDLL(str(host.nvml_library))
-        pynvml._nvmlGetFunctionPointer_cache.clear()
-    pynvml.nvmlInit()
-    try:
-        yield pynvml
-    finally:
-        with contextlib.suppress(pynvml.NVMLError):
-            pynvml.nvmlShutdown()
-        with pynvml.libLoadLock:
-            pynvml.nvmlLib = saved
-            pynvml._nvmlGetFunctionPointer_cache.clear()
-
-
-def text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @pytest.mark.parametrize("symbol", sorted(set(NCT_SYMBOLS) | set(PYNVML_SYMBOLS)))
