@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from gpu_core.errors import one_line
+from gpu_core.retry import RetryError, RetryPolicy, run_with_retry
 from hook.mounts import CAPABILITY_ORDER, retry_failure
-from hook.retry import RetryError, RetryPolicy, run_with_retry
 
 CLEAN_ENV: Mapping[str, str] = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",

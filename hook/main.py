@@ -29,9 +29,9 @@ if TYPE_CHECKING:
     from gpu_core.inventory import Inventory
     from gpu_core.logfile import EventLog
     from gpu_core.request import DeviceRequest
+    from gpu_core.retry import RetryPolicy
     from gpu_core.selection import Selection
     from hook.bounded_child import Channel
-    from hook.retry import RetryPolicy
     from hook.rootfs_identity import Pinned
     from hook.state import State
 
@@ -244,7 +244,7 @@ class Run:
         self.mount(config, budget, request, selection, pid, pinned, ldconfig)
 
     def wait_ready(self, config: Config, budget: Budget, selection: Selection) -> None:
-        from hook.readiness import NotReadyError, NvmlProbe, fit_timeout, wait_ready
+        from gpu_core.readiness import NotReadyError, NvmlProbe, fit_timeout, wait_ready
 
         labels = device_labels(selection)
         if not labels:
@@ -281,8 +281,8 @@ class Run:
 
     def mount(self, config: Config, budget: Budget, request: DeviceRequest,
               selection: Selection, pid: int, pinned: Pinned, ldconfig: str) -> None:
+        from gpu_core.retry import RetryPolicy
         from hook import mounts
-        from hook.retry import RetryPolicy
         from hook.rootfs_identity import verify
 
         verify(pinned, pid)  # the readiness wait took time: the path must still lead there

@@ -27,7 +27,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, TypeVar
 
 from gpu_core.errors import ShimError, one_line
-from hook.retry import RetryError, RetryPolicy, run_with_retry
+from gpu_core.retry import RetryError, RetryPolicy, run_with_retry
 
 if TYPE_CHECKING:
     from gpu_core.request import DeviceRequest

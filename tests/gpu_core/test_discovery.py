@@ -190,7 +190,7 @@ def test_nvml_held_initialises_the_driver_once_for_discovery_and_readiness(
     set-up (the init that finds the count at zero) happens once, and all are released after."""
     from gpu_core.nvml_lib import Nvml, open_nvml
     from gpu_core.nvml_query import nvml_held
-    from hook.readiness import NvmlProbe
+    from gpu_core.readiness import NvmlProbe
 
     host = sim_host_factory("t4")
     nvml = open_nvml(str(host.nvml_library))

@@ -10,9 +10,9 @@ import pytest
 from pytest_subprocess import FakeProcess
 
 from gpu_core.errors import ShimError
+from gpu_core.retry import RetryPolicy
 from hook import cli_fallback
 from hook.cli_fallback import CliError, CliRequest, cli_argv
-from hook.retry import RetryPolicy
 
 CLI = "/usr/bin/nvidia-container-cli"
 POLICY = RetryPolicy(attempts=4, deadline=10.0, initial_backoff=0.1, max_backoff=1.0)

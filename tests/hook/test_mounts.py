@@ -11,10 +11,10 @@ from gpu_core.config import defaults
 from gpu_core.errors import ShimError
 from gpu_core.inventory import Inventory
 from gpu_core.request import DeviceRequest, parse_request
+from gpu_core.retry import RetryPolicy
 from gpu_core.selection import Selection, select
 from gpu_core.testing import fake_inventory
 from hook import mounts
-from hook.retry import RetryPolicy
 from libnvc_bindings import DeviceInfo, DeviceNode, Gpu, MigDevice, NvcError
 
 

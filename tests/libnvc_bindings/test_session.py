@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pytest
 
-from hook.retry import RetryPolicy, run_with_retry
+from gpu_core.retry import RetryPolicy, run_with_retry
 from libnvc_bindings import Library, NvcError, Session, declarations, load
 from simulator.testing import SimHost, build_host
 

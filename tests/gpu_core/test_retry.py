@@ -9,7 +9,7 @@ import pytest
 
 from gpu_core.config import defaults
 from gpu_core.errors import ShimError
-from hook.retry import RetryError, RetryPolicy, run_with_retry
+from gpu_core.retry import RetryError, RetryPolicy, run_with_retry
 
 POLICY = RetryPolicy(attempts=5, deadline=20.0, initial_backoff=0.2, max_backoff=4.0)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hook import readiness
-from hook.readiness import Answer, NotReadyError, fit_timeout, wait_ready
+from gpu_core import readiness
+from gpu_core.readiness import Answer, NotReadyError, fit_timeout, wait_ready
 
 NOT_FOUND = Answer(False, "nvmlDeviceGetHandleByUUID: Not Found (NVML error 6)")
 
