@@ -5,7 +5,7 @@ The devices come from the discovery the shim uses (``gpu_core.discovery``): ``<k
 ``=<GPU-uuid>``, ``=<gpu>:<mig>``, ``=<MIG-uuid>`` and ``=all``, each naming its device nodes
 (a MIG device: its parent GPU's node and its two access capability nodes). The edits every
 device shares hold the control nodes and the driver files libnvidia-container reports, selected
-by capabilities exactly as its mount call selects them (``ctk.driver_files``).
+by capabilities exactly as its mount call selects them (``gpu_core.driver_files``).
 
 No hooks, on purpose. NVIDIA's generator adds ``nvidia-ctk hook`` entries that create the
 SONAME links and update the container's ld cache; we have no such hook command, and a root hook
@@ -29,8 +29,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
-from ctk import driver_files
-from gpu_core import atomic_file
+from gpu_core import atomic_file, driver_files
 from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ The hook's sequence is ``nvc_init`` -> container -> driver and device info -> mo
 (``hook.mounts.configure``). ``nvc_driver_info_new`` and ``nvc_device_info_new`` need only an
 initialised context, no container and no pid, so the plan runs exactly those, matches the
 selection to the library's devices with the hook's own ``hook.mounts.plan`` and lists what the
-mount calls would bind, from ``ctk.driver_files``. Kernel modules are never loaded here
+mount calls would bind, from ``gpu_core.driver_files``. Kernel modules are never loaded here
 (``load-kmods`` off), whatever the configuration says: a plan touches nothing.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from ctk import driver_files
+from gpu_core import driver_files
 from gpu_core.errors import ShimError
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Which driver files a container's capabilities select, and where they land (ctk.driver_files)."""
+"""Which driver files a container's capabilities select, and where they land."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ctk import driver_files
+from gpu_core import driver_files
 from libnvc_bindings import DeviceNode, DriverInfo
 
 LIB = "/drv/usr/lib/x86_64-linux-gnu"
