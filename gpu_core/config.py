@@ -30,6 +30,7 @@ CACHE_FORMAT = 2
 # The documented defaults (README §Configuration mirrors this table).
 DEFAULTS: dict[str, Any] = {
     "runtimes": ["runc", "crun"],
+    "mode": "hook",
     "log": {"file": "/var/log/gpu-container-shim.log", "level": "info"},
     "hook": {"path": "/usr/bin/gpu-container-hook", "args": [], "stage": "prestart",
              "timeout": 30},
@@ -51,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "readiness": {"timeout": 30.0, "interval": 0.25},
     "retry": {"attempts": 5, "deadline": 20.0, "initial_backoff": 0.2, "max_backoff": 4.0},
     "mig": {"lease_dir": "/run/gpu-container-shim/leases", "exclusive_explicit": True},
+    "spec": {"hook_path": "/usr/bin/gpu-container-spec-hook", "hook_timeout": 10,
+             "ldconfig": "/sbin/ldconfig"},
     "simulation": {},
 }
 

@@ -15,7 +15,7 @@ import os
 import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from libnvc_bindings import DeviceNode, DriverInfo
@@ -73,6 +73,22 @@ UTILITY_SOCKETS = ("nvidia-persistenced/socket", "nvidia-fabricmanager/socket")
 LIBCUDA_DEV_LINK = "libcuda.so"
 
 
+class DriverFileLists(Protocol):
+    """The driver's files as found on the host: libnvidia-container's driver info, or
+    ``gpu_core.driver_scan.HostDriver`` (spec mode, without the library)."""
+
+    @property
+    def bins(self) -> Sequence[str]: ...
+    @property
+    def libs(self) -> Sequence[str]: ...
+    @property
+    def libs32(self) -> Sequence[str]: ...
+    @property
+    def ipcs(self) -> Sequence[str]: ...
+    @property
+    def firmwares(self) -> Sequence[str]: ...
+
+
 @dataclass(frozen=True)
 class FileMount:
     """One host file bind-mounted read-only into the container."""
@@ -125,7 +141,7 @@ def under_root(path: str, root: str) -> str:
     return "/" + relative if not relative.startswith("..") else path
 
 
-def mounts(info: DriverInfo, capabilities: Iterable[str], *, driver_root: str = "/",
+def mounts(info: DriverFileLists, capabilities: Iterable[str], *, driver_root: str = "/",
            dirs: tuple[str, str] = MULTIARCH_DIRS,
            bins_dir: str = "/usr/bin") -> list[FileMount]:
     """The files ``nvc_driver_mount`` mounts for a container with ``capabilities``, in its

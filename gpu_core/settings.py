@@ -125,6 +125,14 @@ class MigSettings(NamedTuple):
     exclusive_explicit: bool
 
 
+class SpecSettings(NamedTuple):
+    """``spec``: the lean ld-cache hook spec mode registers (README §Spec mode)."""
+
+    hook_path: str
+    hook_timeout: int
+    ldconfig: str
+
+
 class SimulationSettings(NamedTuple):
     """``simulation``: set by ``gpu-ctk simulate`` only; an empty ``dir`` is a real host."""
 
@@ -137,6 +145,9 @@ class Config(NamedTuple):
 
     source: str
     runtimes: tuple[str, ...]
+    mode: str
+    """``hook`` (our libnvidia-container hook mounts the driver) or ``spec`` (the shim declares
+    the driver's files as mounts in config.json); only the configuration chooses it."""
     log: LogSettings
     hook: HookSettings
     requests: RequestSettings
@@ -150,6 +161,7 @@ class Config(NamedTuple):
     readiness: ReadinessSettings
     retry: RetrySettings
     mig: MigSettings
+    spec: SpecSettings
     simulation: SimulationSettings
     document: Mapping[str, Any]
     """The mapping these values were built from: what the config cache stores."""
@@ -228,9 +240,9 @@ def build(source: str, document: Any) -> Config:
     libnvc, host = Section(document, "libnvidia_container"), Section(document, "host")
     readiness, retry = Section(document, "readiness"), Section(document, "retry")
     mig, simulation = Section(document, "mig"), Section(document, "simulation")
-    policies = Section(document, "policies")
+    policies, spec = Section(document, "policies"), Section(document, "spec")
     return Config(
-        source=source, runtimes=runtimes,
+        source=source, runtimes=runtimes, mode=_mode(document),
         log=LogSettings(file=log.text("file"), level=log.text("level")),
         hook=HookSettings(path=hook.text("path"), args=hook.texts("args"),
                           stage=hook.text("stage"), timeout=hook.integer("timeout")),
@@ -261,9 +273,22 @@ def build(source: str, document: Any) -> Config:
                             max_backoff=retry.number("max_backoff")),
         mig=MigSettings(lease_dir=mig.text("lease_dir"),
                         exclusive_explicit=mig.flag("exclusive_explicit")),
+        spec=SpecSettings(hook_path=spec.text("hook_path"),
+                          hook_timeout=spec.integer("hook_timeout"),
+                          ldconfig=spec.text("ldconfig")),
         simulation=SimulationSettings(
             dir=simulation.text_or("dir", ""), topology=simulation.text_or("topology", "")),
         document=document)
+
+
+MODES = ("hook", "spec")
+
+
+def _mode(document: Mapping[str, Any]) -> str:
+    value = document.get("mode")
+    if value not in MODES:
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}")
+    return str(value)
 
 
 def _runtimes(document: Any) -> tuple[str, ...]:

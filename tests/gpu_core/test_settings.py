@@ -96,6 +96,10 @@ def test_records_are_immutable() -> None:
     ({"hook": {"args": ["a", 1]}}, "hook.args: expected a list of strings"),
     ({"log": "quiet"}, "log: expected a mapping"),
     ({"runtimes": []}, "runtimes: expected a non-empty list of names"),
+    ({"mode": "cdi"}, "mode: expected one of hook, spec"),
+    ({"mode": True}, "mode: expected one of hook, spec"),
+    ({"spec": {"hook_timeout": "10"}}, "spec.hook_timeout: expected an integer"),
+    ({"spec": {"hook_path": 7}}, "spec.hook_path: expected a string"),
     ({"policies": {"p": {"numa": "yes"}}}, "policies.p.numa: expected a boolean"),
 ])
 def test_a_value_of_the_wrong_type_is_named(override: dict[str, Any], named: str) -> None:
@@ -123,3 +127,22 @@ def test_the_policy_table_is_read_only() -> None:
     with pytest.raises(TypeError):
         # mypy sees the Mapping as read-only too; the point is that it is at run time
         config_mod.defaults().policies["mine"] = settings.Policy(name="mine")  # type: ignore[index]
+
+
+def test_the_mode_is_hook_unless_the_file_says_spec() -> None:
+    assert config_mod.defaults().mode == "hook"
+    assert config_mod.parse("mode: spec", "t").mode == "spec"
+
+
+def test_the_spec_section_reads_as_typed_values() -> None:
+    config = config_mod.parse("spec: {hook_path: /opt/h, hook_timeout: 4.0, ldconfig: /l}", "t")
+    assert config.spec == settings.SpecSettings(hook_path="/opt/h", hook_timeout=4,
+                                                ldconfig="/l")
+
+
+@pytest.mark.parametrize("text", ["mode: cdi", "mode: SPEC", "spec: {hook_timeout: 1}",
+                                  "spec: {hook_path: relative}", "spec: {ldconfig: sbin/x}",
+                                  "spec: {extra: 1}"])
+def test_a_bad_mode_or_spec_value_fails_validation(text: str) -> None:
+    with pytest.raises(config_mod.ConfigError):
+        config_mod.parse(text, "t")

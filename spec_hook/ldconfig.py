@@ -1,0 +1,149 @@
+"""The container's ld cache, written by the HOST's ldconfig run in a jail of the rootfs.
+
+Nothing from the image runs: the ldconfig binary is opened on the host before anything else
+happens and must be a static ELF (no PT_INTERP: a dynamic one would load the image's ld.so, a
+script the image's interpreter). A forked child starts a session of its own, chroots into the
+rootfs fd (fchdir + chroot('.'), so the image's /etc/ld.so.conf, its ``include``s and a
+/etc/ld.so.cache symlink all resolve inside the root), keeps only stdin on /dev/null and a
+stderr pipe, and execs the binary by fd with an empty environment. At the deadline the whole
+process group is killed: an image whose ld.so.conf is a FIFO or includes itself cannot hang
+the container's start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import stat
+import struct
+import time
+from collections.abc import Sequence
+from typing import Optional
+
+from gpu_core.errors import ShimError, one_line
+
+STAGE = "ldconfig"
+PT_INTERP = 3
+STDERR_LIMIT = 4096
+
+
+def open_host(path: str) -> int:
+    """An fd of the host's ldconfig, checked static; raise ShimError naming the problem."""
+    if not path.startswith("/") or "\x00" in path:
+        raise ShimError(STAGE, f"{path!r}: expected an absolute host path")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ShimError(STAGE, f"{path}: {exc.strerror}") from None
+    try:
+        problem = static_problem(fd)
+    except OSError as exc:
+        problem = exc.strerror or "unreadable"
+    if problem:
+        os.close(fd)
+        raise ShimError(STAGE, f"{path}: {problem}")
+    return fd
+
+
+def static_problem(fd: int) -> str:
+    """Why the file at ``fd`` is not a static ELF executable, or '' when it is one."""
+    info = os.fstat(fd)
+    if not (stat.S_ISREG(info.st_mode) and info.st_mode & 0o111):
+        return "not an executable file"
+    header = os.pread(fd, 64, 0)
+    if len(header) < 52 or header[:4] != b"\x7fELF" or header[4] not in (1, 2) \
+            or header[5] not in (1, 2):
+        return "not an ELF executable"
+    order = "<" if header[5] == 1 else ">"
+    if header[4] == 2:  # ELF64
+        phoff, = struct.unpack_from(order + "Q", header, 32)
+        phentsize, phnum = struct.unpack_from(order + "HH", header, 54)
+    else:
+        phoff, = struct.unpack_from(order + "I", header, 28)
+        phentsize, phnum = struct.unpack_from(order + "HH", header, 42)
+    table = os.pread(fd, phentsize * phnum, phoff)
+    if phentsize < 4 or len(table) != phentsize * phnum:
+        return "not an ELF executable (truncated program headers)"
+    for index in range(phnum):
+        kind, = struct.unpack_from(order + "I", table, index * phentsize)
+        if kind == PT_INTERP:
+            return "a dynamic executable (PT_INTERP); the host ldconfig must be static"
+    return ""
+
+
+def arguments(directories: Sequence[str]) -> list[str]:
+    """ldconfig's argv: the image's own configuration and cache, then our directories (the
+    first command-line directory wins a library name, so the compat one goes first)."""
+    return ["ldconfig", "-C", "/etc/ld.so.cache", "-f", "/etc/ld.so.conf", *directories]
+
+
+def _child(exe: int, root: int, argv: list[str], error: int) -> None:  # pragma: no cover
+    """In the fork: jail, tidy the fds, exec. Never returns."""
+    try:
+        os.setsid()
+        keep = os.dup(exe) if exe < 3 else exe  # dup2 below must not close it
+        null = os.open("/dev/null", os.O_RDWR)  # the host's, opened before the jail
+        os.fchdir(root)
+        os.chroot(".")
+        os.chdir("/")
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.dup2(error, 2)
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 1 << 20)
+        os.execve(keep, argv, {})
+    except BaseException as exc:
+        os.write(2, one_line(f"{type(exc).__name__}: {exc}", 300).encode())
+    os._exit(127)
+
+
+def run(exe: int, root: int, directories: Sequence[str], deadline: float) -> None:
+    """Run the host ldconfig ``exe`` jailed in ``root`` until ``deadline`` (time.monotonic);
+    raise ShimError when it fails or overruns."""
+    read, write = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        os.close(read)
+        _child(exe, root, arguments(directories), write)
+    os.close(write)
+    stderr = b""
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read], [], [], left)[0]:
+                with_group = True
+                break
+            data = os.read(read, STDERR_LIMIT)
+            if not data:  # ldconfig exited (or closed stderr); wait below, bounded
+                with_group = False
+                break
+            stderr = (stderr + data)[-STDERR_LIMIT:]
+    finally:
+        os.close(read)
+    status = _wait(pid, deadline, kill_now=with_group)
+    if status is None:
+        raise ShimError(STAGE, "did not finish before the hook's timeout; killed")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        lines = stderr.decode(errors="replace").strip().splitlines()
+        detail = f": {one_line(lines[-1], 300)}" if lines else ""
+        raise ShimError(STAGE, f"exited with status {code}{detail}")
+
+
+def _wait(pid: int, deadline: float, kill_now: bool) -> Optional[int]:
+    """The child's wait status, or None when it had to be killed at the deadline."""
+    while not kill_now:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.002)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)  # ldconfig and anything it started
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)  # in case it died before setsid made the group
+    os.waitpid(pid, 0)
+    return None
