@@ -79,10 +79,30 @@ def reported(what: str = "") -> Iterator[None]:
         raise nvml_error(exc, what) from None
 
 
+TRANSIENT_CODES = frozenset({9, 10, 999})
+"""NVML_ERROR_DRIVER_NOT_LOADED, _TIMEOUT and _UNKNOWN: the NVML failures worth retrying, the
+same ones libnvidia-container's messages are retried for (libnvc_bindings/classification.py:
+``nvml error: driver not loaded``, ``timeout``, ``unknown error``); GPU_IS_LOST and the rest are
+permanent."""
+
+
+class NvmlFailure(ShimError):
+    """A failed NVML call as a ``discovery`` error; ``code`` is NVML's return value."""
+
+    def __init__(self, cause: str, code: int) -> None:
+        super().__init__("discovery", cause)
+        self.code = code
+
+    @property
+    def transient(self) -> bool:
+        """Whether a retry may help (``TRANSIENT_CODES``)."""
+        return self.code in TRANSIENT_CODES
+
+
 def nvml_error(exc: NvmlError, what: str) -> ShimError:
     """The one shape of an NVML failure: the library's message, then the call and the device."""
-    return ShimError("discovery", one_line(
-        f"nvml: {exc} ({exc.call}{' ' + what if what else ''})"))
+    return NvmlFailure(one_line(f"nvml: {exc} ({exc.call}{' ' + what if what else ''})"),
+                       exc.value)
 
 
 def _query_gpu(nvml: Nvml, index: int) -> dict[str, Any]:

@@ -16,7 +16,10 @@ copied them (an image's labels included), so they may only make the shim do less
 container count as having a GPU: ``Injection.gpus_present`` is false for them.
 
 A spec that already carries our own hook is not an injection: it is the shim's own earlier edit
-of this bundle (a retried create), whose nodes the devices modifier declared.
+of this bundle (a retried create), whose nodes the devices modifier declared. In spec mode that
+is the ``gpu-container-spec-hook`` entry the shim wrote, told by the ``SPEC_MARK`` in its
+``env``: the same hook in a CDI spec (``gpu-ctk cdi generate`` emits it) comes without it, and
+its container is an injection like any other.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ CDI_ANNOTATION_PREFIX = "cdi.k8s.io/"
 DRIVER_LIBRARIES = ("libcuda.so", "libnvidia-ml.so")
 _GPU_NODE = re.compile(r"/dev/nvidia(\d{1,4})", re.ASCII)
 _OUR_HOOK = "gpu-container-hook"
+_OUR_SPEC_HOOK = "gpu-container-spec-hook"
+SPEC_MARK = "GPU_CONTAINER_SHIM_EDIT=spec-mode"
+"""The ``env`` entry that marks a spec-hook entry as written by the shim itself (spec mode)."""
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,17 @@ def _has_our_hook(hooks: Any, hook_paths: Collection[str]) -> bool:
         return False
     for entries in hooks.values():
         for entry in entries if isinstance(entries, list) else ():
-            path = entry.get("path") if isinstance(entry, dict) else None
-            if isinstance(path, str) and (path in hook_paths
-                                          or path.rsplit("/", 1)[-1] == _OUR_HOOK):
+            if _is_ours(entry, hook_paths):
                 return True
     return False
+
+
+def _is_ours(entry: Any, hook_paths: Collection[str]) -> bool:
+    path = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(path, str):
+        return False
+    name = path.rsplit("/", 1)[-1]
+    if path in hook_paths or name == _OUR_HOOK:
+        return True
+    env = entry.get("env")
+    return name == _OUR_SPEC_HOOK and isinstance(env, list) and SPEC_MARK in env

@@ -12,6 +12,7 @@ from gpu_core.config import Config
 from gpu_core.request import DeviceRequest
 
 if TYPE_CHECKING:
+    from gpu_core.driver_scan import HostDriver
     from gpu_core.inventory import Inventory
     from gpu_core.selection import Selection
     from leases.allocation import Lease
@@ -74,6 +75,7 @@ class Context:
     _inventory: Optional[Inventory] = field(default=None, repr=False)
     _selection: Optional[tuple[DeviceRequest, Selection]] = field(default=None, repr=False)
     _policy: Optional[PolicyChoice] = field(default=None, repr=False)
+    _driver: Optional[HostDriver] = field(default=None, repr=False)
 
     @property
     def gpu(self) -> bool:
@@ -92,6 +94,15 @@ class Context:
             else:
                 self._inventory = self.discover()
         return self._inventory
+
+    def host_driver(self) -> HostDriver:
+        """The host driver's files (gpu_core.driver_scan) for the version discovery read, scanned
+        once: spec mode declares them as mounts."""
+        if self._driver is None:
+            from gpu_core.driver_scan import scan
+
+            self._driver = scan(self.config.host.driver_root, self.inventory().driver_version)
+        return self._driver
 
     def lease_store(self) -> LeaseStore:
         """The MIG lease store: ``leases`` when set, else the real one under ``mig.lease_dir``

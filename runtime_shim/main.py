@@ -88,6 +88,8 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
             runtime: str = "") -> None:
     """Rewrite the bundle's config.json for a create/run (the slow path) for ``runtime``, the
     low-level runtime's path."""
+    import contextlib
+
     from runtime_shim import bundle as bundle_mod
     from runtime_shim import pipeline, rootfs_guard
 
@@ -103,6 +105,7 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
     bundle = os.path.realpath(invocation.bundle or os.getcwd())
     log_file = config.log.file
     ctx: Optional[Context] = None
+    extra_notes: list[str] = []  # spec mode's retries and readiness, for the log line
     try:
         loaded = bundle_mod.load_spec(bundle)
         rootfs_guard.check(loaded.spec, bundle)
@@ -116,8 +119,22 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
         ctx.discover = timed_discovery(config, discovered)
         is_gpu = ctx.gpu
         try:
-            result = pipeline.run(loaded.spec, ctx)
-            mark("modifiers")
+            with contextlib.ExitStack() as stack:
+                # spec mode: NVML held once, discovery retried, readiness waited for here
+                # (runtime_shim.spec_create); imported only under ``mode: spec``
+                spec_mode = config.mode == "spec" and ctx.request is not None and \
+                    ctx.injected is None
+                if spec_mode:
+                    from runtime_shim import spec_create
+
+                    session = stack.enter_context(spec_create.held(config))
+                    ctx.discover = spec_create.retried(config, ctx.discover, session,
+                                                       extra_notes.append)
+                result = pipeline.run(loaded.spec, ctx)
+                mark("modifiers")
+                if spec_mode:
+                    extra_notes.append(spec_create.wait_ready(config, ctx))
+                    mark("readiness")
             fault_point(config, "shim-before-write")
             if result.changed:
                 bundle_mod.write_spec(loaded, result.spec,
@@ -136,7 +153,8 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
                 ("msg", one_line(f"{COMMAND}: {error.stage}: {error.cause}"))])
         raise
     if log_file:
-        changes = "; ".join(note for _, notes in result.notes for note in notes) or "none"
+        changes = "; ".join([*(note for _, notes in result.notes for note in notes),
+                             *(note for note in extra_notes if note)]) or "none"
         spans = {phase: end - marks[n][1] for n, (phase, end) in enumerate(marks[1:])}
         if discovered:
             spans["modifiers"] -= discovered[0]

@@ -30,6 +30,8 @@ ORDER: tuple[tuple[str, Modifier], ...] = (
     ("mig-lease", lazy("runtime_shim.modifiers.mig_lease")),
     ("devices", lazy("runtime_shim.modifiers.devices")),
     ("hook", lazy("runtime_shim.modifiers.hook_injection")),
+    # spec mode only: the driver's files as mounts and the spec hook (README §Spec mode)
+    ("driver-mounts", lazy("runtime_shim.modifiers.driver_mounts")),
     ("policy", lazy("runtime_shim.modifiers.policy")),
     ("cgroup", lazy("runtime_shim.modifiers.cgroup_parent")),
     # after cgroup: placement stays inside the cpuset of the parent the container lands in
@@ -37,7 +39,7 @@ ORDER: tuple[tuple[str, Modifier], ...] = (
     ("oom", lazy("runtime_shim.modifiers.oom_score")),
 )
 
-GPU_ONLY = frozenset({"mig-lease", "devices", "hook", "numa"})
+GPU_ONLY = frozenset({"mig-lease", "devices", "hook", "driver-mounts", "numa"})
 """Modifiers that return their input for a container that is no GPU container (``Context.gpu``:
 no GPU request and no GPU node injected by the engine); for such a
 container they are skipped, never imported (tests/runtime_shim/test_pipeline.py holds them to

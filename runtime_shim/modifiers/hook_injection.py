@@ -1,5 +1,9 @@
 """Inject our OCI hook into GPU containers, replacing stale copies and NVIDIA's legacy hook.
 
+In spec mode (``mode: spec``) the driver is declared in config.json by the ``driver-mounts``
+modifier instead, so this one injects nothing and only removes those entries: either would
+mount the driver a second time through libnvidia-container.
+
 The entry carries an explicit ``env``: runc then gives the hook exactly that environment, so a
 container's LD_PRELOAD or PYTHONPATH can never reach a root process on the host.
 """
@@ -57,6 +61,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         return spec, []
     ours = our_entry(ctx)
     stage = ours["args"][-1]
+    spec_mode = ctx.config.mode == "spec"
     hooks = spec.get("hooks")
     if hooks is None:
         hooks = {}
@@ -75,9 +80,13 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
         kept = [e for e in entries if not is_replaced(e, ours)]
         removed += len(entries) - len(kept)
         new_hooks[name] = kept
-    new_hooks[stage] = [*(new_hooks.get(stage) or []), ours]
+    if not spec_mode:
+        new_hooks[stage] = [*(new_hooks.get(stage) or []), ours]
     if new_hooks == hooks:
         return spec, []
+    if spec_mode:
+        return {**spec, "hooks": new_hooks}, [
+            f"hook: spec mode: removed {removed} stale or legacy hook entries"]
     notes = [f"hook: {stage} {ours['path']} {' '.join(ours['args'][1:])}"]
     stale = removed - (1 if ours in (hooks.get(stage) or []) else 0)
     if stale:

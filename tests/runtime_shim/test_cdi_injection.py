@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import pytest
 
-from runtime_shim.cdi_injection import Injection, detect
+from runtime_shim.cdi_injection import SPEC_MARK, Injection, detect
 
 
 def gpu_node(minor: int, path: Optional[str] = None, major: Any = 195,
@@ -127,3 +127,65 @@ def test_describe_names_gpu_nodes_else_the_first_evidence() -> None:
     assert Injection((0, 2), ("a",)).describe() == "/dev/nvidia0, /dev/nvidia2"
     assert Injection((), ("annotation cdi.k8s.io/x", "b")).describe() == \
         "annotation cdi.k8s.io/x"
+
+
+SPEC_HOOK = {"path": "/usr/bin/gpu-container-spec-hook",
+             "args": ["gpu-container-spec-hook", "--folder", "/usr/lib/x86_64-linux-gnu"],
+             "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", SPEC_MARK], "timeout": 10}
+LIBCUDA = {"destination": "/usr/lib/x86_64-linux-gnu/libcuda.so.535.104.05", "type": "bind",
+           "source": "/usr/lib/x86_64-linux-gnu/libcuda.so.535.104.05",
+           "options": ["ro", "nosuid", "nodev", "bind"]}
+
+
+def test_the_shims_spec_mode_edit_is_not_an_injection() -> None:
+    """A retried create in spec mode: the nodes and driver mounts the shim itself wrote, with
+    its spec-hook entry, are the shim's own edit."""
+    spec = cdi_spec([gpu_node(0), CTL, UVM], mounts=[LIBCUDA],
+                    hooks={"createContainer": [SPEC_HOOK]})
+    assert detect(spec) is None
+
+
+def test_the_spec_hook_of_a_cdi_spec_does_not_hide_an_injection() -> None:
+    """The same hook emitted by a CDI spec (no mark: the engine wrote it) is the engine's."""
+    from_cdi = {**SPEC_HOOK, "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}
+    found = detect(cdi_spec([gpu_node(0)], mounts=[LIBCUDA],
+                            hooks={"createContainer": [from_cdi]}))
+    assert found is not None and found.gpu_minors == (0,)
+
+
+def test_the_mark_on_another_hook_is_no_sign_of_ours() -> None:
+    other = {"path": "/usr/bin/other-hook", "env": [SPEC_MARK]}
+    found = detect(cdi_spec([gpu_node(0)], hooks={"createContainer": [other]}))
+    assert found is not None
+
+
+def test_a_second_spec_mode_create_gives_the_same_spec(tmp_path: Any) -> None:
+    """The whole retried create: the pipeline over its own spec-mode output, as the shim's
+    create reads it again (build_context's detection included), changes nothing."""
+    import json
+
+    from gpu_core import config as config_mod
+    from gpu_core.testing import fake_inventory
+    from runtime_shim import main, pipeline
+
+    root = tmp_path / "driver"
+    lib = root / "usr/lib/x86_64-linux-gnu"
+    lib.mkdir(parents=True)
+    (lib / "libcuda.so.535.104.05").write_bytes(b"")
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs/etc").mkdir(parents=True)
+    config = config_mod.parse(f"mode: spec\nhost: {{driver_root: {root}, dev_root: {tmp_path}}}",
+                              "t.yaml")
+    spec = {"ociVersion": "1.2.1", "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "env": ["NVIDIA_VISIBLE_DEVICES=0"]}}
+    host = fake_inventory(2)
+
+    def create(current: dict[str, Any]) -> dict[str, Any]:
+        ctx = main.build_context(current, config, bundle=str(bundle), container_id="c",
+                                 systemd_cgroup=False)
+        ctx.discover = lambda: host
+        return pipeline.run(json.loads(json.dumps(current)), ctx).spec
+
+    once = create(spec)
+    assert detect(once) is None and "createContainer" in once["hooks"]
+    assert create(once) == once

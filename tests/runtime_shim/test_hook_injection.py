@@ -85,3 +85,23 @@ def test_cdi_injected_spec_gets_no_hook(request_: Any) -> None:
     result, notes = hook_injection.apply(spec, ctx)
     assert result is spec
     assert notes == ["hook: not injected: the engine injected the driver from a CDI spec"]
+
+
+def test_spec_mode_injects_no_hook() -> None:
+    spec = {"hooks": {"prestart": [OTHER]}}
+    result, notes = hook_injection.apply(spec, context("mode: spec", request=GPU0))
+    assert result is spec and notes == []
+
+
+def test_spec_mode_removes_a_stale_copy_of_our_hook_and_the_legacy_one() -> None:
+    spec = {"hooks": {"prestart": [OURS, OTHER], "createRuntime": [LEGACY]}}
+    result, notes = hook_injection.apply(spec, context("mode: spec", request=GPU0))
+    assert result == {"hooks": {"prestart": [OTHER], "createRuntime": []}}
+    assert notes == ["hook: spec mode: removed 2 stale or legacy hook entries"]
+
+
+def test_spec_mode_keeps_the_spec_hook() -> None:
+    spec_hook = {"path": "/usr/bin/gpu-container-spec-hook", "args": ["gpu-container-spec-hook"]}
+    spec = {"hooks": {"createContainer": [spec_hook]}}
+    result, _ = hook_injection.apply(spec, context("mode: spec", request=GPU0))
+    assert result is spec

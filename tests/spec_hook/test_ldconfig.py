@@ -1,0 +1,169 @@
+"""The host's static ldconfig run jailed in the rootfs: it indexes the given directories, the
+compat one first, and no image trick (a self-including or FIFO ld.so.conf, /proc includes, a
+cache symlinked to a host file) changes anything outside the rootfs or outlives the deadline."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from elf_libs import build_shared_library, build_static_probe, cache_entries
+
+from gpu_core.errors import ShimError
+from spec_hook import ldconfig, rootfs
+
+LIB = "usr/lib/x86_64-linux-gnu"
+COMPAT = "usr/local/cuda/compat"
+HOST_LDCONFIG = "/sbin/ldconfig"
+
+
+@pytest.fixture(scope="module")
+def libcuda(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_shared_library(tmp_path_factory.mktemp("libs") / "libcuda.so.535.104.05",
+                                "libcuda.so.1")
+
+
+@pytest.fixture
+def image(tmp_path: Path, libcuda: Path) -> Iterator[tuple[Path, int]]:
+    path = tmp_path / "rootfs"
+    for sub in ("etc", LIB, "proc", "dev"):
+        (path / sub).mkdir(parents=True)
+    shutil.copy2(libcuda, path / LIB / libcuda.name)
+    fd = rootfs.open_root(str(path))
+    yield path, fd
+    os.close(fd)
+
+
+@pytest.fixture
+def exe() -> Iterator[int]:
+    fd = ldconfig.open_host(HOST_LDCONFIG)
+    yield fd
+    os.close(fd)
+
+
+def digest(path: str) -> str:
+    with open(path, "rb") as stream:
+        return hashlib.sha256(stream.read()).hexdigest()
+
+
+def soon(seconds: float = 10.0) -> float:
+    return time.monotonic() + seconds
+
+
+def test_the_cache_names_the_soname_and_the_soname_link_is_made(
+        image: tuple[Path, int], exe: int) -> None:
+    path, fd = image
+    ldconfig.run(exe, fd, ["/" + LIB], soon())
+    assert f"/{LIB}/libcuda.so.1" in cache_entries(path / "etc" / "ld.so.cache")
+    assert os.readlink(path / LIB / "libcuda.so.1") == "libcuda.so.535.104.05"
+
+
+def test_the_first_directory_wins_the_library_name(
+        image: tuple[Path, int], exe: int, libcuda: Path) -> None:
+    path, fd = image
+    (path / COMPAT).mkdir(parents=True)
+    shutil.copy2(libcuda, path / COMPAT / "libcuda.so.550.54.15")
+    ldconfig.run(exe, fd, ["/" + COMPAT, "/" + LIB], soon())
+    named = [e for e in cache_entries(path / "etc" / "ld.so.cache") if "libcuda.so.1" in e]
+    assert named[0] == f"/{COMPAT}/libcuda.so.1"
+
+
+def test_a_self_including_ld_so_conf_ends_and_changes_nothing_on_the_host(
+        image: tuple[Path, int], exe: int) -> None:
+    path, fd = image
+    (path / "etc" / "ld.so.conf").write_text("include /etc/ld.so.conf\n")
+    before = digest("/etc/ld.so.cache")
+    try:
+        ldconfig.run(exe, fd, ["/" + LIB], soon(5))
+    except ShimError as error:  # ldconfig may give up on the loop; either way it ended
+        assert error.stage == "ldconfig"
+    assert digest("/etc/ld.so.cache") == before
+
+
+def test_a_fifo_ld_so_conf_is_killed_at_the_deadline(
+        image: tuple[Path, int], exe: int) -> None:
+    path, fd = image
+    os.mkfifo(path / "etc" / "ld.so.conf")
+    with pytest.raises(ShimError, match="did not finish before the hook's timeout"):
+        ldconfig.run(exe, fd, ["/" + LIB], soon(0.5))
+
+
+def test_an_include_of_proc_self_reads_nothing_of_the_host(
+        image: tuple[Path, int], exe: int) -> None:
+    path, fd = image
+    (path / "etc" / "ld.so.conf").write_text(
+        "include /proc/self/environ\ninclude /proc/self/fd/*\n/proc/self/root/etc\n")
+    before = digest("/etc/ld.so.cache")
+    ldconfig.run(exe, fd, ["/" + LIB], soon())
+    assert digest("/etc/ld.so.cache") == before
+    assert all(entry.startswith(f"/{LIB}/")
+               for entry in cache_entries(path / "etc" / "ld.so.cache"))
+
+
+def test_a_cache_symlinked_to_a_host_file_leaves_the_host_file_unchanged(
+        image: tuple[Path, int], exe: int, tmp_path: Path) -> None:
+    path, fd = image
+    host_file = tmp_path / "host-cache"
+    host_file.write_bytes(b"the host's bytes\n")
+    (path / "etc" / "ld.so.cache").symlink_to(host_file)
+    ldconfig.run(exe, fd, ["/" + LIB], soon())
+    assert host_file.read_bytes() == b"the host's bytes\n"
+
+
+def test_ldconfig_runs_jailed_in_its_own_session_with_no_env_and_no_extra_fds(
+        image: tuple[Path, int], tmp_path: Path) -> None:
+    """A static probe in ldconfig's place: its report lands in the rootfs (the chroot), and a
+    host directory fd the caller leaked (inheritable) is not among its fds."""
+    path, fd = image
+    probe = ldconfig.open_host(str(build_static_probe(tmp_path / "probe")))
+    leaked = os.open(str(tmp_path), os.O_PATH)
+    os.set_inheritable(leaked, True)
+    os.environ["SPEC_HOOK_TEST_LEAK"] = "1"
+    try:
+        ldconfig.run(probe, fd, ["/" + LIB], soon())
+    finally:
+        del os.environ["SPEC_HOOK_TEST_LEAK"]
+        os.close(leaked)
+        os.close(probe)
+    report = (path / "probe-report").read_text().splitlines()
+    assert report == ["env 0", "session 1", "fds 0 1 2",
+                      f"argv ldconfig -C /etc/ld.so.cache -f /etc/ld.so.conf /{LIB}"]
+
+
+def test_a_dynamic_ldconfig_is_refused() -> None:
+    with pytest.raises(ShimError, match=r"dynamic executable \(PT_INTERP\)"):
+        ldconfig.open_host("/bin/ls")
+
+
+def test_a_script_ldconfig_is_refused(tmp_path: Path) -> None:
+    script = tmp_path / "ldconfig"
+    script.write_text("#!/bin/sh\nexit 0\n")
+    script.chmod(0o755)
+    with pytest.raises(ShimError, match="not an ELF executable"):
+        ldconfig.open_host(str(script))
+
+
+def test_a_non_executable_ldconfig_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "ldconfig"
+    shutil.copyfile(HOST_LDCONFIG, copy)
+    copy.chmod(0o644)
+    with pytest.raises(ShimError, match="not an executable file"):
+        ldconfig.open_host(str(copy))
+
+
+def test_a_relative_ldconfig_path_is_refused() -> None:
+    with pytest.raises(ShimError, match="expected an absolute host path"):
+        ldconfig.open_host("sbin/ldconfig")
+
+
+def test_a_failing_ldconfig_is_one_error_with_its_last_line(
+        image: tuple[Path, int], exe: int) -> None:
+    path, fd = image
+    shutil.rmtree(path / "etc")  # nowhere to write the cache
+    with pytest.raises(ShimError, match=r"exited with status 1: .*ld\.so\.cache"):
+        ldconfig.run(exe, fd, ["/" + LIB], soon())
