@@ -87,8 +87,8 @@ def test_config_declares_read_only_driver_mounts_and_one_create_container_hook(
         write_config: WriteConfig) -> None:
     """The rewritten config.json: the driver library as a ro,nosuid,nodev bind mount at
     lib64 (no /etc/debian_version), nvidia-smi at /usr/bin, GPU 2's node, exactly one hook
-    entry of ours (createContainer, the configured spec hook, an explicit PATH-only env) and
-    no entry of the prestart hook."""
+    entry of ours (createContainer, the configured spec hook, an explicit env with PATH and
+    nothing of the loader's or Python's) and no entry of the prestart hook."""
     host = sim_host_factory("dgx-a100")
     bundle = make_bundle(env=["NVIDIA_VISIBLE_DEVICES=2"])
     result = spec_shim(host, make_runtime, write_config).run(bundle)
@@ -104,7 +104,8 @@ def test_config_declares_read_only_driver_mounts_and_one_create_container_hook(
     [entry] = spec_hooks(spec)
     assert entry["path"] == SPEC_HOOK and entry["args"][0] == SPEC_HOOK_NAME
     assert entry in spec["hooks"]["createContainer"]
-    assert entry["env"] == ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+    assert "PATH=/usr/sbin:/usr/bin:/sbin:/bin" in entry["env"]
+    assert not [item for item in entry["env"] if item.startswith(("LD_", "PYTHON"))]
     assert isinstance(entry.get("timeout"), int) and entry["timeout"] > 0
     assert spec["hooks"] == {"createContainer": [entry]}
 
@@ -176,9 +177,10 @@ def test_mig_device_gets_its_parent_and_capability_nodes(
 COMPAT_SOURCE = "int cuInit(unsigned int flags) { (void)flags; return 0; }\n"
 
 
-def compat_library(into: Path, version: str) -> Path:
-    """A real shared object named like CUDA's compat libcuda (SONAME libcuda.so.1)."""
-    source = into.parent / f"compat-{version}.c"
+def compat_library(into: Path, version: str, scratch: Path) -> Path:
+    """A real shared object named like CUDA's compat libcuda (SONAME libcuda.so.1), built from
+    a source in ``scratch``."""
+    source = scratch / f"compat-{version}.c"
     source.write_text(COMPAT_SOURCE)
     into.mkdir(parents=True, exist_ok=True)
     library = into / f"libcuda.so.{version}"
@@ -202,7 +204,7 @@ def test_compat_libcuda_goes_first_only_when_its_major_is_newer(
     host = sim_host_factory("dgx-a100")
     bundle = make_bundle(env=["NVIDIA_VISIBLE_DEVICES=0"])
     compat_dir = bundle.path / "rootfs" / "usr" / "local" / "cuda" / "compat"
-    compat_library(compat_dir, compat)
+    compat_library(compat_dir, compat, tmp_path)
     result = spec_shim(host, make_runtime, write_config).run(bundle)
     assert result.returncode == 0, result.stderr
     assert first_path(container_cache(bundle), "libcuda.so.1") == first
@@ -216,7 +218,7 @@ def test_compat_library_that_is_a_symlink_is_not_used(
     host = sim_host_factory("dgx-a100")
     bundle = make_bundle(env=["NVIDIA_VISIBLE_DEVICES=0"])
     rootfs = bundle.path / "rootfs"
-    compat_library(rootfs / "opt" / "elsewhere", "550.54.15")
+    compat_library(rootfs / "opt" / "elsewhere", "550.54.15", tmp_path)
     compat_dir = rootfs / "usr" / "local" / "cuda" / "compat"
     compat_dir.mkdir(parents=True)
     (compat_dir / "libcuda.so.550.54.15").symlink_to("/opt/elsewhere/libcuda.so.550.54.15")
@@ -242,7 +244,7 @@ def test_image_directory_linked_to_a_host_path_writes_nothing_outside(
     (outside / "ld.so.cache").write_bytes(b"host ld.so.cache\n")
     (outside / "ld.so.conf").write_text("/host/lib\n")
     (outside / "debian_version").write_text("12.0\n")
-    compat_library(outside, "550.54.15")
+    compat_library(outside, "550.54.15", tmp_path)
     before = tree_digest(outside)
     bundle = make_bundle(env=["NVIDIA_VISIBLE_DEVICES=0"])
     rootfs = bundle.path / "rootfs"
