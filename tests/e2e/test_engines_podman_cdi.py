@@ -87,7 +87,7 @@ def podman(tmp_path_factory: pytest.TempPathFactory, host: SimHost) -> Iterator[
 @pytest.fixture(scope="module")
 def podman_spec(tmp_path_factory: pytest.TempPathFactory, host: SimHost) -> Iterator[Podman]:
     """podman over the shim running the simulated host in spec mode (README §Spec mode)."""
-    root = tmp_path_factory.mktemp("podman-cdi-spec")
+    root = tmp_path_factory.mktemp("pcs")  # podman: runroot under 50 characters
     yield from start_podman(root, write_spec_config(host, root / "shim.yaml"))
 
 
