@@ -230,14 +230,21 @@ def test_compat_library_that_is_a_symlink_is_not_used(
 # -- images pointing at the host --------------------------------------------------------------
 
 
+VIA = {"direct": "", "proc-1-root": "/proc/1/root"}
+"""How an image's link names a host path: plainly, or through /proc/1/root, which in the
+container's PID namespace before pivot_root is the runtime's init, whose root is the host's."""
+
+
+@pytest.mark.parametrize("via", VIA)
 @pytest.mark.parametrize("relative", ["usr/lib/x86_64-linux-gnu", "etc", "usr/local/cuda/compat",
                                       "usr/lib64"])
 def test_image_directory_linked_to_a_host_path_writes_nothing_outside(
         sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
-        write_config: WriteConfig, tmp_path: Path, relative: str) -> None:
+        write_config: WriteConfig, tmp_path: Path, relative: str, via: str) -> None:
     """A Debian image whose ``relative`` is a symlink to a host directory (holding files an
-    ldconfig or a mount would replace): the start succeeds or fails with one line, and the
-    host directory is unchanged with nothing mounted on it."""
+    ldconfig or a mount would replace), named plainly or through /proc/1/root: the start
+    succeeds or fails with one line, and the host directory is unchanged with nothing mounted
+    on it."""
     host = sim_host_factory("dgx-a100")
     outside = tmp_path / "host-dir"
     outside.mkdir()
@@ -253,10 +260,30 @@ def test_image_directory_linked_to_a_host_path_writes_nothing_outside(
     if target.is_dir():
         subprocess.run(["rm", "-rf", "--one-file-system", str(target)], check=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.symlink_to(outside)
+    target.symlink_to(VIA[via] + str(outside))
     result = spec_shim(host, make_runtime, write_config).run(bundle)
     assert tree_digest(outside) == before
     assert not [p for p in mount_points() if p == str(outside) or p.startswith(f"{outside}/")]
+    if result.returncode != 0:
+        ours = [line for line in result.stderr.splitlines() if "gpu-container-" in line]
+        assert len(ours) == 1, result.stderr
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_ld_so_conf_naming_a_host_directory_gets_no_links_there(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig, tmp_path: Path, via: str) -> None:
+    """An image whose /etc/ld.so.conf lists a host directory holding a library without its
+    SONAME link (ldconfig adds such links in every directory it scans): the container starts
+    and the host directory is unchanged."""
+    host = sim_host_factory("dgx-a100")
+    outside = tmp_path / "host-libs"
+    compat_library(outside, "1.0", tmp_path).rename(outside / "libprobe.so.1.0")
+    before = tree_digest(outside)
+    bundle = make_bundle(env=["NVIDIA_VISIBLE_DEVICES=0"])
+    (bundle.path / "rootfs" / "etc" / "ld.so.conf").write_text(f"{VIA[via]}{outside}\n")
+    result = spec_shim(host, make_runtime, write_config).run(bundle)
+    assert tree_digest(outside) == before
     if result.returncode != 0:
         ours = [line for line in result.stderr.splitlines() if "gpu-container-" in line]
         assert len(ours) == 1, result.stderr
