@@ -4,10 +4,7 @@ Nothing from the image runs: the ldconfig binary is opened on the host before an
 happens and must be a static ELF (no PT_INTERP: a dynamic one would load the image's ld.so, a
 script the image's interpreter). A forked child starts a session of its own, chroots into the
 rootfs fd (fchdir + chroot('.'), so the image's /etc/ld.so.conf, its ``include``s and a
-/etc/ld.so.cache symlink all resolve inside the root) in a private mount namespace whose /proc
-is an empty read-only tmpfs (chroot does not stop procfs's magic links: before pivot_root,
-/proc/1/root is the runtime's init, whose root is the host's, so an image's /etc or ld.so.conf
-naming /proc/1/root/... would have ldconfig write there), keeps only stdin on /dev/null and a
+/etc/ld.so.cache symlink all resolve inside the root), keeps only stdin on /dev/null and a
 stderr pipe, and execs the binary by fd with an empty environment. At the deadline the whole
 process group is killed: an image whose ld.so.conf is a FIFO or includes itself cannot hang
 the container's start.
@@ -16,8 +13,6 @@ the container's start.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import os
 import select
 import signal
@@ -32,9 +27,6 @@ from gpu_core.errors import ShimError, one_line
 STAGE = "ldconfig"
 PT_INTERP = 3
 STDERR_LIMIT = 4096
-CLONE_NEWNS = 0x00020000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
-MS_REC, MS_PRIVATE = 0x4000, 0x40000
 
 
 def open_host(path: str) -> int:
@@ -87,37 +79,15 @@ def arguments(directories: Sequence[str]) -> list[str]:
     return ["ldconfig", "-C", "/etc/ld.so.cache", "-f", "/etc/ld.so.conf", *directories]
 
 
-def _private_namespace(libc: ctypes.CDLL) -> None:  # pragma: no cover - runs in the fork
-    """A mount namespace of the child's own whose mounts propagate nowhere."""
-    if libc.unshare(CLONE_NEWNS) != 0 or \
-            libc.mount(None, b"/", None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"private mount namespace: {os.strerror(error)}")
-
-
-def _hide_proc(libc: ctypes.CDLL) -> None:  # pragma: no cover - runs in the fork
-    """Cover the jail's /proc with an empty read-only tmpfs (no /proc at all: nothing to do)."""
-    flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-    if libc.mount(b"tmpfs", b"/proc", b"tmpfs", ctypes.c_ulong(flags), None) != 0:
-        error = ctypes.get_errno()
-        if error != errno.ENOENT:
-            raise OSError(error, f"hiding /proc from ldconfig: {os.strerror(error)}")
-
-
 def _child(exe: int, root: int, argv: list[str], error: int) -> None:  # pragma: no cover
-    """In the fork: jail (private mounts, /proc hidden), tidy the fds, exec. Never returns."""
+    """In the fork: jail, tidy the fds, exec. Never returns."""
     try:
         os.setsid()
         keep = os.dup(exe) if exe < 3 else exe  # dup2 below must not close it
         null = os.open("/dev/null", os.O_RDWR)  # the host's, opened before the jail
-        libc = ctypes.CDLL(None, use_errno=True)
         os.fchdir(root)
-        # unshare moves the cwd into the new namespace's copy of its mount; the fd itself
-        # would stay in the old one, where the new namespace cannot mount
-        _private_namespace(libc)
         os.chroot(".")
         os.chdir("/")
-        _hide_proc(libc)
         os.dup2(null, 0)
         os.dup2(null, 1)
         os.dup2(error, 2)
