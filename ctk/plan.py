@@ -196,7 +196,7 @@ def render(plan: Plan) -> str:
         out += ["", plan.diff.rstrip("\n")]
     out.append("")
     if plan.spec_mode is not None:
-        out += render_spec_mode(plan.spec_mode) + [""]
+        out += [*render_spec_mode(plan.spec_mode), ""]
     out += render_hook(plan.hook)
     out += ["", "touched nothing: config.json unchanged, no MIG lease taken, nothing mounted"]
     return "\n".join(out)
