@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -178,6 +179,39 @@ def test_the_spec_mode_create_imports_nothing_heavy_and_a_retry_changes_nothing(
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout) == [1, []]
     assert json.loads((bundle / "config.json").read_text()) == json.loads(written)
+
+
+def test_a_transient_nvml_error_at_discovery_is_retried_by_the_create(
+        sim_host: SimHost, spec_config: Path, tmp_path: Path) -> None:
+    """NVML's Unknown Error on the first two device counts: the create retries discovery and
+    writes the spec; the retries are in our log."""
+    sim_host.set_faults("nvml-unknown-error=2")
+    document = yaml.safe_load(spec_config.read_text())
+    document["retry"] = {"attempts": 5, "initial_backoff": 0.01, "max_backoff": 0.02}
+    spec_config.write_text(yaml.safe_dump(document))
+    bundle = gpu_bundle(tmp_path)
+    done = create(spec_config, bundle)
+    assert done.returncode == 0, done.stderr
+    assert sim_host.fault_uses("nvml-unknown-error") == 3
+    assert "createContainer" in json.loads((bundle / "config.json").read_text())["hooks"]
+    log = Path(document["log"]["file"]).read_text().splitlines()[-1]
+    assert log.count("discovery: attempt ") == 2 and "Unknown Error" in log
+
+
+def test_a_transient_nvml_error_outlasting_the_attempts_fails_in_one_line(
+        sim_host: SimHost, spec_config: Path, tmp_path: Path) -> None:
+    sim_host.set_faults("nvml-unknown-error=100")
+    document = yaml.safe_load(spec_config.read_text())
+    document["retry"] = {"attempts": 2, "initial_backoff": 0.01, "max_backoff": 0.01}
+    spec_config.write_text(yaml.safe_dump(document))
+    bundle = gpu_bundle(tmp_path)
+    before = (bundle / "config.json").read_bytes()
+    done = create(spec_config, bundle)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert re.fullmatch(r"gpu-container-runtime: discovery: 2 attempts over \d+\.\ds "
+                        r"\(attempt cap\): nvml: Unknown Error \(nvmlDeviceGetCount_v2\)\n",
+                        done.stderr)
+    assert (bundle / "config.json").read_bytes() == before
 
 
 def test_a_device_never_ready_fails_the_create_in_one_line_leaving_the_spec(
