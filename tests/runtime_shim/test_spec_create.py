@@ -241,3 +241,16 @@ def test_hook_mode_waits_for_nothing_in_the_shim(sim_host: SimHost, spec_config:
     spec_config.write_text(yaml.safe_dump(document))
     done = create(spec_config, gpu_bundle(tmp_path))
     assert done.returncode == 0, done.stderr
+
+
+def test_the_written_config_is_a_valid_oci_config(sim_host: SimHost, spec_config: Path,
+                                                  tmp_path: Path) -> None:
+    import oci_schema
+
+    sim_host.set_faults()
+    bundle = gpu_bundle(tmp_path)
+    done = create(spec_config, bundle)
+    assert done.returncode == 0, done.stderr
+    written = json.loads((bundle / "config.json").read_text())
+    assert [e.message for e in oci_schema.config_validator().iter_errors(written)] == []
+    assert written["mounts"] and written["linux"]["devices"]
