@@ -95,6 +95,14 @@ def test_a_failure_that_is_no_nvml_error_is_not_retried() -> None:
     assert info.value is other
 
 
+def test_an_unexpected_exception_is_not_dressed_as_a_discovery_error() -> None:
+    bug = KeyError("minor")
+    discover = spec_create.retried(config(), flaky([bug]), FakeSession(), lambda _: None,
+                                   sleep=lambda _: None)
+    with pytest.raises(KeyError):
+        discover()
+
+
 @pytest.mark.parametrize("code, transient", [(9, True), (10, True), (999, True), (15, False),
                                              (6, False), (3, False)])
 def test_nvml_codes_are_classified_as_the_hooks_table(code: int, transient: bool) -> None:
