@@ -33,17 +33,21 @@ def host_driver(tmp_path: Path) -> tuple[Path, Path]:
     return lib, proc
 
 
+@pytest.mark.parametrize("stage", ["createContainer", "createRuntime", "prestart"])
 def test_a_container_sees_the_ld_cache_link_and_proc_driver(
         make_bundle: Callable[..., Bundle], make_runtime: Callable[..., Runtime],
         write_config: Callable[[str], Path], low_level: str,
-        host_driver: tuple[Path, Path]) -> None:
+        host_driver: tuple[Path, Path], stage: str) -> None:
+    """createContainer runs in the container's mount namespace; createRuntime and prestart (as
+    some CDI consumers register hooks) run in the runtime's, with the container's host pid:
+    the hook enters the container's namespace first."""
     lib, proc = host_driver
     bundle = make_bundle(["/bin/sh", "-c", SCRIPT])
 
     def declare(spec: dict[str, Any]) -> None:
         spec["mounts"].append({"destination": f"{LIB}/{lib.name}", "source": str(lib),
                                "type": "bind", "options": ["ro", "nosuid", "nodev", "bind"]})
-        spec["hooks"] = {"createContainer": [{
+        spec["hooks"] = {stage: [{
             "path": HOOK,
             "args": ["gpu-container-spec-hook", "--folder", LIB,
                      "--link", f"libcuda.so.1::{LIB}/libcuda.so", "--driver-version", DRIVER,
