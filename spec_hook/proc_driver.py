@@ -16,8 +16,7 @@ import errno
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
 from spec_hook import rootfs
@@ -34,13 +33,12 @@ _BUSID = re.compile(r"([0-9a-fA-F]{4}|[0-9a-fA-F]{8}):[0-9a-fA-F]{2}:[0-9a-fA-F]
 _MODIFY = re.compile(rb"^(ModifyDeviceFiles:[ \t]*)[^\n]*$", re.MULTILINE)
 
 
-@dataclass
-class HostProcDriver:
+class HostProcDriver(NamedTuple):
     """What the host directory offers: seed file contents and the GPU entry names found."""
 
     directory: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    gpus: list[str] = field(default_factory=list)
+    files: dict[str, bytes]
+    gpus: list[str]
 
 
 def busid_forms(busid: str) -> list[str]:
@@ -80,7 +78,7 @@ def _read(path: str) -> Optional[bytes]:
 def read_host(directory: str, busids: Sequence[str]) -> HostProcDriver:
     """Read the host's seed files and find each GPU's entry; a GPU without one is skipped, as
     libnvidia-container skips it."""
-    host = HostProcDriver(directory)
+    host = HostProcDriver(directory, {}, [])
     try:
         for name in SEED_FILES:
             data = _read(os.path.join(directory, name))
