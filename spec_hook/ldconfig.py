@@ -108,21 +108,10 @@ def run(exe: int, root: int, directories: Sequence[str], deadline: float) -> Non
         os.close(read)
         _child(exe, root, arguments(directories), write)
     os.close(write)
-    stderr = b""
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([read], [], [], left)[0]:
-                with_group = True
-                break
-            data = os.read(read, STDERR_LIMIT)
-            if not data:  # ldconfig exited (or closed stderr); wait below, bounded
-                with_group = False
-                break
-            stderr = (stderr + data)[-STDERR_LIMIT:]
+        status, stderr = _wait(pid, read, deadline)
     finally:
         os.close(read)
-    status = _wait(pid, deadline, kill_now=with_group)
     if status is None:
         raise ShimError(STAGE, "did not finish before the hook's timeout; killed")
     code = os.waitstatus_to_exitcode(status)
@@ -132,18 +121,37 @@ def run(exe: int, root: int, directories: Sequence[str], deadline: float) -> Non
         raise ShimError(STAGE, f"exited with status {code}{detail}")
 
 
-def _wait(pid: int, deadline: float, kill_now: bool) -> Optional[int]:
-    """The child's wait status, or None when it had to be killed at the deadline."""
-    while not kill_now:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.002)
+def _wait(pid: int, stderr_fd: int, deadline: float) -> tuple[Optional[int], bytes]:
+    """(wait status or None when killed at the deadline, the tail of its stderr). A pidfd
+    says when it exits, so a fast ldconfig costs no polling."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # before Linux 5.3: poll instead
+        pidfd = -1
+    watched, stderr = [stderr_fd] + ([pidfd] if pidfd >= 0 else []), b""
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready = select.select(watched, [], [], left if pidfd >= 0 else min(left, 0.005))[0]
+            if stderr_fd in ready:
+                data = os.read(stderr_fd, STDERR_LIMIT)
+                stderr = (stderr + data)[-STDERR_LIMIT:]
+                if not data:
+                    watched.remove(stderr_fd)
+            if pidfd in ready or pidfd < 0:
+                done, status = os.waitpid(pid, 0 if pidfd >= 0 else os.WNOHANG)
+                if done:
+                    if stderr_fd in watched and select.select([stderr_fd], [], [], 0)[0]:
+                        stderr = (stderr + os.read(stderr_fd, STDERR_LIMIT))[-STDERR_LIMIT:]
+                    return status, stderr
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)  # ldconfig and anything it started
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)  # in case it died before setsid made the group
     os.waitpid(pid, 0)
-    return None
+    return None, stderr

@@ -167,3 +167,27 @@ def test_a_failing_ldconfig_is_one_error_with_its_last_line(
     shutil.rmtree(path / "etc")  # nowhere to write the cache
     with pytest.raises(ShimError, match=r"exited with status 1: .*ld\.so\.cache"):
         ldconfig.run(exe, fd, ["/" + LIB], soon())
+
+
+def test_without_pidfds_the_wait_polls_and_still_reports_the_result(
+        image: tuple[Path, int], exe: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before Linux 5.3 there is no pidfd_open: the same run, found by polling."""
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    path, fd = image
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    ldconfig.run(exe, fd, ["/" + LIB], soon())
+    assert f"/{LIB}/libcuda.so.1" in cache_entries(path / "etc" / "ld.so.cache")
+
+
+def test_without_pidfds_a_fifo_ld_so_conf_is_still_killed(
+        image: tuple[Path, int], exe: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    path, fd = image
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    os.mkfifo(path / "etc" / "ld.so.conf")
+    with pytest.raises(ShimError, match="did not finish before the hook's timeout"):
+        ldconfig.run(exe, fd, ["/" + LIB], soon(0.5))
