@@ -30,7 +30,10 @@ STDERR_LIMIT = 4096
 
 
 def open_host(path: str) -> int:
-    """An fd of the host's ldconfig, checked static; raise ShimError naming the problem."""
+    """An fd of the host's ldconfig, checked static; raise ShimError naming the problem. A
+    leading ``@`` (NVIDIA's configuration marks a host path so, e.g. ``@/sbin/ldconfig.real``)
+    means the same path."""
+    path = path[1:] if path.startswith("@") else path
     if not path.startswith("/") or "\x00" in path:
         raise ShimError(STAGE, f"{path!r}: expected an absolute host path")
     try:

@@ -191,3 +191,12 @@ def test_without_pidfds_a_fifo_ld_so_conf_is_still_killed(
     os.mkfifo(path / "etc" / "ld.so.conf")
     with pytest.raises(ShimError, match="did not finish before the hook's timeout"):
         ldconfig.run(exe, fd, ["/" + LIB], soon(0.5))
+
+
+def test_an_at_marked_host_path_is_the_same_ldconfig() -> None:
+    """NVIDIA's configuration spells the host's ldconfig ``@/sbin/ldconfig.real``."""
+    fd = ldconfig.open_host("@" + HOST_LDCONFIG)
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(HOST_LDCONFIG))
+    finally:
+        os.close(fd)
