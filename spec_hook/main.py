@@ -211,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ShimError as exc:
         print(f"{PROG}: {one_line(str(exc), 1000)}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a bug or an unforeseen input: still one line, never a traceback
         print(f"{PROG}: {one_line(f'{type(exc).__name__}: {exc}', 1000)}", file=sys.stderr)
         return 1
     finally:
