@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 SHIM_COMMANDS = ("create", "run")
-SHIM_PHASES = ("load", "request", "discovery", "modifiers", "write")
-"""``<phase>_ms`` fields of the shim's create line, in the order the work happens."""
+SHIM_PHASES = ("load", "request", "discovery", "modifiers", "readiness", "write")
+"""``<phase>_ms`` fields of the shim's create line, in the order the work happens (``readiness``
+only in spec mode: README §Spec mode)."""
 LIBRARY_STEPS = ("initialization", "container", "detection", "mount", "ldcache")
 """``<step>_ms`` fields of the hook's ``mounted`` line: each libnvidia-container stage."""
 HOOK_EVENTS = ("readiness", "retry", "mounted", "done", "error")

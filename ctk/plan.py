@@ -9,7 +9,10 @@ Context: it reads the lease store without its lock and shows which devices a sta
 now; no lease is taken, no file is written.
 
 The hook part (``ctk.hook_plan``) asks libnvidia-container for the driver's and the devices'
-files and lists what the hook would mount for the request the shim would leave behind.
+files and lists what the hook would mount for the request the shim would leave behind. In spec
+mode (README §Spec mode) no such hook runs: the plan lists instead what the shim declares, the
+driver's bind mounts and the ``createContainer`` entry of the spec hook, and the readiness wait
+the create would do.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from gpu_core.errors import ShimError
 
@@ -54,6 +57,37 @@ def spec_diff(before: Any, after: Any, path: str = "config.json") -> str:
 
 
 @dataclass(frozen=True)
+class SpecPlan:
+    """Spec mode's part of a plan: the mounts and the hook entry the shim declares, and the
+    readiness wait its create does first ('' when it waits for no device)."""
+
+    mounts: tuple[dict[str, Any], ...]
+    hook: dict[str, Any]
+    readiness: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mounts": list(self.mounts), "hook": {"stage": "createContainer", **self.hook},
+                "readiness": self.readiness}
+
+
+def plan_spec_mode(spec: Any, ctx: Context) -> Optional[SpecPlan]:
+    """What the driver-mounts modifier declares for ``spec`` (the shim's output), or None."""
+    from runtime_shim.modifiers import driver_mounts
+
+    if ctx.config.mode != "spec" or ctx.injected is not None or ctx.request is None:
+        return None
+    declared = driver_mounts.declare(spec, ctx)
+    if declared is None:
+        return None
+    selection = ctx.selection(ctx.request)
+    ready = [f"GPU {g.index}" for g in selection.checked_gpus] + \
+        [f"MIG {m.parent_index}:{m.index}" for m in selection.mig_devices]
+    readiness = (f"the create waits up to {ctx.config.readiness.timeout}s for "
+                 f"{', '.join(ready)} to answer NVML") if ready else ""
+    return SpecPlan(mounts=declared.mounts, hook=declared.hook, readiness=readiness)
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything ``gpu-ctk plan`` reports about one bundle."""
 
@@ -69,10 +103,15 @@ class Plan:
     hook: HookPlan
     cdi: str = ""
     """The ``devices:`` line for a spec the engine injected from a CDI spec ('' otherwise)."""
+    mode: str = "hook"
+    spec_mode: Optional[SpecPlan] = None
+    """What spec mode declares (None in hook mode and for containers it declares nothing for)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "container_id": self.container_id,
                 "config": self.config, "request": self.request_json, "cdi_injected": self.cdi,
+                "mode": self.mode,
+                "spec_mode": self.spec_mode.to_json() if self.spec_mode else None,
                 "edits": [{"modifier": name, "notes": list(notes)} for name, notes in self.edits],
                 "changed": bool(self.diff), "diff": self.diff, "hook": self.hook.to_json(),
                 "outcome": "fail" if self.hook.problem else "start"}
@@ -125,7 +164,11 @@ def make_plan(bundle: str, container_id: str, systemd_cgroup: bool, runtime: str
     except ShimError as error:
         raise ShimError("plan", f"the shim would refuse this container: {error.stage}: "
                                 f"{error.cause}") from None
-    if ctx.injected is None:
+    spec_mode = plan_spec_mode(result.spec, ctx)
+    if config.mode == "spec" and ctx.injected is None:
+        hook = HookPlan(injected=False, notes=(
+            "spec mode: the shim declares the driver in config.json",))
+    elif ctx.injected is None:
         hook = plan_hook(config, result.spec, bundle, ctx.request, ctx.inventory)
     else:
         hook = HookPlan(injected=False, notes=("the engine injected the driver from a CDI spec",))
@@ -136,7 +179,7 @@ def make_plan(bundle: str, container_id: str, systemd_cgroup: bool, runtime: str
                 request=request_line, request_json=request_json,
                 edits=tuple((name, tuple(notes)) for name, notes in result.notes),
                 diff=spec_diff(loaded.spec, result.spec) if result.changed else "", hook=hook,
-                cdi=describe_injection(ctx))
+                cdi=describe_injection(ctx), mode=config.mode, spec_mode=spec_mode)
 
 
 def render(plan: Plan) -> str:
@@ -152,9 +195,24 @@ def render(plan: Plan) -> str:
     if plan.diff:
         out += ["", plan.diff.rstrip("\n")]
     out.append("")
+    if plan.spec_mode is not None:
+        out += [*render_spec_mode(plan.spec_mode), ""]
     out += render_hook(plan.hook)
     out += ["", "touched nothing: config.json unchanged, no MIG lease taken, nothing mounted"]
     return "\n".join(out)
+
+
+def render_spec_mode(declared: SpecPlan) -> list[str]:
+    """The spec-mode lines: each bind mount, the spec hook's entry, the readiness wait."""
+    out = ["gpu-container-runtime (spec mode) would declare:"]
+    if declared.readiness:
+        out.append(f"  readiness: {declared.readiness}")
+    out += [f"  mount  {m['source']} -> {m['destination']} ({','.join(m['options'])})"
+            for m in declared.mounts]
+    hook = declared.hook
+    out.append(f"  hook   createContainer {hook['path']} {' '.join(hook['args'][1:])} "
+               f"(timeout {hook['timeout']}s)")
+    return out
 
 
 def render_hook(hook: HookPlan) -> list[str]:

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory to build in (created; an existing one must hold a "
                              "simulated host)")
     parser.add_argument("--fault", metavar="SPEC", action="append", default=[],
-                        help="nvml-not-ready=N, nvc-init-transient=N[:MESSAGE], "
+                        help="nvml-not-ready=N, nvml-unknown-error=N, "
+                             "nvc-init-transient=N[:MESSAGE], "
                              "nvc-init-permanent=MESSAGE, gpu-lost=INDEX, nvc-mount-delay=MS "
                              "(repeatable; replaces the faults set before)")
     parser.add_argument("--nvc-version", metavar="X.Y.Z",

@@ -157,8 +157,8 @@ def prepare(invocation: argv_mod.Invocation, config: config_mod.Config,
                              *(note for note in extra_notes if note)]) or "none"
         spans = {phase: end - marks[n][1] for n, (phase, end) in enumerate(marks[1:])}
         if discovered:
-            spans["modifiers"] -= discovered[0]
-            spans["discovery"] = discovered[0]
+            spans["modifiers"] -= sum(discovered)
+            spans["discovery"] = sum(discovered)  # every attempt (spec mode retries)
         phases = [(f"{phase}_ms", f"{seconds * 1000:.1f}") for phase, seconds in spans.items()]
         log_create(log_file, "info", invocation, bundle, started, [
             ("gpu", "yes" if is_gpu else "no"),

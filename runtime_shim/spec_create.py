@@ -80,11 +80,10 @@ def retried(config: Config, discover: Callable[[], Inventory], session: Session,
                                   sleep=sleep)
         except RetryError as error:
             last = error.last
-            if error.attempts == 1 and isinstance(last, ShimError):
-                raise last from None  # nothing was retried: the failure as it is
-            cause = last.cause if isinstance(last, ShimError) else str(last)
+            if error.attempts == 1 or not isinstance(last, ShimError):
+                raise last from None  # nothing was retried, or no NVML failure: as it is
             raise ShimError("discovery", f"{error.attempts} attempts over {error.elapsed:.1f}s "
-                                         f"({error.reason}): {cause}") from None
+                                         f"({error.reason}): {last.cause}") from None
     return run
 
 

@@ -20,6 +20,8 @@ _COUNT = r"\d{1,9}"
 _FORMATS: dict[str, tuple[str, str, str]] = {
     # name: (value pattern, value syntax, what it does)
     "nvml-not-ready": (rf"^{_COUNT}$", "N", "the first N nvmlDeviceGetHandleByUUID calls miss"),
+    "nvml-unknown-error": (rf"^{_COUNT}$", "N",
+                           "the first N nvmlDeviceGetCount calls fail with Unknown Error"),
     "nvc-init-transient": (rf"^{_COUNT}(:[^\n]+)?$", "N[:MESSAGE]",
                            "the first N nvc_init calls fail"),
     "nvc-init-permanent": (r"^[^\n]+$", "MESSAGE", "every nvc_init fails"),

@@ -6,15 +6,14 @@ own file, link or directory) is left alone, as libnvidia-container leaves it."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from spec_hook import rootfs
 
 SEPARATOR = "::"
 
 
-@dataclass(frozen=True)
-class Link:
+class Link(NamedTuple):
     target: str
     link: str
 

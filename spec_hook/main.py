@@ -18,11 +18,13 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import FrameType
-from typing import Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Optional
 
 from gpu_core.errors import ShimError, one_line
+
+if TYPE_CHECKING:
+    from spec_hook.links import Link
 
 PROG = "gpu-container-spec-hook"
 STATE_LIMIT = 1 << 20
@@ -39,6 +41,15 @@ class _Parser(argparse.ArgumentParser):
         raise ArgvError(message)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """A fixed width: the default asks shutil for the terminal's, and importing shutil costs
+    the hook more than the rest of argparse on every start (argparse formats at add_argument)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: Optional[int] = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or 100)
+
+
 def _timeout(text: str) -> float:
     value = float(text)
     if not 0 < value <= MAX_TIMEOUT:
@@ -50,7 +61,7 @@ _timeout.__name__ = "timeout"  # argparse names the converter in its message
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, allow_abbrev=False,
+    p = _Parser(prog=PROG, allow_abbrev=False, formatter_class=_Formatter,
                 description="Spec mode's createContainer hook: /proc/driver/nvidia, .so link "
                             "names, CUDA forward compatibility and the ld cache of a container. "
                             "Reads the OCI state on stdin.")
@@ -74,10 +85,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     folders: list[str]
-    links: list[Any]
+    links: list[Link]
     driver_version: Optional[str]
     compat_dir: str
     proc_driver: Optional[str]
@@ -201,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ShimError as exc:
         print(f"{PROG}: {one_line(str(exc), 1000)}", file=sys.stderr)
         return 1
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # a bug or an unforeseen input: still one line, never a traceback
         print(f"{PROG}: {one_line(f'{type(exc).__name__}: {exc}', 1000)}", file=sys.stderr)
         return 1
     finally:

@@ -11,36 +11,40 @@ image's symlink at /proc, /proc/driver or below never redirects a mount onto the
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
 from spec_hook import rootfs
+from spec_hook.mount_calls import (
+    LOCKED,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_REMOUNT,
+    PROC_MAGIC,
+    fs_magic,
+    mount,
+)
 
 STAGE = "proc driver"
 CONTAINER_DIR = "/proc/driver/nvidia"
 SEED_FILES = ("params", "version", "registry")
 FILE_LIMIT = 1 << 16
-PROC_MAGIC = 0x9FA0
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
-MS_REMOUNT, MS_BIND = 0x20, 0x1000
-LOCKED = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
 _BUSID = re.compile(r"([0-9a-fA-F]{4}|[0-9a-fA-F]{8}):[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
 _MODIFY = re.compile(rb"^(ModifyDeviceFiles:[ \t]*)[^\n]*$", re.MULTILINE)
 
 
-@dataclass
-class HostProcDriver:
+class HostProcDriver(NamedTuple):
     """What the host directory offers: seed file contents and the GPU entry names found."""
 
     directory: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    gpus: list[str] = field(default_factory=list)
+    files: dict[str, bytes]
+    gpus: list[str]
 
 
 def busid_forms(busid: str) -> list[str]:
@@ -80,7 +84,7 @@ def _read(path: str) -> Optional[bytes]:
 def read_host(directory: str, busids: Sequence[str]) -> HostProcDriver:
     """Read the host's seed files and find each GPU's entry; a GPU without one is skipped, as
     libnvidia-container skips it."""
-    host = HostProcDriver(directory)
+    host = HostProcDriver(directory, {}, [])
     try:
         for name in SEED_FILES:
             data = _read(os.path.join(directory, name))
@@ -97,30 +101,10 @@ def read_host(directory: str, busids: Sequence[str]) -> HostProcDriver:
     return host
 
 
-def _mount(source: Optional[str], target: int, fstype: Optional[str], flags: int,
-           data: Optional[str] = None) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    where = f"/proc/self/fd/{target}"
-    if libc.mount(source.encode() if source else None, where.encode(),
-                  fstype.encode() if fstype else None, ctypes.c_ulong(flags),
-                  data.encode() if data else None) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, os.strerror(error))
-
-
-def _fs_magic(fd: int) -> int:
-    buffer = ctypes.create_string_buffer(256)  # struct statfs; f_type comes first
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.fstatfs(fd, buffer) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, os.strerror(error))
-    return ctypes.c_long.from_buffer(buffer).value
-
-
 def _tmpfs_at(root: int, path: str) -> None:
     target = rootfs.open_in_root(root, path, os.O_PATH | os.O_DIRECTORY)
     try:
-        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555")
+        mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555")
     finally:
         os.close(target)
 
@@ -129,7 +113,7 @@ def _lock(root: int, path: str, bind: bool) -> None:
     """Remount the mount now at ``path`` read-only, nosuid, nodev, noexec."""
     top = rootfs.open_in_root(root, path, os.O_PATH | os.O_DIRECTORY)
     try:
-        _mount(None, top, None, MS_REMOUNT | LOCKED | (MS_BIND if bind else 0))
+        mount(None, top, None, MS_REMOUNT | LOCKED | (MS_BIND if bind else 0))
     finally:
         os.close(top)
 
@@ -148,7 +132,7 @@ def _make_target(root: int) -> Optional[str]:
         os.close(rootfs.makedirs_in_root(root, CONTAINER_DIR, 0o555))
         return None
     try:
-        covered = _fs_magic(parent) == PROC_MAGIC
+        covered = fs_magic(parent) == PROC_MAGIC
         if covered:
             _tmpfs_at(root, "/proc/driver")
             os.close(parent)
@@ -188,7 +172,7 @@ def _populate(root: int, host: HostProcDriver) -> None:
         target = rootfs.open_in_root(root, f"{CONTAINER_DIR}/gpus/{name}",
                                      os.O_PATH | os.O_DIRECTORY)
         try:
-            _mount(f"/proc/self/fd/{source}", target, None, MS_BIND)
+            mount(f"/proc/self/fd/{source}", target, None, MS_BIND)
         finally:
             os.close(source)
             os.close(target)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
 
 from gpu_core import driver_files, driver_scan
 from gpu_core.errors import ShimError
@@ -41,13 +42,32 @@ HOOK_STAGES = ("prestart", "createRuntime", "createContainer", "startContainer",
                "poststop")
 
 
+@dataclass(frozen=True)
+class Declared:
+    """What spec mode declares for one container (``gpu-ctk plan`` shows it too)."""
+
+    mounts: tuple[dict[str, Any], ...]
+    hook: dict[str, Any]
+    notes: tuple[str, ...]
+
+
 def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     if ctx.config.mode != "spec" or not ctx.gpu:
         return spec, []
     if ctx.injected is not None:
         return spec, ["driver-mounts: none: the engine injected the driver from a CDI spec"]
-    if ctx.request is None:
+    declared = declare(spec, ctx)
+    if declared is None:
         return spec, []
+    return edit(spec, list(declared.mounts), declared.hook, ctx.config.spec.hook_path,
+                list(declared.notes))
+
+
+def declare(spec: Spec, ctx: Context) -> Optional[Declared]:
+    """The mounts and the hook entry for ``spec``'s request (None without one); requirements
+    are checked first."""
+    if ctx.request is None:
+        return None
     from gpu_core.bundle import rootfs_path
     from gpu_core.image_facts import has_debian_version
 
@@ -65,8 +85,8 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
                               for gpu in selection.checked_gpus) if name]
     entry = hook_entry(ctx, files, dirs, inventory.driver_version,
                        proc if os.path.isdir(proc) else "", gpus)
-    return edit(spec, [mount_entry(f) for f in files], entry, ctx.config.spec.hook_path,
-                describe(files, driver_files.symlinks(files), selection.checked_gpus, multiarch))
+    notes = describe(files, driver_files.symlinks(files), selection.checked_gpus, multiarch)
+    return Declared(tuple(mount_entry(f) for f in files), entry, tuple(notes))
 
 
 def check_requirements(ctx: Context) -> None:

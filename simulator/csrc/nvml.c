@@ -362,6 +362,9 @@ NVML_API nvmlReturn_t nvmlDeviceGetCount_v2(unsigned *deviceCount)
         return NVML_ERROR_UNINITIALIZED;
     if (deviceCount == NULL)
         return NVML_ERROR_INVALID_ARGUMENT;
+    /* nvml-unknown-error: NVML's catch-all while devices are still binding (transient). */
+    if (sim_fault_fire("nvml-unknown-error"))
+        return NVML_ERROR_UNKNOWN;
     *deviceCount = SIM_GPU_COUNT;
     return NVML_SUCCESS;
 }

@@ -98,3 +98,9 @@ def test_bad_numbers_are_absent_not_errors() -> None:
     item = must(f"{T} cmd=create id=c1 load_ms=-1 request_ms=abc write_ms=nan "
                 "modifiers_ms=1e20 duration_ms=inf")
     assert log_events.phases(item) == {}
+
+
+def test_a_spec_mode_create_line_has_its_readiness_phase() -> None:
+    item = must(f"{T} level=info cmd=create id=c1 gpu=yes load_ms=1 request_ms=1 "
+                "modifiers_ms=1 readiness_ms=7 write_ms=1 discovery_ms=2 duration_ms=13")
+    assert log_events.phases(item)["shim/readiness"] == 0.007

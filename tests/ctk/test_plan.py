@@ -388,3 +388,67 @@ def test_cdi_injected_container_still_gets_its_policy(
     assert [e["modifier"] for e in plan["edits"]][:3] == ["devices", "hook", "policy"]
     assert '"swap": 1073741824' in plan["diff"] and "gpu-container-hook" not in plan["diff"]
     assert plan["hook"]["injected"] is False
+
+
+@pytest.fixture
+def spec_mode_host(sim_host_factory: SimHostFactory, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> SimHost:
+    """The t4 host under ``mode: spec``."""
+    import yaml
+
+    host = sim_host_factory("t4")
+    document = yaml.safe_load(host.config_path.read_text())
+    document.update({"mode": "spec", "spec": {"hook_path": "/opt/bin/gpu-container-spec-hook"}})
+    config = tmp_path / "spec-mode.yaml"
+    config.write_text(yaml.safe_dump(document))
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    return host
+
+
+def test_spec_mode_plan_lists_the_mounts_and_the_spec_hook(
+        spec_mode_host: SimHost, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=0"])
+    status, out, _ = run_plan(capsys, str(bundle))
+    lib = "/usr/lib/x86_64-linux-gnu"
+    assert status == 0
+    assert "gpu-container-runtime (spec mode) would declare:" in out
+    assert "  readiness: the create waits up to 30.0s for GPU 0 to answer NVML" in out
+    assert (f"  mount  {spec_mode_host.driver_dir}{lib}/libcuda.so.535.104.05 -> "
+            f"{lib}/libcuda.so.535.104.05 (ro,nosuid,nodev,bind)") in out
+    assert (f"  hook   createContainer /opt/bin/gpu-container-spec-hook --folder {lib} --link "
+            f"libcuda.so.1::{lib}/libcuda.so --driver-version 535.104.05") in out
+    assert "gpu-container-hook: not injected (spec mode: the shim declares the driver" in out
+    assert '"createContainer"' in out  # the diff shows the entry the shim writes
+
+
+def test_spec_mode_plan_in_json(spec_mode_host: SimHost, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=0"], debian=False)
+    status, out, _ = run_plan(capsys, str(bundle), "--json")
+    document = json.loads(out)
+    declared = document["spec_mode"]
+    assert status == 0 and document["mode"] == "spec" and document["outcome"] == "start"
+    assert [e["modifier"] for e in document["edits"]] == ["devices", "driver-mounts", "oom"]
+    assert {"destination": "/usr/lib64/libcuda.so.535.104.05", "type": "bind",
+            "source": f"{spec_mode_host.driver_dir}/usr/lib64/libcuda.so.535.104.05".replace(
+                "/usr/lib64/", "/usr/lib/x86_64-linux-gnu/"),
+            "options": ["ro", "nosuid", "nodev", "bind"]} in declared["mounts"]
+    assert declared["hook"]["stage"] == "createContainer"
+    assert declared["hook"]["path"] == "/opt/bin/gpu-container-spec-hook"
+    assert declared["hook"]["args"][:3] == ["gpu-container-spec-hook", "--folder", "/usr/lib64"]
+    assert document["hook"]["injected"] is False
+
+
+def test_spec_mode_plan_of_a_non_gpu_container_declares_nothing(
+        spec_mode_host: SimHost, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = write_bundle(tmp_path / "ctr", [])
+    status, out, _ = run_plan(capsys, str(bundle), "--json")
+    assert status == 0 and json.loads(out)["spec_mode"] is None
+
+
+def test_hook_mode_plan_has_no_spec_mode_part(t4_host: SimHost, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=0"])
+    _, out, _ = run_plan(capsys, str(bundle), "--json")
+    document = json.loads(out)
+    assert document["mode"] == "hook" and document["spec_mode"] is None

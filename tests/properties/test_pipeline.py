@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 from typing import Any, Optional
 
 from hypothesis import HealthCheck, assume, given, settings
@@ -28,6 +29,8 @@ CONFIGS = (
     "oom: {inherit: false, floor: -500}\npolicy: {default: burstable, unknown: ignore}\n",
     "hook: {stage: createRuntime, timeout: 9}\ncgroup: {parent: ai.slice, "
     "move_kubernetes_pods: true}\n",
+    # spec mode over a small driver tree (libcuda, nvidia-smi) kept beside this file
+    f"mode: spec\nhost: {{driver_root: {Path(__file__).parent / 'driver_root'}}}\n",
 )
 INVENTORY = fake_inventory(4, numa=False)
 
@@ -173,6 +176,7 @@ hostile_specs = st.fixed_dictionaries(
                                                                   "mems": json_values})),
                 "blockIO": json_values}))})),
         "annotations": any_or(st.fixed_dictionaries({"ai.scheduling.policy": json_values})),
+        "mounts": json_values,
     })
 """A GPU container whose every field a modifier reads may have any JSON type."""
 

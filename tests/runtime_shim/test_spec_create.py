@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,14 @@ def test_a_failure_that_is_no_nvml_error_is_not_retried() -> None:
     assert info.value is other
 
 
+def test_an_unexpected_exception_is_not_dressed_as_a_discovery_error() -> None:
+    bug = KeyError("minor")
+    discover = spec_create.retried(config(), flaky([bug]), FakeSession(), lambda _: None,
+                                   sleep=lambda _: None)
+    with pytest.raises(KeyError):
+        discover()
+
+
 @pytest.mark.parametrize("code, transient", [(9, True), (10, True), (999, True), (15, False),
                                              (6, False), (3, False)])
 def test_nvml_codes_are_classified_as_the_hooks_table(code: int, transient: bool) -> None:
@@ -180,6 +189,39 @@ def test_the_spec_mode_create_imports_nothing_heavy_and_a_retry_changes_nothing(
     assert json.loads((bundle / "config.json").read_text()) == json.loads(written)
 
 
+def test_a_transient_nvml_error_at_discovery_is_retried_by_the_create(
+        sim_host: SimHost, spec_config: Path, tmp_path: Path) -> None:
+    """NVML's Unknown Error on the first two device counts: the create retries discovery and
+    writes the spec; the retries are in our log."""
+    sim_host.set_faults("nvml-unknown-error=2")
+    document = yaml.safe_load(spec_config.read_text())
+    document["retry"] = {"attempts": 5, "initial_backoff": 0.01, "max_backoff": 0.02}
+    spec_config.write_text(yaml.safe_dump(document))
+    bundle = gpu_bundle(tmp_path)
+    done = create(spec_config, bundle)
+    assert done.returncode == 0, done.stderr
+    assert sim_host.fault_uses("nvml-unknown-error") == 3
+    assert "createContainer" in json.loads((bundle / "config.json").read_text())["hooks"]
+    log = Path(document["log"]["file"]).read_text().splitlines()[-1]
+    assert log.count("discovery: attempt ") == 2 and "Unknown Error" in log
+
+
+def test_a_transient_nvml_error_outlasting_the_attempts_fails_in_one_line(
+        sim_host: SimHost, spec_config: Path, tmp_path: Path) -> None:
+    sim_host.set_faults("nvml-unknown-error=100")
+    document = yaml.safe_load(spec_config.read_text())
+    document["retry"] = {"attempts": 2, "initial_backoff": 0.01, "max_backoff": 0.01}
+    spec_config.write_text(yaml.safe_dump(document))
+    bundle = gpu_bundle(tmp_path)
+    before = (bundle / "config.json").read_bytes()
+    done = create(spec_config, bundle)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert re.fullmatch(r"gpu-container-runtime: discovery: 2 attempts over \d+\.\ds "
+                        r"\(attempt cap\): nvml: Unknown Error \(nvmlDeviceGetCount_v2\)\n",
+                        done.stderr)
+    assert (bundle / "config.json").read_bytes() == before
+
+
 def test_a_device_never_ready_fails_the_create_in_one_line_leaving_the_spec(
         sim_host: SimHost, spec_config: Path, tmp_path: Path) -> None:
     sim_host.set_faults("nvml-not-ready=100000")
@@ -207,3 +249,16 @@ def test_hook_mode_waits_for_nothing_in_the_shim(sim_host: SimHost, spec_config:
     spec_config.write_text(yaml.safe_dump(document))
     done = create(spec_config, gpu_bundle(tmp_path))
     assert done.returncode == 0, done.stderr
+
+
+def test_the_written_config_is_a_valid_oci_config(sim_host: SimHost, spec_config: Path,
+                                                  tmp_path: Path) -> None:
+    import oci_schema
+
+    sim_host.set_faults()
+    bundle = gpu_bundle(tmp_path)
+    done = create(spec_config, bundle)
+    assert done.returncode == 0, done.stderr
+    written = json.loads((bundle / "config.json").read_text())
+    assert [e.message for e in oci_schema.config_validator().iter_errors(written)] == []
+    assert written["mounts"] and written["linux"]["devices"]

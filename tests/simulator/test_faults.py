@@ -13,6 +13,7 @@ from simulator.errors import SimulatorError
 
 GOOD = [
     ("nvml-not-ready=3", ("nvml-not-ready", "3")),
+    ("nvml-unknown-error=2", ("nvml-unknown-error", "2")),
     ("nvc-init-transient=2", ("nvc-init-transient", "2")),
     ("nvc-init-transient=2:driver rpc error: timed out",
      ("nvc-init-transient", "2:driver rpc error: timed out")),
@@ -27,6 +28,7 @@ BAD = [
     ("nvml-not-ready", "unknown fault"),
     ("gpu-melted=1", "unknown fault"),
     ("nvml-not-ready=soon", "expected nvml-not-ready=N"),
+    ("nvml-unknown-error=x", "expected nvml-unknown-error=N"),
     ("nvc-init-transient=x:boom", "expected nvc-init-transient=N[:MESSAGE]"),
     ("nvc-init-permanent=", "expected nvc-init-permanent=MESSAGE"),
     ("gpu-lost=8", "no GPU 8 (the topology has 8)"),
@@ -55,7 +57,8 @@ def test_unknown_fault_lists_every_fault_with_its_whole_syntax() -> None:
     with pytest.raises(SimulatorError) as caught:
         faults.parse("gpu-melted=1", gpu_count=8)
     assert caught.value.cause.endswith(
-        "unknown fault (expected nvml-not-ready=N, nvc-init-transient=N[:MESSAGE], "
+        "unknown fault (expected nvml-not-ready=N, nvml-unknown-error=N, "
+        "nvc-init-transient=N[:MESSAGE], "
         "nvc-init-permanent=MESSAGE, gpu-lost=INDEX[,INDEX...], nvc-mount-delay=MS)")
 
 

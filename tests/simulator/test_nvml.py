@@ -221,6 +221,19 @@ class TestFaults:
                     outcomes.append("missing")
             assert outcomes == ["missing", "missing", "found"]
 
+    def test_nvml_unknown_error_fails_the_first_device_counts(self,
+                                                              sim_host_factory: Any) -> None:
+        """nvml-unknown-error=2: two device counts fail with NVML's Unknown Error (999)."""
+        host = sim_host_factory("t4", faults=["nvml-unknown-error=2"])
+        with nvml(host) as pynvml:
+            outcomes = []
+            for _ in range(3):
+                try:
+                    outcomes.append(pynvml.nvmlDeviceGetCount())
+                except pynvml.NVMLError_Unknown:
+                    outcomes.append("unknown")
+            assert outcomes == ["unknown", "unknown", 1]
+
     def test_nvml_not_ready_counts_across_processes(self, sim_host_factory: Any) -> None:
         """The uses are counted in DIR, so a second process continues the first's count."""
         host = sim_host_factory("t4", faults=["nvml-not-ready=2"])

@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from elf_libs import build_shared_library, build_static_probe, cache_entries
+from private_mounts import in_child
 
 from gpu_core.errors import ShimError
 from spec_hook import ldconfig, rootfs
@@ -167,3 +169,87 @@ def test_a_failing_ldconfig_is_one_error_with_its_last_line(
     shutil.rmtree(path / "etc")  # nowhere to write the cache
     with pytest.raises(ShimError, match=r"exited with status 1: .*ld\.so\.cache"):
         ldconfig.run(exe, fd, ["/" + LIB], soon())
+
+
+def test_without_pidfds_the_wait_polls_and_still_reports_the_result(
+        image: tuple[Path, int], exe: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before Linux 5.3 there is no pidfd_open: the same run, found by polling."""
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    path, fd = image
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    ldconfig.run(exe, fd, ["/" + LIB], soon())
+    assert f"/{LIB}/libcuda.so.1" in cache_entries(path / "etc" / "ld.so.cache")
+
+
+def test_without_pidfds_a_fifo_ld_so_conf_is_still_killed(
+        image: tuple[Path, int], exe: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_pidfd(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    path, fd = image
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    os.mkfifo(path / "etc" / "ld.so.conf")
+    with pytest.raises(ShimError, match="did not finish before the hook's timeout"):
+        ldconfig.run(exe, fd, ["/" + LIB], soon(0.5))
+
+
+def test_an_at_marked_host_path_is_the_same_ldconfig() -> None:
+    """NVIDIA's configuration spells the host's ldconfig ``@/sbin/ldconfig.real``."""
+    fd = ldconfig.open_host("@" + HOST_LDCONFIG)
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(HOST_LDCONFIG))
+    finally:
+        os.close(fd)
+
+
+def test_an_ld_so_conf_through_proc_pid_root_writes_nothing_in_the_host_directory(
+        image: tuple[Path, int], exe: int, tmp_path: Path) -> None:
+    """With the container's procfs mounted in the rootfs (as runc mounts it before the hook),
+    ``/proc/<hook pid>/root`` is the host's root, chroot or not: ldconfig must not scan a host
+    directory through it (it would write SONAME links there)."""
+    path, fd = image
+    host_dir = tmp_path / "host-lib"
+    build_shared_library(host_dir / "libevil.so.1.0", "libevil.so.1")
+
+    def body() -> None:
+        subprocess.run(["mount", "-t", "proc", "proc", str(path / "proc")], check=True)
+        (path / "etc" / "ld.so.conf").write_text(f"/proc/{os.getpid()}/root{host_dir}\n")
+        ldconfig.run(exe, fd, ["/" + LIB], soon())
+        assert sorted(os.listdir(host_dir)) == ["libevil.so.1.0"]
+        assert not any("/proc/" in entry
+                       for entry in cache_entries(path / "etc" / "ld.so.cache"))
+
+    in_child(body)
+
+
+def test_the_container_keeps_its_procfs_after_ldconfig(
+        image: tuple[Path, int], exe: int) -> None:
+    """The covers are ldconfig's own (a mount namespace of its child): the caller's procfs in
+    the rootfs is untouched."""
+    path, fd = image
+
+    def body() -> None:
+        subprocess.run(["mount", "-t", "proc", "proc", str(path / "proc")], check=True)
+        ldconfig.run(exe, fd, ["/" + LIB], soon())
+        assert (path / "proc" / "self").is_symlink()
+
+    in_child(body)
+
+
+MOUNTINFO = """\
+22 1 8:1 / / rw - ext4 /dev/sda1 rw
+30 22 0:5 / /r/rootfs rw - overlay overlay rw
+31 30 0:6 / /r/rootfs/proc rw - proc proc rw
+32 31 0:7 / /r/rootfs/proc/sys/fs/binfmt_misc rw - binfmt_misc binfmt_misc rw
+33 30 0:8 / /r/rootfs/my\\040proc rw - proc proc rw
+34 30 0:9 / /r/rootfs/proc/nested rw - proc proc rw
+35 22 0:10 / /proc rw - proc proc rw
+36 22 0:11 / /r/rootfs-other/proc rw - proc proc rw
+37 30 0:12 / /r/rootfs/dev rw - tmpfs tmpfs rw
+"""
+
+
+def test_procfs_mounts_are_those_below_the_root_outermost_only() -> None:
+    assert ldconfig.procfs_mounts(MOUNTINFO, "/r/rootfs") == ["/proc", "/my proc"]

@@ -167,3 +167,18 @@ def test_the_start_imports_no_nvml_yaml_jsonschema_or_cffi(bundle: Path, tmp_pat
              ("yaml", "jsonschema", "cffi", "_cffi_backend", "pynvml", "hook", "runtime_shim")
              or name.startswith("gpu_core.nvml")]
     assert heavy == []
+
+
+def test_a_state_that_never_ends_is_cut_at_the_timeout_in_one_line() -> None:
+    """stdin left open by the caller: the backstop alarm ends the hook, one line, exit 1."""
+    process = subprocess.Popen([HOOK, "--timeout", "0.5"], stdin=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdin is not None and process.stderr is not None
+    try:
+        stderr = process.stderr.read()  # EOF only when the hook exits; stdin stays open
+        process.wait(timeout=60)
+    finally:
+        process.stdin.close()
+    assert process.returncode == 1
+    assert stderr == ("gpu-container-spec-hook: timeout: the hook did not finish within its "
+                      "--timeout\n")

@@ -114,3 +114,22 @@ def test_split_parent_refuses_a_path_naming_no_entry(path: str) -> None:
 
 def test_split_parent_of_a_top_level_entry_is_the_root() -> None:
     assert rootfs.split_parent("/lib64") == ("/", "lib64")
+
+
+def test_a_kernel_without_openat2_falls_back_to_the_walk(
+        root: tuple[Path, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    def enosys(root: int, path: str, flags: int) -> int:
+        raise OSError(38, "Function not implemented", path)
+
+    image, fd = root
+    (image / "escape").symlink_to("/etc")
+    monkeypatch.setattr(rootfs, "_openat2", enosys)
+    monkeypatch.setattr(rootfs, "_have_openat2", None)
+    assert read(rootfs.open_in_root(fd, "/escape/hostname", os.O_RDONLY)) == "inside\n"
+    assert rootfs._have_openat2 is False
+
+
+def test_a_nul_in_a_container_path_is_refused(root: tuple[Path, int]) -> None:
+    _, fd = root
+    with pytest.raises(OSError, match="NUL"):
+        rootfs.open_in_root(fd, "/etc/host\x00name", os.O_PATH)

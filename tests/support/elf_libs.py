@@ -8,9 +8,9 @@ from pathlib import Path
 
 def build_shared_library(path: Path, soname: str) -> Path:
     """Compile an empty shared object with ``soname`` at ``path`` (gcc)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     source = path.with_name(path.name + ".c")
     source.write_text("int gpu_container_test_symbol(void) { return 0; }\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["gcc", "-shared", "-fPIC", f"-Wl,-soname,{soname}", "-o", str(path),
                     str(source)], check=True)
     source.unlink()
