@@ -172,6 +172,53 @@ def test_mig_device_gets_its_parent_and_capability_nodes(
     assert "Operation not permitted" not in result.stderr
 
 
+LISTING = ("ls /usr/lib64 /usr/lib/x86_64-linux-gnu /usr/lib32 /usr/lib/i386-linux-gnu /usr/bin "
+           "/dev /dev/nvidia-caps /run /var/run /tmp /lib/firmware 2>/dev/null; "
+           "ls -R /proc/driver/nvidia 2>/dev/null; true")
+"""Every name where either mode puts driver files, nodes or /proc/driver/nvidia entries."""
+
+
+@pytest.mark.parametrize(("topology", "env", "debian"), [
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=1"], False),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=1"], True),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=1", "NVIDIA_DRIVER_CAPABILITIES=utility"], False),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=1", "NVIDIA_DRIVER_CAPABILITIES=compute"], False),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=1", "NVIDIA_DRIVER_CAPABILITIES=all"], True),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=1", "NVIDIA_DRIVER_CAPABILITIES=graphics,display"],
+     False),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=0,3", "NVIDIA_DRIVER_CAPABILITIES=video,compat32"],
+     True),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=2", "NVIDIA_DRIVER_CAPABILITIES=video"], False),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=all"], False),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=none"], False),
+    ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=void"], False),
+    ("dgx-a100", [], False),
+    ("dgx-a100-mig", ["NVIDIA_VISIBLE_DEVICES=1"], False),
+], ids=["gpu", "gpu-debian", "utility", "compute", "all-caps-debian", "graphics-display",
+        "video-compat32-debian", "video", "all-gpus", "none", "void", "no-request",
+        "mig-host-whole-gpu"])
+def test_spec_mode_gives_the_names_hook_mode_gives(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig, topology: str, env: list[str], debian: bool) -> None:
+    """The same image and request in hook mode and in spec mode: the same driver files,
+    binaries, link names, device nodes and /proc/driver/nvidia entries in the same places
+    (spec mode chooses them exactly as libnvidia-container does for the hook); only the
+    ``params`` file the lean hook writes may be new."""
+    host = sim_host_factory(topology)
+    seen = {}
+    for mode in ("hook", "spec"):
+        document = config_document(host, mode, runtimes=["runc"])
+        runtime = make_runtime(write_config(yaml.safe_dump(document)))
+        bundle = make_bundle(["/bin/sh", "-c", LISTING], env=env)
+        if debian:
+            (bundle.path / "rootfs" / "etc" / "debian_version").write_text("12.0\n")
+        result = runtime.run(bundle)
+        assert result.returncode == 0, f"{mode}: {result.stderr}"
+        seen[mode] = set(result.stdout.split()) - {"params"}
+    assert seen["spec"] == seen["hook"], (sorted(seen["hook"] - seen["spec"]),
+                                          sorted(seen["spec"] - seen["hook"]))
+
+
 # -- CUDA forward compatibility ---------------------------------------------------------------
 
 COMPAT_SOURCE = "int cuInit(unsigned int flags) { (void)flags; return 0; }\n"
