@@ -7,14 +7,25 @@ The devices come from the discovery the shim uses (``gpu_core.discovery``): ``<k
 device shares hold the control nodes and the driver files libnvidia-container reports, selected
 by capabilities exactly as its mount call selects them (``gpu_core.driver_files``).
 
-No hooks, on purpose. NVIDIA's generator adds ``nvidia-ctk hook`` entries that create the
-SONAME links and update the container's ld cache; we have no such hook command, and a root hook
-that runs ldconfig over an image is exactly what CVE-2025-23267 was about. Instead each library
-is also bind-mounted at the names of its host links (``libcuda.so.1``, ``libcuda.so``), so
-``dlopen("libcuda.so.1")`` finds it in the library directory the dynamic loader searches by
-default: the host's own directory, or ``--lib-dir`` for images that use another one (a RHEL
-image on a Debian host wants ``/usr/lib64``). ``NVIDIA_VISIBLE_DEVICES=void`` keeps a GPU shim
-in the same engine from adding the devices a second time.
+One hook, ``gpu-container-spec-hook``, as a ``createContainer`` hook in the shared edits: the
+engine's runtime runs it inside the container's mount namespace after the mounts, before
+``pivot_root``. It gets the library directories (``--folder``), the compatibility links of the
+mounted libraries (``--link TARGET::LINK``, ``gpu_core.driver_files.symlinks``), the driver
+version (``--driver-version``, for CUDA forward compatibility from the image's
+``/usr/local/cuda/compat``) and the driver's ``/proc/driver/nvidia`` under the driver root
+(``--proc-driver``: the container's copy says ``ModifyDeviceFiles: 0``); it builds the
+container's ld cache with the host's static ldconfig chrooted into the rootfs, resolving every
+path inside the rootfs (never an image symlink out of it, the CVE-2025-23267 class) and running
+nothing from the image. Its path is ``--hook-path``, else the configuration's
+``spec.hook_path``, else ``/usr/bin/gpu-container-spec-hook``.
+
+Each library is still bind-mounted at the names of its host links too (``libcuda.so.1``,
+``libcuda.so``), so ``dlopen("libcuda.so.1")`` finds it in the directory the loader searches by
+default even where an engine applies a spec's mounts but not its hooks; ldconfig leaves such a
+name alone (it is not a link) and the hook leaves existing entries alone. ``--lib-dir`` picks
+another directory for images whose loader searches elsewhere (``/usr/lib64`` for a RHEL image on
+a Debian host). ``NVIDIA_VISIBLE_DEVICES=void`` keeps a GPU shim in the same engine from adding
+the devices a second time.
 """
 
 from __future__ import annotations
@@ -42,6 +53,12 @@ DEFAULT_VENDOR = "nvidia.com"
 DEFAULT_CLASS = "gpu"
 DEFAULT_CAPABILITIES = ("utility", "compute")
 MOUNT_OPTIONS = ("ro", "nosuid", "nodev", "bind")
+HOOK_NAME = "gpu-container-spec-hook"
+DEFAULT_HOOK_PATH = "/usr/bin/" + HOOK_NAME
+HOOK_LDCONFIG = "/sbin/ldconfig"
+"""The ldconfig the hook runs unless told otherwise (``--ldconfig``)."""
+HOOK_ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin",)
+"""The hook's whole environment: explicit, nothing of the engine's or the container's."""
 PERMISSIONS = "rw"
 """Device cgroup access for each node: read and write, no mknod (as the shim declares them)."""
 
@@ -65,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     generate.add_argument("--capabilities", metavar="LIST", default=",".join(DEFAULT_CAPABILITIES),
                           help="driver capabilities whose files every device brings, as "
                                "NVIDIA_DRIVER_CAPABILITIES spells them (default: utility,compute)")
+    generate.add_argument("--hook-path", metavar="PATH",
+                          help="the ld-cache hook the spec names (default: the configuration's "
+                               f"spec.hook_path, else {DEFAULT_HOOK_PATH})")
     generate.add_argument("--lib-dir", metavar="DIR",
                           help="container directory for the driver libraries (default: the "
                                "host's own, relative to the driver root)")
@@ -154,7 +174,7 @@ def control_nodes(inventory: Inventory, capabilities: Iterable[str]) -> list[Dev
 def mount_edits(files: Iterable[driver_files.FileMount],
                 links: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
     """CDI mounts for the driver files, plus each library again at the names of its host links
-    (``links``: host path -> link names), which replaces the symlinks a hook would create."""
+    (``links``: host path -> link names), so the names resolve even without the hook."""
     edits: list[dict[str, Any]] = []
     seen: set[str] = set()
 
@@ -173,6 +193,33 @@ def mount_edits(files: Iterable[driver_files.FileMount],
             if posixpath.basename(mount.container_path).startswith("libcuda.so."):
                 add(mount.host_path, posixpath.join(directory, driver_files.LIBCUDA_DEV_LINK))
     return edits
+
+
+def hook_edit(files: Sequence[driver_files.FileMount], *, hook_path: str, driver_version: str,
+              proc_driver: str, ldconfig: str = "") -> dict[str, Any]:
+    """The ``createContainer`` hook entry for the driver files ``files``: the directories of
+    the mounted libraries, their compatibility links, the driver version and the host's
+    ``/proc/driver/nvidia`` (``ldconfig``: the host's, passed when it is not the hook's
+    default)."""
+    args = [HOOK_NAME]
+    folders = dict.fromkeys(posixpath.dirname(mount.container_path) for mount in files
+                            if mount.kind in ("lib", "lib32"))
+    for folder in folders:
+        args += ["--folder", folder]
+    for link in driver_files.symlinks(files):
+        args += ["--link", f"{link.target}::{link.path}"]
+    args += ["--driver-version", driver_version, "--proc-driver", proc_driver]
+    if ldconfig and ldconfig != HOOK_LDCONFIG:
+        args += ["--ldconfig", ldconfig]
+    return {"hookName": "createContainer", "path": hook_path, "args": args,
+            "env": list(HOOK_ENV)}
+
+
+def spec_setting(config: Config, name: str) -> str:
+    """A text of the configuration's ``spec`` section (README §Configuration), or '' where the
+    configuration has no such key."""
+    value = getattr(getattr(config, "spec", None), name, "")
+    return value if isinstance(value, str) else ""
 
 
 def library_dirs(info: DriverInfo, driver_root: str, lib_dir: Optional[str]) -> tuple[str, str]:
@@ -196,11 +243,14 @@ def minimum_version(spec: Mapping[str, Any]) -> str:
 
 def build_spec(inventory: Inventory, driver: DriverInfo, *, kind: str,
                capabilities: frozenset[str], driver_root: str,
-               links: Mapping[str, Sequence[str]], lib_dir: Optional[str] = None
-               ) -> dict[str, Any]:
+               links: Mapping[str, Sequence[str]], lib_dir: Optional[str] = None,
+               hook_path: str = DEFAULT_HOOK_PATH, ldconfig: str = "") -> dict[str, Any]:
     """The CDI spec as a plain mapping (pure: ``links`` was read from the host beforehand)."""
     files = driver_files.mounts(driver, capabilities, driver_root=driver_root,
                                 dirs=library_dirs(driver, driver_root, lib_dir))
+    hook = hook_edit(files, hook_path=hook_path, driver_version=driver.nvrm_version,
+                     proc_driver=posixpath.join(driver_root, "proc/driver/nvidia"),
+                     ldconfig=ldconfig)
     spec: dict[str, Any] = {"cdiVersion": "", "kind": kind,
                             "devices": device_entries(inventory),
                             "containerEdits": {
@@ -208,6 +258,7 @@ def build_spec(inventory: Inventory, driver: DriverInfo, *, kind: str,
                                 "deviceNodes": [node_edit(node) for node in
                                                 control_nodes(inventory, capabilities)],
                                 "mounts": mount_edits(files, links),
+                                "hooks": [hook],
                             }}
     for name in (entry["name"] for entry in spec["devices"]):
         if not _DEVICE_NAME.fullmatch(name):
@@ -307,7 +358,10 @@ def run(args: argparse.Namespace) -> int:
     info = driver_info(config)
     spec = build_spec(inventory, info, kind=kind, capabilities=capabilities,
                       driver_root=config.host.driver_root,
-                      links=host_links(info), lib_dir=args.lib_dir)
+                      links=host_links(info), lib_dir=args.lib_dir,
+                      hook_path=args.hook_path or spec_setting(config, "hook_path")
+                      or DEFAULT_HOOK_PATH,
+                      ldconfig=spec_setting(config, "ldconfig"))
     header = (f"CDI spec of {len(inventory.gpus)} GPUs, driver {inventory.driver_version}, "
               f"written by gpu-ctk cdi generate\nUse: --device {kind}=0 | {kind}=all | "
               f"{kind}=<UUID>; capabilities {','.join(sorted(capabilities))}")

@@ -1,11 +1,13 @@
 """podman injecting ``nvidia.com/gpu=0`` from the CDI spec ``gpu-ctk cdi generate`` wrote for
 the simulated DGX A100, with our shim as its runtime: the container keeps exactly the engine's
 device (no /dev/nvidia1..7 added for ``NVIDIA_VISIBLE_DEVICES=all``, no hook of ours), and its
-workload policy still applies (README §Beside CDI and DRA).
+workload policy still applies (README §Beside CDI and DRA); the spec's ``createContainer`` hook
+runs at the container's creation with the arguments the spec gives it.
 
 podman 4.3 reads CDI specs only from /etc/cdi and /var/run/cdi, so every podman call runs in a
 private mount namespace whose /etc is an overlay: the spec is written to that overlay's upper
-directory, and the machine's own /etc never changes.
+directory, and the machine's own /etc never changes. Each hook path gets its own spec and podman
+root (``podman_for``): a recording stand-in here shows what the engine hands the hook.
 """
 
 from __future__ import annotations
@@ -35,22 +37,40 @@ def host(sim_host_factory: SimHostFactory) -> SimHost:
     return sim_host_factory("dgx-a100")
 
 
-def generate_spec(host: SimHost) -> str:
+def generate_spec(host: SimHost, *args: str) -> str:
     """``gpu-ctk cdi generate --format json`` for the simulated host."""
-    return subprocess.run([GPU_CTK, "cdi", "generate", "--format", "json"], capture_output=True,
-                          text=True, timeout=60, check=True,
+    return subprocess.run([GPU_CTK, "cdi", "generate", "--format", "json", *args],
+                          capture_output=True, text=True, timeout=60, check=True,
                           env={"PATH": SYSTEM_PATH,
                                "GPU_CONTAINER_SHIM_CONFIG": str(host.config_path)}).stdout
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory, host: SimHost) -> Iterator[Podman]:
-    root = tmp_path_factory.mktemp("podman-cdi")
+def podman_for(tmp_path_factory: pytest.TempPathFactory, host: SimHost
+               ) -> Iterator[Callable[[str], Podman]]:
+    """podman whose CDI spec names the hook at the given path (one root per path)."""
+    made: dict[str, tuple[Podman, Path]] = {}
+
+    def make(hook_path: str) -> Podman:
+        if hook_path not in made:
+            root = tmp_path_factory.mktemp("podman-cdi")
+            made[hook_path] = (start_podman(root, host, hook_path), root)
+        return made[hook_path][0]
+
+    try:
+        yield make
+    finally:
+        for podman, root in made.values():
+            podman("rm", "--all", "--force")
+            sweep(root)
+
+
+def start_podman(root: Path, host: SimHost, hook_path: str) -> Podman:
     upper, work = root / "etc-upper", root / "etc-work"
     (upper / "cdi").mkdir(parents=True)
     work.mkdir()
     env = {"PATH": SYSTEM_PATH, "GPU_CONTAINER_SHIM_CONFIG": str(host.config_path)}
-    spec = generate_spec(host)
+    spec = generate_spec(host, "--hook-path", hook_path)
     (upper / "cdi" / "gpu-ctk.json").write_text(spec)
     # conmon starts the runtime without podman's environment: a wrapper names the configuration
     runtime = root / "gpu-container-runtime"
@@ -69,11 +89,24 @@ def podman(tmp_path_factory: pytest.TempPathFactory, host: SimHost) -> Iterator[
                               capture_output=True, text=True, timeout=90, check=False,
                               env=env)
 
-    try:
-        yield podman
-    finally:
-        podman("rm", "--all", "--force")
-        sweep(root)
+    return podman
+
+
+@pytest.fixture(scope="module")
+def recorder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in for the spec hook that keeps its arguments and the OCI state it was given,
+    one pair of files per run."""
+    where = tmp_path_factory.mktemp("hook-runs")
+    script = where / "record-hook"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {where}/args-$$\n"
+                      f"cat > {where}/state-$$\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.fixture(scope="module")
+def podman(podman_for: Callable[[str], Podman], recorder: Path) -> Podman:
+    return podman_for(str(recorder))
 
 
 def test_generated_spec_names_gpu_zero(host: SimHost) -> None:
@@ -108,3 +141,24 @@ def test_cdi_injected_container_is_not_widened(podman: Podman, host: SimHost,
     assert "policy: guaranteed (from annotation)" in line
     assert "policy: linux.resources.memory.swap 67108864" in line
     assert "numa: policy guaranteed: " in line and "GPU 0 on node 0" in line
+
+
+def test_spec_hook_runs_at_container_creation_with_its_arguments(
+        podman: Podman, host: SimHost, recorder: Path, busybox_image: Path,
+        tmp_path: Path) -> None:
+    """The generated spec's createContainer hook reaches runc through podman and the shim:
+    it ran once for the container, given its OCI state, the library directory, the driver
+    version and the driver's /proc/driver/nvidia."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    cidfile = tmp_path / "cid"
+    result = podman(*RUN, "--cidfile", str(cidfile), "--device", "nvidia.com/gpu=0",
+                    "--rootfs", str(rootfs), "/bin/true")
+    assert result.returncode == 0, result.stderr
+    container = cidfile.read_text().strip()
+    runs = [path for path in recorder.parent.glob("state-*")
+            if json.loads(path.read_text() or "{}").get("id") == container]
+    assert len(runs) == 1, [path.name for path in recorder.parent.iterdir()]
+    args = (recorder.parent / runs[0].name.replace("state-", "args-")).read_text().splitlines()
+    assert args[:2] == ["--folder", "/usr/lib/x86_64-linux-gnu"]
+    assert args[args.index("--driver-version") + 1] == host.topology["driver_version"]
+    assert args[args.index("--proc-driver") + 1] == f"{host.driver_dir}/proc/driver/nvidia"
