@@ -95,9 +95,10 @@ def start_podman(root: Path, host: SimHost, hook_path: str) -> Podman:
 @pytest.fixture(scope="module")
 def recorder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stand-in for the spec hook that keeps its arguments and the OCI state it was given,
-    one pair of files per run."""
+    one pair of files per run; named like the real one, so the shim sees the spec a real
+    generated one gives (an engine-injected hook of that name is not the shim's own edit)."""
     where = tmp_path_factory.mktemp("hook-runs")
-    script = where / "record-hook"
+    script = where / "gpu-container-spec-hook"
     script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {where}/args-$$\n"
                       f"cat > {where}/state-$$\n")
     script.chmod(0o755)
