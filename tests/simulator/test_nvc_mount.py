@@ -402,19 +402,48 @@ class TestCudaCompatLdconfig:
         self.update(library, container, self.OPTS)
         assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
 
+    @pytest.mark.parametrize("name", ["libcuda.so.999", "libcuda.so.999.", "libcuda.so.999x.1",
+                                      "libcuda.so.+999.1", "libcuda.so.99999999999999999999999.1",
+                                      "libcuda.so.999.1.bak/", "libcudart.so.999.1"])
+    def test_names_not_spelled_like_a_newer_libcuda_are_ignored(
+            self, library: Library, container: Container, image: Path, name: str) -> None:
+        """Only libcuda.so.<digits>.<digit>... counts: no minor, a sign, an overflowing major,
+        a directory or another library leave the driver's libcuda first."""
+        compat = image / COMPAT
+        compat.mkdir(parents=True)
+        version = library.host.topology["driver_version"]
+        if name.endswith("/"):
+            (compat / name).mkdir()
+        else:
+            (compat / name).write_bytes(
+                (library.host.driver_dir / LIBS / f"libcuda.so.{version}").read_bytes())
+        self.update(library, container, self.OPTS)
+        assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
+
+    def test_compat_path_that_is_a_file_is_ignored(self, library: Library,
+                                                   container: Container, image: Path) -> None:
+        """A regular file where the compat directory should be: the cache is built as usual."""
+        (image / COMPAT).parent.mkdir(parents=True)
+        (image / COMPAT).write_text("not a directory\n")
+        self.update(library, container, self.OPTS)
+        assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
+
+    @pytest.mark.parametrize("style", ["absolute", "dotdot"])
     def test_compat_directory_linking_out_of_the_rootfs_is_resolved_inside(
             self, library: Library, container: Container, image: Path,
-            tmp_path: Path) -> None:
-        """/usr/local/cuda linking to a host directory that holds a newer libcuda: resolved
-        inside the rootfs it leads nowhere, so the driver's libcuda stays first and the host
-        directory is left as it was."""
+            tmp_path: Path, style: str) -> None:
+        """/usr/local/cuda linking to a host directory that holds a newer libcuda (by its
+        absolute path, or a ``../`` chain long enough to climb out): resolved inside the rootfs
+        it leads nowhere, so the driver's libcuda stays first and the host directory is left
+        as it was."""
         outside = tmp_path / "outside"
         version = library.host.topology["driver_version"]
         (outside / "compat").mkdir(parents=True)
         newer = outside / "compat" / f"libcuda.so.{int(version.split('.')[0]) + 1}.54.15"
         newer.write_bytes((library.host.driver_dir / LIBS / f"libcuda.so.{version}").read_bytes())
         (image / "usr" / "local").mkdir(parents=True)
-        (image / "usr" / "local" / "cuda").symlink_to(outside)
+        target = str(outside) if style == "absolute" else "../" * 24 + str(outside).lstrip("/")
+        (image / "usr" / "local" / "cuda").symlink_to(target)
         before = snapshot(outside)
         self.update(library, container, self.OPTS)
         assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
