@@ -7,7 +7,8 @@ The devices come from the discovery the shim uses (``gpu_core.discovery``): ``<k
 device shares hold the control nodes and the driver files libnvidia-container reports, selected
 by capabilities exactly as its mount call selects them (``gpu_core.driver_files``).
 
-One hook, ``gpu-container-spec-hook``, as a ``createContainer`` hook in the shared edits: the
+One hook, ``gpu-container-spec-hook`` (``ctk.cdi_hook``), as a ``createContainer`` hook in the
+shared edits: the
 engine's runtime runs it inside the container's mount namespace after the mounts, before
 ``pivot_root``. It gets the library directories (``--folder``), the compatibility links of the
 mounted libraries (``--link TARGET::LINK``, ``gpu_core.driver_files.symlinks``), the driver
@@ -40,6 +41,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
+from ctk import cdi_hook
 from gpu_core import atomic_file, driver_files
 from gpu_core.errors import ShimError, one_line
 
@@ -53,12 +55,6 @@ DEFAULT_VENDOR = "nvidia.com"
 DEFAULT_CLASS = "gpu"
 DEFAULT_CAPABILITIES = ("utility", "compute")
 MOUNT_OPTIONS = ("ro", "nosuid", "nodev", "bind")
-HOOK_NAME = "gpu-container-spec-hook"
-DEFAULT_HOOK_PATH = "/usr/bin/" + HOOK_NAME
-HOOK_LDCONFIG = "/sbin/ldconfig"
-"""The ldconfig the hook runs unless told otherwise (``--ldconfig``)."""
-HOOK_ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin",)
-"""The hook's whole environment: explicit, nothing of the engine's or the container's."""
 PERMISSIONS = "rw"
 """Device cgroup access for each node: read and write, no mknod (as the shim declares them)."""
 
@@ -84,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                "NVIDIA_DRIVER_CAPABILITIES spells them (default: utility,compute)")
     generate.add_argument("--hook-path", metavar="PATH",
                           help="the ld-cache hook the spec names (default: the configuration's "
-                               f"spec.hook_path, else {DEFAULT_HOOK_PATH})")
+                               f"spec.hook_path, else {cdi_hook.DEFAULT_PATH})")
     generate.add_argument("--lib-dir", metavar="DIR",
                           help="container directory for the driver libraries (default: the "
                                "host's own, relative to the driver root)")
@@ -195,33 +191,6 @@ def mount_edits(files: Iterable[driver_files.FileMount],
     return edits
 
 
-def hook_edit(files: Sequence[driver_files.FileMount], *, hook_path: str, driver_version: str,
-              proc_driver: str, ldconfig: str = "") -> dict[str, Any]:
-    """The ``createContainer`` hook entry for the driver files ``files``: the directories of
-    the mounted libraries, their compatibility links, the driver version and the host's
-    ``/proc/driver/nvidia`` (``ldconfig``: the host's, passed when it is not the hook's
-    default)."""
-    args = [HOOK_NAME]
-    folders = dict.fromkeys(posixpath.dirname(mount.container_path) for mount in files
-                            if mount.kind in ("lib", "lib32"))
-    for folder in folders:
-        args += ["--folder", folder]
-    for link in driver_files.symlinks(files):
-        args += ["--link", f"{link.target}::{link.path}"]
-    args += ["--driver-version", driver_version, "--proc-driver", proc_driver]
-    if ldconfig and ldconfig != HOOK_LDCONFIG:
-        args += ["--ldconfig", ldconfig]
-    return {"hookName": "createContainer", "path": hook_path, "args": args,
-            "env": list(HOOK_ENV)}
-
-
-def spec_setting(config: Config, name: str) -> str:
-    """A text of the configuration's ``spec`` section (README §Configuration), or '' where the
-    configuration has no such key."""
-    value = getattr(getattr(config, "spec", None), name, "")
-    return value if isinstance(value, str) else ""
-
-
 def library_dirs(info: DriverInfo, driver_root: str, lib_dir: Optional[str]) -> tuple[str, str]:
     """The container's (libs, 32-bit libs) directories: ``lib_dir`` when given, else where the
     host keeps them, seen from the driver root."""
@@ -244,13 +213,13 @@ def minimum_version(spec: Mapping[str, Any]) -> str:
 def build_spec(inventory: Inventory, driver: DriverInfo, *, kind: str,
                capabilities: frozenset[str], driver_root: str,
                links: Mapping[str, Sequence[str]], lib_dir: Optional[str] = None,
-               hook_path: str = DEFAULT_HOOK_PATH, ldconfig: str = "") -> dict[str, Any]:
+               hook_path: str = cdi_hook.DEFAULT_PATH, ldconfig: str = "") -> dict[str, Any]:
     """The CDI spec as a plain mapping (pure: ``links`` was read from the host beforehand)."""
     files = driver_files.mounts(driver, capabilities, driver_root=driver_root,
                                 dirs=library_dirs(driver, driver_root, lib_dir))
-    hook = hook_edit(files, hook_path=hook_path, driver_version=driver.nvrm_version,
-                     proc_driver=posixpath.join(driver_root, "proc/driver/nvidia"),
-                     ldconfig=ldconfig)
+    hook = cdi_hook.hook_edit(files, hook_path=hook_path, driver_version=driver.nvrm_version,
+                              proc_driver=posixpath.join(driver_root, "proc/driver/nvidia"),
+                              ldconfig=ldconfig)
     spec: dict[str, Any] = {"cdiVersion": "", "kind": kind,
                             "devices": device_entries(inventory),
                             "containerEdits": {
@@ -359,9 +328,9 @@ def run(args: argparse.Namespace) -> int:
     spec = build_spec(inventory, info, kind=kind, capabilities=capabilities,
                       driver_root=config.host.driver_root,
                       links=host_links(info), lib_dir=args.lib_dir,
-                      hook_path=args.hook_path or spec_setting(config, "hook_path")
-                      or DEFAULT_HOOK_PATH,
-                      ldconfig=spec_setting(config, "ldconfig"))
+                      hook_path=args.hook_path or cdi_hook.spec_setting(config, "hook_path")
+                      or cdi_hook.DEFAULT_PATH,
+                      ldconfig=cdi_hook.spec_setting(config, "ldconfig"))
     header = (f"CDI spec of {len(inventory.gpus)} GPUs, driver {inventory.driver_version}, "
               f"written by gpu-ctk cdi generate\nUse: --device {kind}=0 | {kind}=all | "
               f"{kind}=<UUID>; capabilities {','.join(sorted(capabilities))}")

@@ -405,32 +405,6 @@ def test_pure_build_from_a_fake_host() -> None:
     assert cdi_problems(spec) == []
 
 
-@pytest.mark.parametrize(("ldconfig", "passed"), [
-    ("", []), ("/sbin/ldconfig", []), ("/usr/sbin/ldconfig.real", ["--ldconfig",
-                                                                  "/usr/sbin/ldconfig.real"]),
-])
-def test_hook_gets_a_configured_ldconfig_other_than_its_default(ldconfig: str,
-                                                                passed: list[str]) -> None:
-    """The configuration's spec.ldconfig reaches the hook only where it is not the hook's own
-    default, /sbin/ldconfig."""
-    spec = cdi.build_spec(fake_inventory(1), DRIVER, kind="nvidia.com/gpu",
-                          capabilities=frozenset({"compute"}), driver_root="/", links={},
-                          hook_path="/usr/bin/gpu-container-spec-hook", ldconfig=ldconfig)
-    args = spec["containerEdits"]["hooks"][0]["args"]
-    assert args[args.index("/proc/driver/nvidia") + 1:] == passed
-
-
-def test_spec_setting_reads_the_spec_section_or_nothing() -> None:
-    """spec.hook_path and spec.ldconfig where the configuration has them, '' where not."""
-    from types import SimpleNamespace
-
-    with_spec = SimpleNamespace(spec=SimpleNamespace(hook_path="/opt/h", ldconfig="/l"))
-    without = SimpleNamespace()
-    assert cdi.spec_setting(with_spec, "hook_path") == "/opt/h"  # type: ignore[arg-type]  # stands in for Config
-    assert cdi.spec_setting(with_spec, "ldconfig") == "/l"  # type: ignore[arg-type]  # stands in for Config
-    assert cdi.spec_setting(without, "hook_path") == ""  # type: ignore[arg-type]  # stands in for Config
-
-
 GOOD = {"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu",
         "devices": [{"name": "0", "containerEdits": {"deviceNodes": [{"path": "/dev/nvidia0"}]}}]}
 
