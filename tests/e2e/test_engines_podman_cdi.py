@@ -13,13 +13,15 @@ root (``podman_for``): a recording stand-in here shows what the engine hands the
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pytest
-from engines import ENXIO, EPERM, GPU_CTK, SHIM, SYSTEM_PATH, copy_rootfs, sweep
+from engines import ENXIO, EPERM, GPU_CTK, SHIM, SYSTEM_PATH, VENV_BIN, copy_rootfs, sweep
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost
@@ -28,6 +30,8 @@ pytestmark = pytest.mark.e2e
 
 SimHostFactory = Callable[..., "SimHost"]
 Podman = Callable[..., "subprocess.CompletedProcess[str]"]
+SPEC_HOOK = str(VENV_BIN / "gpu-container-spec-hook")
+LIBS = "/usr/lib/x86_64-linux-gnu"
 RUN = ["run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
        "--ulimit", "nproc=4096:4096"]
 
@@ -163,3 +167,56 @@ def test_spec_hook_runs_at_container_creation_with_its_arguments(
     assert args[:2] == ["--folder", "/usr/lib/x86_64-linux-gnu"]
     assert args[args.index("--driver-version") + 1] == host.topology["driver_version"]
     assert args[args.index("--proc-driver") + 1] == f"{host.driver_dir}/proc/driver/nvidia"
+
+
+@pytest.fixture(scope="module")
+def spec_hooked(podman_for: Callable[[str], Podman]) -> Podman:
+    """podman whose CDI spec names the venv's real gpu-container-spec-hook."""
+    assert os.access(SPEC_HOOK, os.X_OK), f"{SPEC_HOOK} missing: reinstall the venv"
+    return podman_for(SPEC_HOOK)
+
+
+def cache_listing(rootfs: Path) -> str:
+    """``ldconfig -p`` of the ld cache the hook wrote into the container's rootfs."""
+    return subprocess.run(["ldconfig", "-p", "-C", str(rootfs / "etc" / "ld.so.cache")],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_cdi_container_gets_an_ld_cache_naming_libcuda(
+        spec_hooked: Podman, busybox_image: Path, tmp_path: Path) -> None:
+    """With the generated spec's hook, the container's ld cache names libcuda.so.1 and NVML in
+    the library directory, libcuda.so is there, and /proc/driver/nvidia/params says
+    ModifyDeviceFiles: 0."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    result = spec_hooked(*RUN, "--device", "nvidia.com/gpu=0", "--rootfs", str(rootfs),
+                         "/bin/sh", "-c", f"ls {LIBS}; cat /proc/driver/nvidia/params")
+    assert result.returncode == 0, result.stderr
+    assert {"libcuda.so", "libcuda.so.1"} <= set(result.stdout.split()), result.stdout
+    assert re.search(r"^ModifyDeviceFiles: 0$", result.stdout, re.MULTILINE), result.stdout
+    cache = cache_listing(rootfs)
+    assert re.search(rf"^\s+libcuda\.so\.1 \(libc6,x86-64\) => {LIBS}/libcuda\.so\.1$", cache,
+                     re.MULTILINE), cache
+    assert f"=> {LIBS}/libnvidia-ml.so.1" in cache
+
+
+@pytest.mark.parametrize(("offset", "winner"), [
+    (1, "/usr/local/cuda/compat/libcuda.so.1"),
+    (-1, f"{LIBS}/libcuda.so.1"),
+])
+def test_cdi_container_prefers_a_newer_cuda_compat_libcuda(
+        spec_hooked: Podman, host: SimHost, busybox_image: Path, tmp_path: Path,
+        offset: int, winner: str) -> None:
+    """An image with /usr/local/cuda/compat/libcuda.so.<major>.54.15: a major newer than the
+    driver's comes first in the ld cache (forward compatibility), an older one does not."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    version = host.topology["driver_version"]
+    compat = rootfs / "usr" / "local" / "cuda" / "compat"
+    compat.mkdir(parents=True)
+    (compat / f"libcuda.so.{int(version.split('.')[0]) + offset}.54.15").write_bytes(
+        (host.driver_dir / LIBS.lstrip("/") / f"libcuda.so.{version}").read_bytes())
+    result = spec_hooked(*RUN, "--device", "nvidia.com/gpu=0", "--rootfs", str(rootfs),
+                         "/bin/true")
+    assert result.returncode == 0, result.stderr
+    first = next(line.split(" => ")[1] for line in cache_listing(rootfs).splitlines()
+                 if line.strip().startswith("libcuda.so.1 "))
+    assert first == winner
