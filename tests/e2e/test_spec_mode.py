@@ -65,18 +65,21 @@ def container_cache(bundle: Bundle) -> list[Any]:
     return ld_cache((bundle.path / "upper" / "etc" / "ld.so.cache").read_bytes())
 
 
+@pytest.mark.parametrize("mode", ["spec", "hook"])
 def test_gpu_two_sees_its_node_the_driver_nvidia_smi_and_an_ld_cache(
         sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
-        write_config: WriteConfig, busybox_image: Path, low_level: str) -> None:
-    """NVIDIA_VISIBLE_DEVICES=2 (runc and crun): /dev/nvidia2 and no other GPU node, usable;
-    libcuda.so.1 and libnvidia-ml.so.1; ``nvidia-smi -L`` naming GPU 2's UUID alone;
-    /proc/driver/nvidia with ModifyDeviceFiles 0 and GPU 2's entry only; an ld cache resolving
-    libcuda.so.1; and the image on the host unchanged."""
+        write_config: WriteConfig, busybox_image: Path, low_level: str, mode: str) -> None:
+    """NVIDIA_VISIBLE_DEVICES=2 (runc and crun, spec and hook mode): /dev/nvidia2 and no other
+    GPU node, usable; libcuda.so.1 and libnvidia-ml.so.1; ``nvidia-smi -L`` naming GPU 2's
+    UUID alone; /proc/driver/nvidia with ModifyDeviceFiles 0 and GPU 2's entry only; an ld
+    cache resolving libcuda.so.1; and the image on the host unchanged."""
     host = sim_host_factory("dgx-a100")
     before = tree_digest(busybox_image)
     bundle = make_bundle(["/bin/sh", "-c", PROBE.format(minor=2)],
                          env=["NVIDIA_VISIBLE_DEVICES=2"])
-    result = spec_shim(host, make_runtime, write_config, low_level).run(bundle)
+    document = config_document(host, mode, runtimes=[low_level])
+    runtime = make_runtime(write_config(yaml.safe_dump(document)), low_level)
+    result = runtime.run(bundle)
     assert result.returncode in (0, 1), result.stderr  # head -c1 on the node fails: ENXIO
     assert_sees_one_gpu(result.stdout, result.stderr, host, 2)
     assert tree_digest(busybox_image) == before
