@@ -146,6 +146,19 @@ def test_spec_mode_gpu_two_sees_the_driver_nvidia_smi_and_an_ld_cache(
     assert_sees_one_gpu(result.stdout, result.stderr, docker_spec.host, 2)
 
 
+def test_engine_given_device_is_not_widened(docker_in_mode: Docker) -> None:
+    """``docker run --runtime gpu --device <GPU 3's node>:/dev/nvidia3`` with
+    NVIDIA_VISIBLE_DEVICES=all (hook and spec mode): the engine's NVIDIA device is the
+    container's only GPU; the shim adds no other (README §Beside CDI and DRA)."""
+    node = docker_in_mode.host.dev_dir / "nvidia3"
+    result = docker_in_mode.run("--runtime", "gpu", "--device", f"{node}:/dev/nvidia3",
+                                "-e", "NVIDIA_VISIBLE_DEVICES=all", IMAGE, "/bin/sh", "-c",
+                                "ls /dev; head -c1 /dev/nvidia3")
+    gpus = [n for n in result.stdout.split() if n.startswith("nvidia") and n[6:].isdigit()]
+    assert gpus == ["nvidia3"], result.stdout + result.stderr
+    assert ENXIO in result.stderr and EPERM not in result.stderr, result.stderr
+
+
 def test_gpus_flag_runs_the_standalone_hook_with_stock_runc(docker: Docker) -> None:
     """``docker run --gpus device=0`` (default runtime runc, no daemon.json change for it):
     the hook mounts /dev/nvidia0 and grants it in the device cgroup, so opening it gives ENXIO,
