@@ -4,6 +4,7 @@ cache symlinked to a host file) changes anything outside the rootfs or outlives 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -253,3 +254,28 @@ MOUNTINFO = """\
 
 def test_procfs_mounts_are_those_below_the_root_outermost_only() -> None:
     assert ldconfig.procfs_mounts(MOUNTINFO, "/r/rootfs") == ["/proc", "/my proc"]
+
+
+def test_a_temporary_cache_symlinked_to_a_host_file_leaves_it_unchanged(
+        image: tuple[Path, int], exe: int, tmp_path: Path) -> None:
+    """ldconfig writes ``/etc/ld.so.cache~`` then renames it: that name pre-made by the image
+    as a link to a host file changes nothing on the host."""
+    path, fd = image
+    host_file = tmp_path / "host-file"
+    host_file.write_bytes(b"the host's bytes\n")
+    (path / "etc" / "ld.so.cache~").symlink_to(host_file)
+    with contextlib.suppress(ShimError):  # ldconfig may refuse the link; the host is the point
+        ldconfig.run(exe, fd, ["/" + LIB], soon())
+    assert host_file.read_bytes() == b"the host's bytes\n"
+
+
+def test_a_folder_symlinked_to_a_host_directory_is_scanned_inside_the_root(
+        image: tuple[Path, int], exe: int, tmp_path: Path) -> None:
+    path, fd = image
+    host_dir = tmp_path / "host-lib"
+    build_shared_library(host_dir / "libevil.so.1.0", "libevil.so.1")
+    (path / "opt").mkdir()
+    (path / "opt" / "lib").symlink_to(host_dir)
+    ldconfig.run(exe, fd, ["/opt/lib", "/" + LIB], soon())
+    assert sorted(os.listdir(host_dir)) == ["libevil.so.1.0"]
+    assert not any("libevil" in entry for entry in cache_entries(path / "etc" / "ld.so.cache"))
