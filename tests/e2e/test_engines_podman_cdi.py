@@ -265,3 +265,15 @@ def test_spec_mode_gpu_two_sees_the_driver_nvidia_smi_and_an_ld_cache(
     result = podman_spec(*RUN, "-e", "NVIDIA_VISIBLE_DEVICES=2", "--rootfs", str(rootfs),
                          "/bin/sh", "-c", PROBE.format(minor=2))
     assert_sees_one_gpu(result.stdout, result.stderr, host, 2)
+
+
+def test_spec_mode_cdi_container_gets_its_gpu_the_driver_and_an_ld_cache(
+        podman_spec: Podman, host: SimHost, busybox_image: Path, tmp_path: Path) -> None:
+    """``--device nvidia.com/gpu=2`` through the shim in spec mode: the CDI spec's own hook
+    gives the engine-injected container its ld cache and ModifyDeviceFiles 0, and the shim adds
+    nothing, so the container sees GPU 2 alone, as a request for it would (with no
+    /proc/driver/nvidia/gpus entry: the spec's shared hook cannot know the device)."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    result = podman_spec(*RUN, "--device", "nvidia.com/gpu=2", "--rootfs", str(rootfs),
+                         "/bin/sh", "-c", PROBE.format(minor=2))
+    assert_sees_one_gpu(result.stdout, result.stderr, host, 2, proc_gpu=False)

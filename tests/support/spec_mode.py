@@ -122,11 +122,14 @@ def first_path(entries: list[CacheEntry], name: str) -> str:
     raise AssertionError(f"{name} not in the ld cache: {[e.name for e in entries]}")
 
 
-def assert_sees_one_gpu(stdout: str, stderr: str, host: SimHost, index: int) -> None:
+def assert_sees_one_gpu(stdout: str, stderr: str, host: SimHost, index: int,
+                        proc_gpu: bool = True) -> None:
     """What a spec-mode container given GPU ``index`` (PROBE) must show: its node and the
     control nodes, usable (ENXIO, not EPERM); no other GPU's node; the driver libraries;
     ``nvidia-smi -L`` naming that GPU alone; /proc/driver/nvidia with ModifyDeviceFiles 0 and
-    that GPU's entry only; and an ld cache that resolves libcuda.so.1 to a mounted library."""
+    that GPU's entry only (none with ``proc_gpu`` false: a CDI spec's shared hook cannot know
+    the injected devices, README §cdi generate); and an ld cache that resolves libcuda.so.1 to
+    a mounted library."""
     gpu = host.topology["gpus"][index]
     parts = sections(stdout)
     assert "end" in parts, stdout + stderr
@@ -142,6 +145,7 @@ def assert_sees_one_gpu(stdout: str, stderr: str, host: SimHost, index: int) -> 
     assert parts["smi"].splitlines() == [f"GPU 0: {gpu['name']} (UUID: {gpu['uuid']})"], \
         parts["smi"]
     assert re.search(r"^ModifyDeviceFiles: 0$", parts["params"], re.MULTILINE), parts["params"]
-    assert parts["gpus"].split() == [gpu["bus_id"][4:].lower()], parts["gpus"]
+    assert parts["gpus"].split() == ([gpu["bus_id"][4:].lower()] if proc_gpu else []), \
+        parts["gpus"]
     libcuda = first_path(cache_from_probe(parts["cache"]), "libcuda.so.1")
     assert libcuda.rsplit("/", 1)[0] in LIB_DIRS, libcuda
