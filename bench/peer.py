@@ -159,13 +159,14 @@ def without_hooks(spec: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
     return {**spec, "hooks": {stage: entries for stage, entries in hooks.items() if entries}}
 
 
-def floor_pair(ws: Workspace, peer: Peer) -> Pair:
+def floor_pair(ws: Workspace, peer: Peer, mode: str = "hook") -> Pair:
     """runc alone on each wrapper's GPU 2 spec with the wrapper's hooks removed: what is left
-    of each GPU start when the wrapper and its hooks cost nothing."""
+    of each GPU start when the wrapper and its hooks cost nothing (ours in ``mode``: in spec
+    mode runc also makes the driver mounts)."""
     spec = ws.base_spec(env=[GPU2])
     ours = without_hooks(edited_spec(ws, ws.shim(), spec,
-                                     ws.env(ws.sim_config(TOPOLOGY, runtimes=[NOOP]))),
-                         [ws.hook])
+                                     ws.env(our_config(ws, mode, runtimes=[NOOP]))),
+                         [ws.hook, ws.spec_hook])
     theirs = without_hooks(edited_spec(ws, peer.argv(), spec, peer.env(NOOP)),
                            [str(peer.hook)])
     env = ws.env()
@@ -204,6 +205,10 @@ def cases(runtime: Path) -> tuple[Case, ...]:
             wrapper_pair, 30, 8, target=3.0),
         row("peer-run", "vs NCT: non-GPU create+start+delete", nongpu_pair, 20, 6),
         row("peer-state", "vs NCT: `state ID`", state_pair, 60, 20),
+        row("peer-floor-spec",
+            "runc floor: GPU 2 create+start+delete, each tool's spec, no hooks, spec mode",
+            lambda ws, p: floor_pair(ws, p, "spec"), 20, 6, a="runc, our spec",
+            b="runc, NCT's spec"),
         row("peer-floor", "runc floor: GPU 2 create+start+delete, each tool's spec, no hooks",
             floor_pair, 20, 6, a="runc, our spec", b="runc, NCT's spec"),
     )
