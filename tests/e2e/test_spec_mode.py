@@ -94,6 +94,23 @@ def test_gpu_two_sees_its_node_the_driver_nvidia_smi_and_an_ld_cache(
     assert tree_digest(busybox_image) == before
 
 
+def test_device_list_mount_request_gets_that_gpu_alone(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """A device plugin's request (/dev/null mounted onto /var/run/nvidia-container-devices/2)
+    beside NVIDIA_VISIBLE_DEVICES=all from the image: the mount wins, and the container sees
+    GPU 2 alone with its driver, nvidia-smi and ld cache."""
+    host = sim_host_factory("dgx-a100")
+    bundle = make_bundle(["/bin/sh", "-c", PROBE.format(minor=2)],
+                         env=["NVIDIA_VISIBLE_DEVICES=all"])
+    bundle.edit(lambda spec: spec["mounts"].append(
+        {"destination": "/var/run/nvidia-container-devices/2", "type": "bind",
+         "source": "/dev/null", "options": ["rbind", "ro"]}))
+    result = spec_shim(host, make_runtime, write_config).run(bundle)
+    assert result.returncode in (0, 1), result.stderr
+    assert_sees_one_gpu(result.stdout, result.stderr, host, 2)
+
+
 def test_config_declares_read_only_driver_mounts_and_one_create_container_hook(
         sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
         write_config: WriteConfig) -> None:
