@@ -14,11 +14,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
 if TYPE_CHECKING:
+    from containers import Bundle, Runtime
+
     from simulator.testing import SimHost
 
 SPEC_HOOK = str(Path(sys.executable).parent / "gpu-container-spec-hook")
@@ -149,3 +151,32 @@ def assert_sees_one_gpu(stdout: str, stderr: str, host: SimHost, index: int,
         parts["gpus"]
     libcuda = first_path(cache_from_probe(parts["cache"]), "libcuda.so.1")
     assert libcuda.rsplit("/", 1)[0] in LIB_DIRS, libcuda
+
+
+def spec_runtime(host: SimHost, make_runtime: Callable[..., Runtime],
+                 write_config: Callable[[str], Path], low_level: str = "runc",
+                 **sections: Any) -> Runtime:
+    """A runtime (the e2e ``make_runtime`` fixture's) whose shim runs the simulated host in
+    spec mode over ``low_level``, with ``sections`` merged into its configuration."""
+    document = config_document(host, "spec", runtimes=[low_level], **sections)
+    return make_runtime(write_config(yaml.safe_dump(document)), low_level)
+
+
+def spec_hooks(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every hook entry of an OCI ``spec`` that runs our lean hook, whatever its stage."""
+    return [entry for entries in spec.get("hooks", {}).values() for entry in entries
+            if Path(entry.get("path", "")).name == SPEC_HOOK_NAME]
+
+
+def container_cache(bundle: Bundle) -> list[CacheEntry]:
+    """The ld cache a container on an overlay bundle was left with (the upper layer)."""
+    return ld_cache((bundle.path / "upper" / "etc" / "ld.so.cache").read_bytes())
+
+
+def assert_one_line(stderr: str) -> None:
+    """A refused start says why in one line: runc's (carrying our hook's line) or crun's own,
+    or, when crun adds a line of its own, one line naming our hook (crun's ``error executing
+    hook `.../gpu-container-spec-hook```)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    naming = [line for line in lines if SPEC_HOOK_NAME in line]
+    assert len(lines) == 1 or len(naming) == 1, stderr
