@@ -41,20 +41,26 @@ def compat_library(into: Path, version: str, scratch: Path) -> Path:
     return library
 
 
-@pytest.mark.parametrize(("compat", "first"), [
-    ("550.54.15", "/usr/local/cuda/compat/libcuda.so.1"),
-    ("999.1", "/usr/local/cuda/compat/libcuda.so.1"),
-    ("535.999.01", "/usr/lib64/libcuda.so.1"),
-    ("470.82.01", "/usr/lib64/libcuda.so.1"),
-], ids=["newer-major", "much-newer-major", "same-major", "older-major"])
+@pytest.mark.parametrize(("compat", "debian", "first"), [
+    ("550.54.15", False, "/usr/local/cuda/compat/libcuda.so.1"),
+    ("550.54.15", True, "/usr/local/cuda/compat/libcuda.so.1"),
+    ("999.1", False, "/usr/local/cuda/compat/libcuda.so.1"),
+    ("535.999.01", False, "/usr/lib64/libcuda.so.1"),
+    ("470.82.01", False, "/usr/lib64/libcuda.so.1"),
+    ("470.82.01", True, "/usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+], ids=["newer-major", "newer-major-debian", "much-newer-major", "same-major", "older-major",
+        "older-major-debian"])
 def test_compat_libcuda_goes_first_only_when_its_major_is_newer(
         sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
-        write_config: WriteConfig, tmp_path: Path, compat: str, first: str) -> None:
-    """An image with /usr/local/cuda/compat/libcuda.so.<compat> on a 535 driver: the ld cache
-    resolves libcuda.so.1 to the compat library when its major is newer than the driver's,
-    to the driver's library otherwise."""
+        write_config: WriteConfig, tmp_path: Path, compat: str, debian: bool,
+        first: str) -> None:
+    """An image (lib64 or Debian layout) with /usr/local/cuda/compat/libcuda.so.<compat> on a
+    535 driver: the ld cache resolves libcuda.so.1 to the compat library when its major is
+    newer than the driver's, to the driver's library otherwise."""
     host = sim_host_factory("dgx-a100")
     bundle = make_bundle(env=["NVIDIA_VISIBLE_DEVICES=0"])
+    if debian:
+        (bundle.path / "rootfs" / "etc" / "debian_version").write_text("12.0\n")
     compat_dir = bundle.path / "rootfs" / "usr" / "local" / "cuda" / "compat"
     compat_library(compat_dir, compat, tmp_path)
     result = spec_runtime(host, make_runtime, write_config).run(bundle)
