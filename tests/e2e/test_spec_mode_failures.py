@@ -5,6 +5,7 @@ one line and never sees the container's LD_PRELOAD. Real runc on the simulated D
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -148,3 +149,20 @@ def test_container_ld_preload_never_reaches_the_spec_hook(
     assert result.returncode == 0, result.stderr
     assert first_path(container_cache(bundle), "libcuda.so.1") == "/usr/lib64/libcuda.so.1"
     assert not marker.exists()
+
+
+def test_ld_so_conf_fifo_is_cut_off_at_the_hook_timeout_in_one_line(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """An image whose /etc/ld.so.conf is a FIFO nobody writes (ldconfig would block reading it
+    forever): the lean hook kills ldconfig at its deadline (``spec.hook_timeout`` 2 s) and the
+    start fails with the hook's one line saying so."""
+    host = sim_host_factory("dgx-a100")
+    bundle = make_bundle(env=["NVIDIA_VISIBLE_DEVICES=2"])
+    os.mkfifo(bundle.path / "rootfs" / "etc" / "ld.so.conf")
+    runtime = spec_runtime(host, make_runtime, write_config, spec={"hook_timeout": 2})
+    result = runtime.run(bundle)
+    assert result.returncode != 0
+    hook_lines = [line for line in result.stderr.split("\\n") if SPEC_HOOK_NAME + ": " in line]
+    assert len(hook_lines) == 1, result.stderr
+    assert "did not finish before the hook's timeout" in hook_lines[0], result.stderr
