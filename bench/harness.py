@@ -119,7 +119,6 @@ def measure_peer(ws: Workspace, args: argparse.Namespace, rows: list[list[str]],
 
     ws.sim_config(peer.TOPOLOGY)  # builds the host before the child enters it
     host_dir = ws.root / "sim" / peer.TOPOLOGY
-    peer.without_driver_params(host_dir)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: enter, measure, report, exit without unwinding the parent's work

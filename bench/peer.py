@@ -25,22 +25,6 @@ ALL = "NVIDIA_VISIBLE_DEVICES=all"
 MIG0 = "NVIDIA_VISIBLE_DEVICES=0:0"
 
 
-PARAMS = ("proc/driver/nvidia/params", "driver/proc/driver/nvidia/params")
-"""The simulated driver's module parameters, relative to the host directory: the /proc tree the
-view grafts onto /proc/driver, and the driver root's copy."""
-
-
-def without_driver_params(host_dir: Path) -> None:
-    """Remove the simulated driver's /proc/driver/nvidia/params from the benchmark's own host.
-    Seeing it at /proc/driver/nvidia in the view, NCT adds its disable-device-node-modification
-    hook, which bind-mounts a modified copy over the container's /proc/driver/nvidia/params: only
-    a real driver's procfs has that file, a container's fresh procfs here does not, and every NCT
-    GPU start would fail. Without it both tools run as on a host whose driver exposes no params:
-    NCT's hook does nothing, ours still writes a params file with ModifyDeviceFiles: 0."""
-    for relative in PARAMS:
-        (host_dir / relative).unlink(missing_ok=True)
-
-
 class Peer:
     """The peer runtime, its config files (runc / a no-op low-level runtime) and its env."""
 
