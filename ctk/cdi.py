@@ -7,14 +7,26 @@ The devices come from the discovery the shim uses (``gpu_core.discovery``): ``<k
 device shares hold the control nodes and the driver files libnvidia-container reports, selected
 by capabilities exactly as its mount call selects them (``gpu_core.driver_files``).
 
-No hooks, on purpose. NVIDIA's generator adds ``nvidia-ctk hook`` entries that create the
-SONAME links and update the container's ld cache; we have no such hook command, and a root hook
-that runs ldconfig over an image is exactly what CVE-2025-23267 was about. Instead each library
-is also bind-mounted at the names of its host links (``libcuda.so.1``, ``libcuda.so``), so
-``dlopen("libcuda.so.1")`` finds it in the library directory the dynamic loader searches by
-default: the host's own directory, or ``--lib-dir`` for images that use another one (a RHEL
-image on a Debian host wants ``/usr/lib64``). ``NVIDIA_VISIBLE_DEVICES=void`` keeps a GPU shim
-in the same engine from adding the devices a second time.
+One hook, ``gpu-container-spec-hook`` (``ctk.cdi_hook``), as a ``createContainer`` hook in the
+shared edits: the
+engine's runtime runs it inside the container's mount namespace after the mounts, before
+``pivot_root``. It gets the library directories (``--folder``), the compatibility links of the
+mounted libraries (``--link TARGET::LINK``, ``gpu_core.driver_files.symlinks``), the driver
+version (``--driver-version``, for CUDA forward compatibility from the image's
+``/usr/local/cuda/compat``) and the driver's ``/proc/driver/nvidia`` under the driver root
+(``--proc-driver``: the container's copy says ``ModifyDeviceFiles: 0``); it builds the
+container's ld cache with the host's static ldconfig chrooted into the rootfs, resolving every
+path inside the rootfs (never an image symlink out of it, the CVE-2025-23267 class) and running
+nothing from the image. Its path is ``--hook-path``, else the configuration's
+``spec.hook_path``, else ``/usr/bin/gpu-container-spec-hook``.
+
+Each library is still bind-mounted at the names of its host links too (``libcuda.so.1``,
+``libcuda.so``), so ``dlopen("libcuda.so.1")`` finds it in the directory the loader searches by
+default even where an engine applies a spec's mounts but not its hooks; ldconfig leaves such a
+name alone (it is not a link) and the hook leaves existing entries alone. ``--lib-dir`` picks
+another directory for images whose loader searches elsewhere (``/usr/lib64`` for a RHEL image on
+a Debian host). ``NVIDIA_VISIBLE_DEVICES=void`` keeps a GPU shim in the same engine from adding
+the devices a second time.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
+from ctk import cdi_hook
 from gpu_core import atomic_file, driver_files
 from gpu_core.errors import ShimError, one_line
 
@@ -65,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     generate.add_argument("--capabilities", metavar="LIST", default=",".join(DEFAULT_CAPABILITIES),
                           help="driver capabilities whose files every device brings, as "
                                "NVIDIA_DRIVER_CAPABILITIES spells them (default: utility,compute)")
+    generate.add_argument("--hook-path", metavar="PATH",
+                          help="the ld-cache hook the spec names (default: the configuration's "
+                               f"spec.hook_path, else {cdi_hook.DEFAULT_PATH})")
     generate.add_argument("--lib-dir", metavar="DIR",
                           help="container directory for the driver libraries (default: the "
                                "host's own, relative to the driver root)")
@@ -154,7 +170,7 @@ def control_nodes(inventory: Inventory, capabilities: Iterable[str]) -> list[Dev
 def mount_edits(files: Iterable[driver_files.FileMount],
                 links: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
     """CDI mounts for the driver files, plus each library again at the names of its host links
-    (``links``: host path -> link names), which replaces the symlinks a hook would create."""
+    (``links``: host path -> link names), so the names resolve even without the hook."""
     edits: list[dict[str, Any]] = []
     seen: set[str] = set()
 
@@ -196,11 +212,14 @@ def minimum_version(spec: Mapping[str, Any]) -> str:
 
 def build_spec(inventory: Inventory, driver: DriverInfo, *, kind: str,
                capabilities: frozenset[str], driver_root: str,
-               links: Mapping[str, Sequence[str]], lib_dir: Optional[str] = None
-               ) -> dict[str, Any]:
+               links: Mapping[str, Sequence[str]], lib_dir: Optional[str] = None,
+               hook_path: str = cdi_hook.DEFAULT_PATH, ldconfig: str = "") -> dict[str, Any]:
     """The CDI spec as a plain mapping (pure: ``links`` was read from the host beforehand)."""
     files = driver_files.mounts(driver, capabilities, driver_root=driver_root,
                                 dirs=library_dirs(driver, driver_root, lib_dir))
+    hook = cdi_hook.hook_edit(files, hook_path=hook_path, driver_version=driver.nvrm_version,
+                              proc_driver=posixpath.join(driver_root, "proc/driver/nvidia"),
+                              ldconfig=ldconfig)
     spec: dict[str, Any] = {"cdiVersion": "", "kind": kind,
                             "devices": device_entries(inventory),
                             "containerEdits": {
@@ -208,6 +227,7 @@ def build_spec(inventory: Inventory, driver: DriverInfo, *, kind: str,
                                 "deviceNodes": [node_edit(node) for node in
                                                 control_nodes(inventory, capabilities)],
                                 "mounts": mount_edits(files, links),
+                                "hooks": [hook],
                             }}
     for name in (entry["name"] for entry in spec["devices"]):
         if not _DEVICE_NAME.fullmatch(name):
@@ -307,7 +327,10 @@ def run(args: argparse.Namespace) -> int:
     info = driver_info(config)
     spec = build_spec(inventory, info, kind=kind, capabilities=capabilities,
                       driver_root=config.host.driver_root,
-                      links=host_links(info), lib_dir=args.lib_dir)
+                      links=host_links(info), lib_dir=args.lib_dir,
+                      hook_path=args.hook_path or cdi_hook.spec_setting(config, "hook_path")
+                      or cdi_hook.DEFAULT_PATH,
+                      ldconfig=cdi_hook.spec_setting(config, "ldconfig"))
     header = (f"CDI spec of {len(inventory.gpus)} GPUs, driver {inventory.driver_version}, "
               f"written by gpu-ctk cdi generate\nUse: --device {kind}=0 | {kind}=all | "
               f"{kind}=<UUID>; capabilities {','.join(sorted(capabilities))}")

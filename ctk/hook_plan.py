@@ -178,7 +178,7 @@ def _library_part(config: Config, draft: _Draft, request: DeviceRequest, selecti
     mounted = mounts.plan(request, selection, devices)
     capabilities = request.capabilities
     draft.notes.append("nvc_container_new options: "
-                       + " ".join(mounts.container_options(capabilities)))
+                       + " ".join(mounts.container_options(capabilities, library.version)))
     by_uuid = {g.uuid.lower(): g for g in inventory.gpus}
     for gpu in mounted.gpus:
         found = by_uuid.get(gpu.uuid.lower())

@@ -14,6 +14,11 @@ shutdown. What differs, and why:
   gets its nodes.
 - which devices: the shim's own selection (``gpu_core.selection.select``), so the hook mounts
   exactly what the shim declared; a MIG device brings its parent GPU's node, as the CLI does.
+- ``cuda-compat-mode=ldconfig`` from libnvidia-container 1.17.7 (the first release that knows
+  it): CUDA forward compatibility by the ld cache alone (the image's newer
+  ``/usr/local/cuda/compat`` first on ldconfig's command line) instead of the library's default
+  of bind-mounting the image's compat libraries over the driver's (the CVE-2024-0132 path).
+  Older releases are given no compat option and keep their own behaviour (README, Known gaps).
 
 ``plan`` and ``container_options`` are pure; ``configure`` drives a ``libnvc_bindings.Session``
 with every call passed through the caller's retry runner.
@@ -48,6 +53,11 @@ CAPABILITY_ORDER = ("compute", "compat32", "display", "graphics", "ngx", "utilit
 
 ALWAYS = ("supervised", "no-cgroups")
 
+COMPAT_LDCONFIG = "cuda-compat-mode=ldconfig"
+COMPAT_LDCONFIG_SINCE = (1, 17, 7)
+"""The first libnvidia-container release with ``cuda-compat-mode`` (older ones reject it as an
+invalid option)."""
+
 
 def library_or_cli(settings: LibnvcSettings) -> tuple[Optional[Library], str, str]:
     """The configured libnvidia-container as ``(library, "", "")``; when it cannot be loaded and
@@ -64,9 +74,13 @@ def library_or_cli(settings: LibnvcSettings) -> tuple[Optional[Library], str, st
         return None, cli, one_line(str(error))
 
 
-def container_options(capabilities: frozenset[str]) -> tuple[str, ...]:
-    """``nvc_container_new`` options for a container asking for ``capabilities``."""
-    return ALWAYS + tuple(name for name in CAPABILITY_ORDER if name in capabilities)
+def container_options(capabilities: frozenset[str],
+                      version: tuple[int, int, int]) -> tuple[str, ...]:
+    """``nvc_container_new`` options for a container asking for ``capabilities``, given to
+    libnvidia-container ``version``: forward compatibility through the ld cache where the
+    release offers it."""
+    compat = (COMPAT_LDCONFIG,) if tuple(version) >= COMPAT_LDCONFIG_SINCE else ()
+    return ALWAYS + tuple(name for name in CAPABILITY_ORDER if name in capabilities) + compat
 
 
 @dataclass(frozen=True)
@@ -141,7 +155,8 @@ def configure(session: Session, request: DeviceRequest, selection: Selection,
     try:
         retry("initialization", partial(session.init, load_kmods=load_kmods))
         container = retry("container", partial(session.container, target.pid, target.rootfs,
-                                               container_options(target.capabilities)))
+                                               container_options(target.capabilities,
+                                                                 session.library.version)))
         driver = retry("detection", session.driver_info)
         mounted = plan(request, selection, retry("detection", session.device_info))
         retry("mount", partial(session.driver_mount, container, driver))

@@ -134,6 +134,23 @@ def _cap(minor: int, mode: int) -> str:
     return f"DeviceFileMinor: {minor}\nDeviceFileMode: {mode}\n"
 
 
+PARAMS = ("ResmanDebugLevel: 4294967295\nRmLogonRC: 1\nModifyDeviceFiles: 1\n"
+          "DeviceFileUID: 0\nDeviceFileGID: 0\nDeviceFileMode: 438\n"
+          "InitializeSystemMemoryAllocations: 1\nUsePageAttributeTable: 4294967295\n"
+          "EnableMSI: 1\nEnablePCIeGen3: 0\nMemoryPoolSize: 0\nKMallocHeapMaxSize: 0\n"
+          "VMallocHeapMaxSize: 0\nIgnoreMMIOCheck: 0\nTCEBypassMode: 0\n"
+          "EnableStreamMemOPs: 0\nEnableUserNUMAManagement: 1\nNvLinkDisable: 0\n"
+          "RmProfilingAdminOnly: 1\nPreserveVideoMemoryAllocations: 0\n"
+          "EnableS0ixPowerManagement: 0\nS0ixPowerManagementVideoMemoryThreshold: 256\n"
+          "DynamicPowerManagement: 3\nDynamicPowerManagementVideoMemoryThreshold: 200\n"
+          "RegisterPCIDriver: 1\nEnablePCIERelaxedOrderingMode: 0\nEnableGpuFirmware: 18\n"
+          "EnableGpuFirmwareLogs: 2\nEnableDbgBreakpoint: 0\nOpenRmEnableUnsupportedGpus: 0\n"
+          "DmaRemapPeerMmio: 1\nRegistryDwords: \"\"\nRegistryDwordsPerDevice: \"\"\n"
+          "RmMsg: \"\"\nGpuBlacklist: \"\"\nTemporaryFilePath: \"\"\n"
+          "ExcludedGpus: \"\"\n")
+"""/proc/driver/nvidia/params of a 535 driver with its default module parameters."""
+
+
 def proc_files(topology: Topology) -> dict[str, str]:
     """The driver's /proc files, relative to the host root: version, per-GPU information, the
     nvidia-caps minors and the MIG capability files (the kernel's formats)."""
@@ -142,6 +159,10 @@ def proc_files(topology: Topology) -> dict[str, str]:
         "proc/driver/nvidia/version":
             f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {version}  (simulated)\n"
             f"GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n",
+        # The module parameters as the driver lists them; ModifyDeviceFiles: 1 lets it create
+        # and fix up /dev/nvidia* itself, which a container's copy must turn off.
+        "proc/driver/nvidia/params": PARAMS,
+        "proc/driver/nvidia/registry": "Binary: \"\"\n",
         "proc/driver/nvidia/capabilities/mig/config": _cap(profiles.CONFIG_CAP_MINOR, 256),
         "proc/driver/nvidia/capabilities/mig/monitor": _cap(profiles.MONITOR_CAP_MINOR, 292),
     }

@@ -62,6 +62,7 @@ void nvc_container_free(struct nvc_container *cnt)
     free(cnt->libs32_dir);
     free(cnt->cudart_dir);
     free(cnt->ldconfig);
+    free(cnt->cuda_compat_dir);
     if (cnt->mnt_ns >= 0)
         close(cnt->mnt_ns);
     free(cnt);
@@ -122,6 +123,11 @@ static int copy_config(struct nvc_err *err, struct nvc_container *cnt, const str
         (cnt->libs32_dir = nvc_xstrdup(err, libs32_dir)) == NULL ||
         (cnt->cudart_dir = nvc_xstrdup(err, cfg->cudart_dir != NULL ? cfg->cudart_dir : "/usr/local/cuda")) == NULL ||
         (cnt->ldconfig = nvc_xstrdup(err, cfg->ldconfig != NULL ? cfg->ldconfig : NVC_DEFAULT_LDCONFIG)) == NULL)
+        return -1;
+    /* Only named here: whether the image's compat directory qualifies is decided inside the
+       container's namespace when the ld cache is built (nvc_ldcache.c). */
+    if ((cnt->flags & OPT_CUDA_COMPAT_MODE_LDCONFIG) &&
+        (cnt->cuda_compat_dir = nvc_xasprintf(err, "%s/compat", cnt->cudart_dir)) == NULL)
         return -1;
     return 0;
 }

@@ -92,6 +92,7 @@ struct nvc_container {
     char *libs32_dir;
     char *cudart_dir;
     char *ldconfig;
+    char *cuda_compat_dir; /* <cudart_dir>/compat with cuda-compat-mode=ldconfig, else NULL */
 };
 
 /* Errors: setx records the message as is, set appends ": strerror(errno)" like the real one. */

@@ -175,7 +175,8 @@ def test_all_holds_every_node_once(host_of: Callable[[str], SimHost],
 def test_common_edits_hold_control_nodes_libraries_and_links(
         host_of: Callable[[str], SimHost], capsys: pytest.CaptureFixture[str]) -> None:
     """Shared edits: void env, control nodes for utility+compute, and each library at its
-    versioned name, its SONAME and (libcuda) its dev link; no hooks."""
+    versioned name, its SONAME and (libcuda) its dev link (still there for engines that
+    apply mounts but not hooks)."""
     host = host_of("t4")
     _, out, _ = generate(capsys, "--format", "json")
     edits = json.loads(out)["containerEdits"]
@@ -189,8 +190,61 @@ def test_common_edits_hold_control_nodes_libraries_and_links(
                                               "libcuda.so")} == {cuda}
     assert mounts["/usr/bin/nvidia-smi"] == f"{host.driver_dir}/usr/bin/nvidia-smi"
     assert all(m["options"] == ["ro", "nosuid", "nodev", "bind"] for m in edits["mounts"])
-    assert "hooks" not in edits
     assert not any("GLX" in path for path in mounts)
+
+
+def test_common_edits_run_the_spec_hook_at_create_container(
+        host_of: Callable[[str], SimHost], capsys: pytest.CaptureFixture[str]) -> None:
+    """One createContainer hook, gpu-container-spec-hook at its packaged path, with the
+    library directory, libcuda's dev link, the driver version and the driver's
+    /proc/driver/nvidia under the driver root, and only an explicit PATH."""
+    host = host_of("t4")
+    _, out, _ = generate(capsys, "--format", "json")
+    [hook] = json.loads(out)["containerEdits"]["hooks"]
+    libdir = "/usr/lib/x86_64-linux-gnu"
+    configured = (yaml.safe_load(host.config_path.read_text()).get("spec") or {}).get(
+        "hook_path", "/usr/bin/gpu-container-spec-hook")
+    assert hook["hookName"] == "createContainer"
+    assert hook["path"] == configured
+    assert hook["env"] == ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+    assert hook["args"] == [
+        "gpu-container-spec-hook", "--folder", libdir,
+        "--link", f"libcuda.so.1::{libdir}/libcuda.so",
+        "--driver-version", host.topology["driver_version"],
+        "--proc-driver", f"{host.driver_dir}/proc/driver/nvidia"]
+
+
+def test_hook_path_option_names_another_hook(host_of: Callable[[str], SimHost],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--hook-path PATH is the hook entry's path; its argv[0] stays the hook's name."""
+    host_of("t4")
+    _, out, _ = generate(capsys, "--format", "json", "--hook-path", "/opt/gpu/spec-hook")
+    [hook] = json.loads(out)["containerEdits"]["hooks"]
+    assert (hook["path"], hook["args"][0]) == ("/opt/gpu/spec-hook", "gpu-container-spec-hook")
+
+
+@pytest.mark.parametrize(("capabilities", "folders", "links"), [
+    ("utility", ["/usr/lib64"], []),
+    ("utility,compute,video", ["/usr/lib64"],
+     ["libcuda.so.1::/usr/lib64/libcuda.so",
+      "libnvidia-opticalflow.so.1::/usr/lib64/libnvidia-opticalflow.so"]),
+    ("all", ["/usr/lib64"],
+     ["libcuda.so.1::/usr/lib64/libcuda.so",
+      "libnvidia-opticalflow.so.1::/usr/lib64/libnvidia-opticalflow.so",
+      "libGLX_nvidia.so.535.104.05::/usr/lib64/libGLX_indirect.so.0"]),
+])
+def test_hook_links_follow_the_mounted_libraries(
+        host_of: Callable[[str], SimHost], capsys: pytest.CaptureFixture[str],
+        capabilities: str, folders: list[str], links: list[str]) -> None:
+    """The hook's folders are the directories libraries were mounted in (--lib-dir here) and
+    its links are those of the libraries the capabilities brought, no more."""
+    host_of("t4")
+    _, out, _ = generate(capsys, "--format", "json", "--capabilities", capabilities,
+                         "--lib-dir", "/usr/lib64")
+    [hook] = json.loads(out)["containerEdits"]["hooks"]
+    args = hook["args"]
+    assert [args[i + 1] for i, arg in enumerate(args) if arg == "--folder"] == folders
+    assert sorted(args[i + 1] for i, arg in enumerate(args) if arg == "--link") == sorted(links)
 
 
 def test_utility_capability_leaves_out_compute_files(
@@ -344,6 +398,8 @@ def test_pure_build_from_a_fake_host() -> None:
                           links={DRIVER.libs[0]: ["libcuda.so.1"]})
     assert [d["name"] for d in spec["devices"]] == ["0", gpu_uuid(0), "0:0", mig_uuid(0, 1, 0),
                                                     "all"]
+    assert spec["containerEdits"]["hooks"][0]["args"][-4:] == [
+        "--driver-version", "535.104.05", "--proc-driver", "/proc/driver/nvidia"]
     assert spec["devices"][0]["containerEdits"]["deviceNodes"] == [
         {"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0, "permissions": "rw"}]
     assert cdi_problems(spec) == []

@@ -1,23 +1,27 @@
 """podman injecting ``nvidia.com/gpu=0`` from the CDI spec ``gpu-ctk cdi generate`` wrote for
 the simulated DGX A100, with our shim as its runtime: the container keeps exactly the engine's
 device (no /dev/nvidia1..7 added for ``NVIDIA_VISIBLE_DEVICES=all``, no hook of ours), and its
-workload policy still applies (README §Beside CDI and DRA).
+workload policy still applies (README §Beside CDI and DRA); the spec's ``createContainer`` hook
+runs at the container's creation with the arguments the spec gives it.
 
 podman 4.3 reads CDI specs only from /etc/cdi and /var/run/cdi, so every podman call runs in a
 private mount namespace whose /etc is an overlay: the spec is written to that overlay's upper
-directory, and the machine's own /etc never changes.
+directory, and the machine's own /etc never changes. Each hook path gets its own spec and podman
+root (``podman_for``): a recording stand-in here shows what the engine hands the hook.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pytest
-from engines import ENXIO, EPERM, GPU_CTK, SHIM, SYSTEM_PATH, copy_rootfs, sweep
+from engines import ENXIO, EPERM, GPU_CTK, SHIM, SYSTEM_PATH, VENV_BIN, copy_rootfs, sweep
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost
@@ -26,6 +30,8 @@ pytestmark = pytest.mark.e2e
 
 SimHostFactory = Callable[..., "SimHost"]
 Podman = Callable[..., "subprocess.CompletedProcess[str]"]
+SPEC_HOOK = str(VENV_BIN / "gpu-container-spec-hook")
+LIBS = "/usr/lib/x86_64-linux-gnu"
 RUN = ["run", "--rm", "--network", "none", "--ulimit", "nofile=1024:1024",
        "--ulimit", "nproc=4096:4096"]
 
@@ -35,22 +41,40 @@ def host(sim_host_factory: SimHostFactory) -> SimHost:
     return sim_host_factory("dgx-a100")
 
 
-def generate_spec(host: SimHost) -> str:
+def generate_spec(host: SimHost, *args: str) -> str:
     """``gpu-ctk cdi generate --format json`` for the simulated host."""
-    return subprocess.run([GPU_CTK, "cdi", "generate", "--format", "json"], capture_output=True,
-                          text=True, timeout=60, check=True,
+    return subprocess.run([GPU_CTK, "cdi", "generate", "--format", "json", *args],
+                          capture_output=True, text=True, timeout=60, check=True,
                           env={"PATH": SYSTEM_PATH,
                                "GPU_CONTAINER_SHIM_CONFIG": str(host.config_path)}).stdout
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory, host: SimHost) -> Iterator[Podman]:
-    root = tmp_path_factory.mktemp("podman-cdi")
+def podman_for(tmp_path_factory: pytest.TempPathFactory, host: SimHost
+               ) -> Iterator[Callable[[str], Podman]]:
+    """podman whose CDI spec names the hook at the given path (one root per path)."""
+    made: dict[str, tuple[Podman, Path]] = {}
+
+    def make(hook_path: str) -> Podman:
+        if hook_path not in made:
+            root = tmp_path_factory.mktemp("podman-cdi")
+            made[hook_path] = (start_podman(root, host, hook_path), root)
+        return made[hook_path][0]
+
+    try:
+        yield make
+    finally:
+        for podman, root in made.values():
+            podman("rm", "--all", "--force")
+            sweep(root)
+
+
+def start_podman(root: Path, host: SimHost, hook_path: str) -> Podman:
     upper, work = root / "etc-upper", root / "etc-work"
     (upper / "cdi").mkdir(parents=True)
     work.mkdir()
     env = {"PATH": SYSTEM_PATH, "GPU_CONTAINER_SHIM_CONFIG": str(host.config_path)}
-    spec = generate_spec(host)
+    spec = generate_spec(host, "--hook-path", hook_path)
     (upper / "cdi" / "gpu-ctk.json").write_text(spec)
     # conmon starts the runtime without podman's environment: a wrapper names the configuration
     runtime = root / "gpu-container-runtime"
@@ -69,11 +93,25 @@ def podman(tmp_path_factory: pytest.TempPathFactory, host: SimHost) -> Iterator[
                               capture_output=True, text=True, timeout=90, check=False,
                               env=env)
 
-    try:
-        yield podman
-    finally:
-        podman("rm", "--all", "--force")
-        sweep(root)
+    return podman
+
+
+@pytest.fixture(scope="module")
+def recorder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in for the spec hook that keeps its arguments and the OCI state it was given,
+    one pair of files per run; named like the real one, so the shim sees the spec a real
+    generated one gives (an engine-injected hook of that name is not the shim's own edit)."""
+    where = tmp_path_factory.mktemp("hook-runs")
+    script = where / "gpu-container-spec-hook"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {where}/args-$$\n"
+                      f"cat > {where}/state-$$\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.fixture(scope="module")
+def podman(podman_for: Callable[[str], Podman], recorder: Path) -> Podman:
+    return podman_for(str(recorder))
 
 
 def test_generated_spec_names_gpu_zero(host: SimHost) -> None:
@@ -108,3 +146,77 @@ def test_cdi_injected_container_is_not_widened(podman: Podman, host: SimHost,
     assert "policy: guaranteed (from annotation)" in line
     assert "policy: linux.resources.memory.swap 67108864" in line
     assert "numa: policy guaranteed: " in line and "GPU 0 on node 0" in line
+
+
+def test_spec_hook_runs_at_container_creation_with_its_arguments(
+        podman: Podman, host: SimHost, recorder: Path, busybox_image: Path,
+        tmp_path: Path) -> None:
+    """The generated spec's createContainer hook reaches runc through podman and the shim:
+    it ran once for the container, given its OCI state, the library directory, the driver
+    version and the driver's /proc/driver/nvidia."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    cidfile = tmp_path / "cid"
+    result = podman(*RUN, "--cidfile", str(cidfile), "--device", "nvidia.com/gpu=0",
+                    "--rootfs", str(rootfs), "/bin/true")
+    assert result.returncode == 0, result.stderr
+    container = cidfile.read_text().strip()
+    runs = [path for path in recorder.parent.glob("state-*")
+            if json.loads(path.read_text() or "{}").get("id") == container]
+    assert len(runs) == 1, [path.name for path in recorder.parent.iterdir()]
+    args = (recorder.parent / runs[0].name.replace("state-", "args-")).read_text().splitlines()
+    assert args[:2] == ["--folder", "/usr/lib/x86_64-linux-gnu"]
+    assert args[args.index("--driver-version") + 1] == host.topology["driver_version"]
+    assert args[args.index("--proc-driver") + 1] == f"{host.driver_dir}/proc/driver/nvidia"
+
+
+@pytest.fixture(scope="module")
+def spec_hooked(podman_for: Callable[[str], Podman]) -> Podman:
+    """podman whose CDI spec names the venv's real gpu-container-spec-hook."""
+    assert os.access(SPEC_HOOK, os.X_OK), f"{SPEC_HOOK} missing: reinstall the venv"
+    return podman_for(SPEC_HOOK)
+
+
+def cache_listing(rootfs: Path) -> str:
+    """``ldconfig -p`` of the ld cache the hook wrote into the container's rootfs."""
+    return subprocess.run(["ldconfig", "-p", "-C", str(rootfs / "etc" / "ld.so.cache")],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_cdi_container_gets_an_ld_cache_naming_libcuda(
+        spec_hooked: Podman, busybox_image: Path, tmp_path: Path) -> None:
+    """With the generated spec's hook, the container's ld cache names libcuda.so.1 and NVML in
+    the library directory, libcuda.so is there, and /proc/driver/nvidia/params says
+    ModifyDeviceFiles: 0."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    result = spec_hooked(*RUN, "--device", "nvidia.com/gpu=0", "--rootfs", str(rootfs),
+                         "/bin/sh", "-c", f"ls {LIBS}; cat /proc/driver/nvidia/params")
+    assert result.returncode == 0, result.stderr
+    assert {"libcuda.so", "libcuda.so.1"} <= set(result.stdout.split()), result.stdout
+    assert re.search(r"^ModifyDeviceFiles: 0$", result.stdout, re.MULTILINE), result.stdout
+    cache = cache_listing(rootfs)
+    assert re.search(rf"^\s+libcuda\.so\.1 \(libc6,x86-64\) => {LIBS}/libcuda\.so\.1$", cache,
+                     re.MULTILINE), cache
+    assert f"=> {LIBS}/libnvidia-ml.so.1" in cache
+
+
+@pytest.mark.parametrize(("offset", "winner"), [
+    (1, "/usr/local/cuda/compat/libcuda.so.1"),
+    (-1, f"{LIBS}/libcuda.so.1"),
+])
+def test_cdi_container_prefers_a_newer_cuda_compat_libcuda(
+        spec_hooked: Podman, host: SimHost, busybox_image: Path, tmp_path: Path,
+        offset: int, winner: str) -> None:
+    """An image with /usr/local/cuda/compat/libcuda.so.<major>.54.15: a major newer than the
+    driver's comes first in the ld cache (forward compatibility), an older one does not."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    version = host.topology["driver_version"]
+    compat = rootfs / "usr" / "local" / "cuda" / "compat"
+    compat.mkdir(parents=True)
+    (compat / f"libcuda.so.{int(version.split('.')[0]) + offset}.54.15").write_bytes(
+        (host.driver_dir / LIBS.lstrip("/") / f"libcuda.so.{version}").read_bytes())
+    result = spec_hooked(*RUN, "--device", "nvidia.com/gpu=0", "--rootfs", str(rootfs),
+                         "/bin/true")
+    assert result.returncode == 0, result.stderr
+    first = next(line.split(" => ")[1] for line in cache_listing(rootfs).splitlines()
+                 if line.strip().startswith("libcuda.so.1 "))
+    assert first == winner

@@ -264,3 +264,53 @@ def test_image_symlink_out_of_the_rootfs_is_resolved_inside_it(
     result = shim_on(host, make_runtime, write_config).run(bundle)
     assert result.returncode == 0, result.stderr
     assert list(outside.iterdir()) == []
+
+
+def test_proc_driver_params_forbid_device_file_changes(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """The container's /proc/driver/nvidia is the library's tmpfs whose params read
+    ModifyDeviceFiles: 0 (the driver will not create or fix up /dev/nvidia* from inside; NCT's
+    disable-device-node-modification), while the host's file keeps 1."""
+    host = sim_host_factory("dgx-a100")
+    bundle = make_bundle(["/bin/cat", "/proc/driver/nvidia/params"],
+                         env=["NVIDIA_VISIBLE_DEVICES=0"], overlay=True)
+    result = shim_on(host, make_runtime, write_config).run(bundle)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^ModifyDeviceFiles: 0$", result.stdout, re.MULTILINE), result.stdout
+    assert "ModifyDeviceFiles: 1" not in result.stdout
+    assert "ModifyDeviceFiles: 1\n" in (host.driver_dir / "proc/driver/nvidia/params").read_text()
+
+
+def first_libcuda(cache: Path) -> str:
+    """The path a container's ld cache gives ``libcuda.so.1`` first: the one the loader takes."""
+    listing = subprocess.run(["ldconfig", "-p", "-C", str(cache)], capture_output=True,
+                             text=True, check=True).stdout
+    return next(line.split(" => ")[1] for line in listing.splitlines()
+                if line.strip().startswith("libcuda.so.1 "))
+
+
+@pytest.mark.parametrize(("offset", "winner"), [
+    (1, "/usr/local/cuda/compat/libcuda.so.1"),
+    (0, "/usr/lib64/libcuda.so.1"),
+    (-65, "/usr/lib64/libcuda.so.1"),
+])
+def test_cuda_forward_compat_by_the_ld_cache(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig, offset: int, winner: str) -> None:
+    """An image with /usr/local/cuda/compat/libcuda.so.<major>.54.15: a major newer than the
+    driver's puts the compat libcuda first in the container's ld cache (the hook passes
+    cuda-compat-mode=ldconfig to libnvidia-container 1.17.8); the driver's own major or an
+    older one leaves the driver's libcuda first. Nothing is mounted over either file."""
+    host = sim_host_factory("dgx-a100")
+    version = host.topology["driver_version"]
+    name = f"libcuda.so.{int(version.split('.')[0]) + offset}.54.15"
+    bundle = make_bundle(["/bin/sh", "-c", "grep -c ' /usr/local/cuda' /proc/self/mountinfo"],
+                         env=["NVIDIA_VISIBLE_DEVICES=0"], overlay=True)
+    compat = bundle.path / "rootfs" / "usr" / "local" / "cuda" / "compat"
+    compat.mkdir(parents=True)
+    driver_libcuda = host.driver_dir / "usr/lib/x86_64-linux-gnu" / f"libcuda.so.{version}"
+    (compat / name).write_bytes(driver_libcuda.read_bytes())
+    result = shim_on(host, make_runtime, write_config).run(bundle)
+    assert result.stdout.strip() == "0", result.stdout + result.stderr
+    assert first_libcuda(bundle.path / "upper" / "etc" / "ld.so.cache") == winner

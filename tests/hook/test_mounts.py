@@ -59,7 +59,20 @@ MIG_HOST = fake_inventory(gpus=2, mig={1: ["3g.40gb", "1g.10gb"]})
 def test_container_options_follow_capabilities(capabilities: frozenset[str],
                                                expected: tuple[str, ...]) -> None:
     """Always supervised and no-cgroups; one option per requested capability in fixed order."""
-    assert mounts.container_options(capabilities) == expected
+    assert mounts.container_options(capabilities, (1, 16, 2)) == expected
+
+
+@pytest.mark.parametrize(("version", "compat"), [
+    ((1, 0, 7), False), ((1, 16, 2), False), ((1, 17, 6), False),
+    ((1, 17, 7), True), ((1, 17, 8), True), ((1, 18, 0), True), ((2, 0, 0), True),
+])
+def test_forward_compat_through_ldconfig_from_1_17_7(version: tuple[int, int, int],
+                                                     compat: bool) -> None:
+    """cuda-compat-mode=ldconfig is passed, last, to the releases that know it (>= 1.17.7);
+    older ones, which reject the option, get the options they always got."""
+    options = mounts.container_options(frozenset({"compute", "utility"}), version)
+    assert options[:4] == ("supervised", "no-cgroups", "compute", "utility")
+    assert options[4:] == (("cuda-compat-mode=ldconfig",) if compat else ())
 
 
 class TestPlan:
@@ -107,11 +120,19 @@ class TestPlan:
                                      "libnvidia-container does not")
 
 
+class FakeLibrary:
+    """The loaded release the fake session stands for."""
+
+    def __init__(self, version: tuple[int, int, int]) -> None:
+        self.version = version
+
+
 class FakeSession:
     """Records the library calls in order; ``fail`` maps a call name to errors to raise."""
 
-    def __init__(self, info: DeviceInfo, fail: Optional[dict[str, list[Exception]]] = None
-                 ) -> None:
+    def __init__(self, info: DeviceInfo, fail: Optional[dict[str, list[Exception]]] = None,
+                 version: tuple[int, int, int] = (1, 16, 2)) -> None:
+        self.library = FakeLibrary(version)
         self.info = info
         self.fail = fail or {}
         self.calls: list[str] = []
@@ -188,6 +209,13 @@ class TestConfigure:
             "mig_access gi2", "ldcache",
         ]
         assert session.closed
+
+    def test_container_gets_forward_compat_from_a_release_that_has_it(self) -> None:
+        """With libnvidia-container 1.17.8 the container is made with cuda-compat-mode=ldconfig."""
+        session = FakeSession(nvc_view(MIG_HOST), version=(1, 17, 8))
+        run_configure(["NVIDIA_VISIBLE_DEVICES=0"], session, MIG_HOST)
+        assert session.calls[1] == ("container 4242 /bundle/rootfs supervised no-cgroups compute "
+                                    "utility cuda-compat-mode=ldconfig")
 
     def test_global_mig_caps_for_config_and_monitor(self) -> None:
         """Both MIG variables: each global capability, then the capable GPU's caps."""

@@ -325,6 +325,131 @@ class TestLdcache:
         assert report == ["env=0", "fds=0,1,2", "debian=yes"]
 
 
+COMPAT = "usr/local/cuda/compat"
+
+
+def first_libcuda(container: Container) -> str:
+    """Where the container's ld cache sends ``libcuda.so.1`` (its first entry for the name:
+    the one the dynamic loader takes)."""
+    listing = subprocess.run(["/sbin/ldconfig", "-p", "-C",
+                              str(container.inside("etc/ld.so.cache"))],
+                             capture_output=True, text=True, check=True).stdout
+    return next(line.split(" => ")[1] for line in listing.splitlines()
+                if line.strip().startswith("libcuda.so.1 "))
+
+
+def compat_library(library: Library, image: Path, major_offset: int, symlink: bool = False
+                   ) -> str:
+    """Put a libcuda.so.<driver major + major_offset>.54.15 (the driver's own stand-in, whose
+    SONAME is libcuda.so.1) into the image's /usr/local/cuda/compat; its name."""
+    version = library.host.topology["driver_version"]
+    name = f"libcuda.so.{int(version.split('.')[0]) + major_offset}.54.15"
+    compat = image / COMPAT
+    compat.mkdir(parents=True)
+    source = library.host.driver_dir / LIBS / f"libcuda.so.{version}"
+    if symlink:
+        (compat / name).symlink_to(source)
+    else:
+        (compat / name).write_bytes(source.read_bytes())
+    return name
+
+
+class TestCudaCompatLdconfig:
+    """``cuda-compat-mode=ldconfig``: the image's newer compat libcuda wins the ld cache."""
+
+    OPTS = CONTAINER_OPTS + b" cuda-compat-mode=ldconfig"
+
+    def update(self, library: Library, container: Container, opts: bytes) -> None:
+        cnt = library.container(container, opts)
+        library.check(library.lib.nvc_driver_mount(library.ctx, cnt, library.driver))
+        library.check(library.lib.nvc_ldcache_update(library.ctx, cnt))
+
+    def test_newer_compat_libcuda_comes_first(self, library: Library, container: Container,
+                                              image: Path) -> None:
+        """A compat libcuda one major newer than the driver: the cache names it first."""
+        compat_library(library, image, 1)
+        self.update(library, container, self.OPTS)
+        assert first_libcuda(container) == f"/{COMPAT}/libcuda.so.1"
+
+    @pytest.mark.parametrize("offset", [0, -70])
+    def test_equal_or_older_compat_libcuda_is_ignored(self, library: Library,
+                                                      container: Container, image: Path,
+                                                      offset: int) -> None:
+        """The driver's own major or an older one: the driver's libcuda stays first."""
+        compat_library(library, image, offset)
+        self.update(library, container, self.OPTS)
+        assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
+
+    def test_without_the_option_the_driver_wins(self, library: Library, container: Container,
+                                                image: Path) -> None:
+        """A newer compat libcuda but no cuda-compat-mode: the cache is as it always was."""
+        compat_library(library, image, 1)
+        self.update(library, container, CONTAINER_OPTS)
+        assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
+
+    def test_disabled_overrides_ldconfig(self, library: Library, container: Container,
+                                         image: Path) -> None:
+        """cuda-compat-mode=disabled beside ldconfig turns it off."""
+        compat_library(library, image, 1)
+        self.update(library, container, self.OPTS + b" cuda-compat-mode=disabled")
+        assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
+
+    def test_a_symlinked_compat_library_does_not_count(self, library: Library,
+                                                       container: Container,
+                                                       image: Path) -> None:
+        """Only a regular file qualifies: a newer name that is a link is not looked through."""
+        compat_library(library, image, 1, symlink=True)
+        self.update(library, container, self.OPTS)
+        assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
+
+    @pytest.mark.parametrize("name", ["libcuda.so.999", "libcuda.so.999.", "libcuda.so.999x.1",
+                                      "libcuda.so.+999.1", "libcuda.so.99999999999999999999999.1",
+                                      "libcuda.so.999.1.bak/", "libcudart.so.999.1"])
+    def test_names_not_spelled_like_a_newer_libcuda_are_ignored(
+            self, library: Library, container: Container, image: Path, name: str) -> None:
+        """Only libcuda.so.<digits>.<digit>... counts: no minor, a sign, an overflowing major,
+        a directory or another library leave the driver's libcuda first."""
+        compat = image / COMPAT
+        compat.mkdir(parents=True)
+        version = library.host.topology["driver_version"]
+        if name.endswith("/"):
+            (compat / name).mkdir()
+        else:
+            (compat / name).write_bytes(
+                (library.host.driver_dir / LIBS / f"libcuda.so.{version}").read_bytes())
+        self.update(library, container, self.OPTS)
+        assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
+
+    def test_compat_path_that_is_a_file_is_ignored(self, library: Library,
+                                                   container: Container, image: Path) -> None:
+        """A regular file where the compat directory should be: the cache is built as usual."""
+        (image / COMPAT).parent.mkdir(parents=True)
+        (image / COMPAT).write_text("not a directory\n")
+        self.update(library, container, self.OPTS)
+        assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
+
+    @pytest.mark.parametrize("style", ["absolute", "dotdot"])
+    def test_compat_directory_linking_out_of_the_rootfs_is_resolved_inside(
+            self, library: Library, container: Container, image: Path,
+            tmp_path: Path, style: str) -> None:
+        """/usr/local/cuda linking to a host directory that holds a newer libcuda (by its
+        absolute path, or a ``../`` chain long enough to climb out): resolved inside the rootfs
+        it leads nowhere, so the driver's libcuda stays first and the host directory is left
+        as it was."""
+        outside = tmp_path / "outside"
+        version = library.host.topology["driver_version"]
+        (outside / "compat").mkdir(parents=True)
+        newer = outside / "compat" / f"libcuda.so.{int(version.split('.')[0]) + 1}.54.15"
+        newer.write_bytes((library.host.driver_dir / LIBS / f"libcuda.so.{version}").read_bytes())
+        (image / "usr" / "local").mkdir(parents=True)
+        target = str(outside) if style == "absolute" else "../" * 24 + str(outside).lstrip("/")
+        (image / "usr" / "local" / "cuda").symlink_to(target)
+        before = snapshot(outside)
+        self.update(library, container, self.OPTS)
+        assert first_libcuda(container) == f"/{LIBS}/libcuda.so.1"
+        assert snapshot(outside) == before
+
+
 PROBE = r"""
 #include <fcntl.h>
 #include <stdio.h>
