@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from gpu_core import oci_spec, strict_json
 from gpu_core.errors import ShimError, one_line
@@ -23,9 +22,10 @@ MAX_SPEC_BYTES = 16 * 1024 * 1024
 """Largest config.json we accept; real ones are kilobytes, so more is an attack or a bug."""
 
 
-@dataclass(frozen=True)
-class SpecFile:
-    """A parsed config.json with the stat of the file it came from (mode/owner for a rewrite)."""
+class SpecFile(NamedTuple):
+    """A parsed config.json with the stat of the file it came from (mode/owner for a rewrite).
+    A NamedTuple, not a dataclass: the spec hook reads config.json on every spec-mode start and
+    importing dataclasses (and inspect with it) would be most of its import time."""
 
     path: str
     spec: dict[str, Any]

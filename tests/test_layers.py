@@ -10,6 +10,7 @@ arrow that the layering forbids.
     runtime_shim      not the hook, not gpu-ctk, not the simulator
     simulator         a tool beside the product: nothing imports it but gpu-ctk
     ctk               nothing imports it but itself
+    spec_hook         gpu_core only (the lean hook of spec mode)
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = ("gpu_core", "leases", "hook", "runtime_shim", "libnvc_bindings", "simulator", "ctk")
+OURS = ("gpu_core", "leases", "hook", "runtime_shim", "libnvc_bindings", "simulator", "ctk",
+        "spec_hook")
 
 FORBIDDEN: dict[str, frozenset[str]] = {
     "libnvc_bindings": frozenset(OURS) - {"libnvc_bindings"},
-    "gpu_core": frozenset({"runtime_shim", "hook", "ctk", "leases", "simulator"}),
-    "leases": frozenset({"runtime_shim", "hook", "ctk", "simulator"}),
-    "hook": frozenset({"runtime_shim", "ctk", "simulator"}),
-    "runtime_shim": frozenset({"hook", "ctk", "simulator"}),
+    "gpu_core": frozenset({"runtime_shim", "hook", "ctk", "leases", "simulator", "spec_hook"}),
+    "leases": frozenset({"runtime_shim", "hook", "ctk", "simulator", "spec_hook"}),
+    "hook": frozenset({"runtime_shim", "ctk", "simulator", "spec_hook"}),
+    "runtime_shim": frozenset({"hook", "ctk", "simulator", "spec_hook"}),
     "simulator": frozenset({"ctk"}),
+    "spec_hook": frozenset(OURS) - {"spec_hook", "gpu_core"},
 }
 """importer package -> packages it must not import (besides: only ctk imports ctk, only ctk
 imports the simulator)."""
@@ -143,3 +146,12 @@ def test_the_shim_importing_the_hook_is_an_arrow() -> None:
 def test_the_hook_importing_the_simulator_is_an_arrow() -> None:
     assert arrows("def f():\n    import simulator.build\n", "hook.main") == \
         ["hook.main:2 -> simulator.build"]
+
+
+def test_the_spec_hook_importing_the_hook_is_an_arrow() -> None:
+    assert arrows("from hook import bounded_child\n", "spec_hook.ldconfig") == \
+        ["spec_hook.ldconfig:1 -> hook"]
+
+
+def test_the_spec_hook_importing_the_core_is_allowed() -> None:
+    assert arrows("from gpu_core import bundle\n", "spec_hook.main") == []

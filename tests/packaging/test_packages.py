@@ -224,7 +224,7 @@ class TestContents:
         ("rpm", '"/usr/lib64/python3.12/site-packages", "/usr/lib/python3.12/site-packages"'),
     ])
     @pytest.mark.parametrize("command", ["/usr/bin/gpu-container-hook", "/usr/bin/gpu-ctk",
-                                         COMPAT])
+                                         "/usr/bin/gpu-container-spec-hook", COMPAT])
     def test_python_launchers_are_isolated_with_a_fixed_path(
             self, packages: dict[str, Path], packager: str, site: str, command: str) -> None:
         """python3 -IS from the #! line; sys.path starts with the private directory, then the
