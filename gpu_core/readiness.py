@@ -20,6 +20,7 @@ from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from gpu_core.nvml_lib import Nvml, NvmlError
+    from gpu_core.selection import Selection
 
 STAGE = "readiness"
 
@@ -36,6 +37,15 @@ class Answer:
 
 
 READY = Answer(ready=True, detail="ready")
+
+
+def device_labels(selection: Selection) -> dict[str, str]:
+    """UUID -> ``GPU 0 (GPU-…)`` / ``MIG 0:1 (MIG-…)`` for every device the wait covers (the
+    hook's and, in spec mode, the shim's)."""
+    labels = {gpu.uuid: f"GPU {gpu.index} ({gpu.uuid})" for gpu in selection.checked_gpus}
+    for mig in selection.mig_devices:
+        labels[mig.uuid] = f"MIG {mig.parent_index}:{mig.index} ({mig.uuid})"
+    return labels
 
 Probe = Callable[[Sequence[str]], Mapping[str, Answer]]
 """Asks NVML about the given UUIDs once; returns an answer for each (a missing one is not
