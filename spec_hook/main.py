@@ -40,9 +40,9 @@ class Options(NamedTuple):
     compat_dir: str
     proc_driver: Optional[str]
     gpus: list[str]
-    proc_files: list[str]
     ldconfig: str
     timeout: float
+    proc_files: tuple[str, ...] = ()
 
 
 def _container_path(option: str, value: str) -> str:
@@ -82,8 +82,8 @@ def parse_argv(argv: Sequence[str]) -> Options:
                                    single.get("--cuda-compat-dir") or cuda_compat.DEFAULT_DIR),
         proc_driver=None if proc_driver_dir is None else
         _container_path("--proc-driver", proc_driver_dir),
-        gpus=gpus, proc_files=cap_files, ldconfig=single.get("--ldconfig", "/sbin/ldconfig"),
-        timeout=timeout)
+        gpus=gpus, ldconfig=single.get("--ldconfig", "/sbin/ldconfig"), timeout=timeout,
+        proc_files=tuple(cap_files))
 
 
 def read_state(stream: Any) -> tuple[str, Optional[int]]:

@@ -46,7 +46,7 @@ class HostProcDriver(NamedTuple):
     directory: str
     files: dict[str, bytes]
     gpus: list[str]
-    cap_files: list[proc_files.HostFile]
+    cap_files: tuple[proc_files.HostFile, ...] = ()
 
 
 def busid_forms(busid: str) -> list[str]:
@@ -88,7 +88,7 @@ def read_host(directory: str, busids: Sequence[str],
     """Read the host's seed files, find each GPU's entry (a GPU without one is skipped, as
     libnvidia-container skips it) and open each of ``rels`` (a missing one is an error: the
     container would have its capability node but could not find it)."""
-    host = HostProcDriver(directory, {}, [], [])
+    host = HostProcDriver(directory, {}, [])
     try:
         for name in SEED_FILES:
             data = _read(os.path.join(directory, name))
@@ -99,7 +99,7 @@ def read_host(directory: str, busids: Sequence[str],
                 if os.path.isdir(os.path.join(directory, "gpus", name)):
                     host.gpus.append(name)
                     break
-        host.cap_files.extend(proc_files.open_host(directory, rels))
+        host = host._replace(cap_files=tuple(proc_files.open_host(directory, rels)))
     except OSError as exc:
         raise ShimError(STAGE, one_line(f"{exc.filename or directory}: {exc.strerror}")) from None
     host.files["params"] = disable_modification(host.files.get("params"))
