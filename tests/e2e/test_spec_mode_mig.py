@@ -95,6 +95,54 @@ def test_a_mig_device_sees_its_access_files_nodes_and_nvidia_smi_listing(
         f"capabilities/gpu{gpu['minor']}/mig/gi{mig['gi']}/ci{mig['ci']}/access"]
 
 
+def expected_tree(gpu: dict[str, Any], mig: dict[str, Any]) -> list[str]:
+    base = f"{CAPS}/gpu{gpu['minor']}/mig/gi{mig['gi']}"
+    return [f"{base}/access", f"{base}/ci{mig['ci']}/access"]
+
+
+def test_two_mig_devices_on_two_gpus_by_uuid_see_both_and_only_theirs(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """NVIDIA_VISIBLE_DEVICES=<MIG uuid on GPU 0>,<MIG uuid on GPU 1>: both devices' four
+    files under their own gpu<minor>/, four nodes, and nvidia-smi -L lists both MIG devices."""
+    host = sim_host_factory("dgx-a100-mig")
+    gpus = host.topology["gpus"]
+    picked = [(gpus[0], gpus[0]["mig"]["devices"][5]), (gpus[1], gpus[1]["mig"]["devices"][0])]
+    bundle = make_bundle(["/bin/sh", "-c", PROBE], env=[
+        "NVIDIA_VISIBLE_DEVICES=" + ",".join(mig["uuid"] for _, mig in picked)])
+    result = spec_shim(host, make_runtime, write_config, "runc").run(bundle)
+    assert result.returncode == 0, result.stderr
+    seen = sections(result.stdout)
+    assert seen["tree"] == sorted(path for gpu, mig in picked
+                                  for path in expected_tree(gpu, mig)), result.stdout
+    assert sorted(seen["nodes"]) == sorted(f"nvidia-cap{mig[key]}" for _, mig in picked
+                                           for key in ("gi_cap_minor", "ci_cap_minor"))
+    listed = "\n".join(seen["smi"])
+    assert [line for line in seen["smi"] if "MIG" in line] == [
+        f"  MIG {mig['profile']:<11} Device  0: (UUID: {mig['uuid']})" for _, mig in picked]
+    assert gpus[0]["uuid"] in listed and gpus[1]["uuid"] in listed
+
+
+def test_a_leased_profile_sees_the_files_of_the_instance_it_was_given(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig) -> None:
+    """NVIDIA_VISIBLE_DEVICES=1.mig-3g.40gb: the MIG lease rewrites the request to a concrete
+    instance before spec mode declares it; that instance's files and nodes are inside."""
+    host = sim_host_factory("dgx-a100-mig")
+    gpu = host.topology["gpus"][1]
+    bundle = make_bundle(["/bin/sh", "-c", PROBE], env=["NVIDIA_VISIBLE_DEVICES=1.mig-3g.40gb"])
+    runtime = spec_shim(host, make_runtime, write_config, "runc")
+    result = runtime.run(bundle)
+    assert result.returncode == 0, result.stderr
+    env = dict(e.split("=", 1) for e in bundle.spec()["process"]["env"])
+    [mig] = [m for m in gpu["mig"]["devices"] if m["uuid"] == env["NVIDIA_VISIBLE_DEVICES"]]
+    seen = sections(result.stdout)
+    assert seen["tree"] == expected_tree(gpu, mig), result.stdout
+    assert sorted(seen["nodes"]) == sorted([f"nvidia-cap{mig['gi_cap_minor']}",
+                                            f"nvidia-cap{mig['ci_cap_minor']}"])
+    assert f"(UUID: {mig['uuid']})" in "\n".join(seen["smi"])
+
+
 def cap_minor_of(path: Path) -> str:
     return next(line.split()[1] for line in path.read_text().splitlines()
                 if line.startswith("DeviceFileMinor"))
