@@ -164,3 +164,24 @@ def test_an_image_proc_symlinked_to_etc_binds_under_the_roots_etc(
         assert not os.path.lexists("/etc/driver/nvidia")
 
     in_child(body)
+
+
+def test_without_open_tree_the_file_is_bound_from_its_descriptor_in_place(
+        tmp_path: Path, host_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel before 5.2 (open_tree is ENOSYS): the O_PATH fd opened on the host is bound
+    with mount(2), which serves the createContainer stage (no namespace change)."""
+    monkeypatch.setattr(proc_files, "_clone", lambda fd: -1)
+    image = tmp_path / "rootfs"
+    (image / "proc").mkdir(parents=True)
+
+    def body() -> None:
+        host = proc_driver.read_host(str(host_dir), [], [GI])
+        assert [(f.rel, f.tree) for f in host.cap_files] == [(GI, False)]
+        install_in(image, host)
+        top = image / "proc" / "driver" / "nvidia" / GI
+        assert top.read_text().startswith("DeviceFileMinor: 21\n")
+        with pytest.raises(OSError) as raised:
+            os.open(top, os.O_WRONLY)
+        assert raised.value.errno == errno.EROFS
+
+    in_child(body)
