@@ -17,6 +17,20 @@ NV_MAJOR = 195
 
 CONTROL_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 
+
+def mig_cap_file(gpu_minor: int, gi_id: int, ci_id: Optional[int] = None) -> str:
+    """The access capability file of a GPU instance (or, with ``ci_id``, of a compute instance
+    in it), relative to /proc/driver/nvidia: its ``DeviceFileMinor`` is the instance's
+    ``/dev/nvidia-caps/nvidia-capN`` (discovery reads it; spec mode binds it)."""
+    base = f"capabilities/gpu{gpu_minor}/mig/gi{gi_id}"
+    return f"{base}/access" if ci_id is None else f"{base}/ci{ci_id}/access"
+
+
+def mig_global_cap_file(name: str) -> str:
+    """The global MIG capability file (``config``/``monitor``), relative to /proc/driver/nvidia."""
+    return f"capabilities/mig/{name}"
+
+
 @dataclass(frozen=True)
 class MigDevice:
     """One MIG device (a compute instance inside a GPU instance) of a GPU in MIG mode."""

@@ -1,9 +1,9 @@
 """The spec hook's command line, read without argparse: argparse (with gettext, shutil and its
 formatter) was a third of the hook's start time, and this argv is a handful of long options.
 
-Each option takes one value, as ``--name VALUE`` or ``--name=VALUE``; ``--folder``, ``--link``
-and ``--gpu`` repeat, the others keep their last value (argparse's rule). Messages follow
-argparse's wording so an engineer who knows one knows the other.
+Each option takes one value, as ``--name VALUE`` or ``--name=VALUE``; ``--folder``, ``--link``,
+``--gpu`` and ``--proc-file`` repeat, the others keep their last value (argparse's rule).
+Messages follow argparse's wording so an engineer who knows one knows the other.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from collections.abc import Sequence
 
 MAX_TIMEOUT = 3600.0
 
-REPEATED = ("--folder", "--link", "--gpu")
+REPEATED = ("--folder", "--link", "--gpu", "--proc-file")
 SINGLE = ("--driver-version", "--cuda-compat-dir", "--proc-driver", "--ldconfig", "--timeout")
 
 USAGE = """\
 usage: gpu-container-spec-hook [--folder DIR]... [--link TARGET::LINK]...
                                [--driver-version VERSION] [--cuda-compat-dir DIR]
-                               [--proc-driver HOSTDIR] [--gpu BUSID]... [--ldconfig HOSTPATH]
-                               [--timeout SECONDS]
+                               [--proc-driver HOSTDIR] [--gpu BUSID]... [--proc-file REL]...
+                               [--ldconfig HOSTPATH] [--timeout SECONDS]
 
 Spec mode's createContainer hook: /proc/driver/nvidia, .so link names, CUDA forward
 compatibility and the ld cache of a container. Reads the OCI state on stdin.
@@ -32,6 +32,8 @@ compatibility and the ld cache of a container. Reads the OCI state on stdin.
                           (default /usr/local/cuda/compat)
   --proc-driver HOSTDIR   host /proc/driver/nvidia to seed the container's from
   --gpu BUSID             PCI bus id whose gpus/ entry the container gets (repeatable)
+  --proc-file REL         HOSTDIR file under capabilities/ bound read-only at the same
+                          path in the container's /proc/driver/nvidia (repeatable)
   --ldconfig HOSTPATH     the host's static ldconfig (default /sbin/ldconfig)
   --timeout SECONDS       deadline for all the work (default 10)
 """

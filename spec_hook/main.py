@@ -2,9 +2,10 @@
 
 Reads the OCI state on stdin, finds the rootfs through the bundle's config.json (gpu_core.bundle,
 runc's reading), enters the container's mount namespace when called from another stage, then in
-order: /proc/driver/nvidia (``--proc-driver``), the link names (``--link``), CUDA forward
-compatibility (``--driver-version``) and the ld cache (the host's ``--ldconfig``), all inside
-``--timeout``. Exit 0, or 1 with one line ``gpu-container-spec-hook: <what is wrong>``.
+order: /proc/driver/nvidia (``--proc-driver``, ``--gpu``, ``--proc-file``), the link names
+(``--link``), CUDA forward compatibility (``--driver-version``) and the ld cache (the host's
+``--ldconfig``), all inside ``--timeout``. Exit 0, or 1 with one line
+``gpu-container-spec-hook: <what is wrong>``.
 
 It runs on every spec-mode start, so it imports only the standard library's light modules and
 gpu_core's bundle reader: no NVML, YAML, jsonschema or cffi.
@@ -41,6 +42,7 @@ class Options(NamedTuple):
     gpus: list[str]
     ldconfig: str
     timeout: float
+    proc_files: tuple[str, ...] = ()
 
 
 def _container_path(option: str, value: str) -> str:
@@ -52,10 +54,10 @@ def _container_path(option: str, value: str) -> str:
 def parse_argv(argv: Sequence[str]) -> Options:
     """Parse and check argv; raise ArgvError naming the bad option."""
     from spec_hook import argv as argv_mod
-    from spec_hook import cuda_compat, links, proc_driver
+    from spec_hook import cuda_compat, links, proc_driver, proc_files
 
     repeated, single = argv_mod.split(argv)
-    folders, link_texts, gpus = (repeated[name] for name in argv_mod.REPEATED)
+    folders, link_texts, gpus, cap_files = (repeated[name] for name in argv_mod.REPEATED)
     driver_version = single.get("--driver-version")
     proc_driver_dir = single.get("--proc-driver")
     timeout = argv_mod.timeout(single["--timeout"]) if "--timeout" in single else 10.0
@@ -65,10 +67,14 @@ def parse_argv(argv: Sequence[str]) -> Options:
             cuda_compat.driver_major(driver_version)
         for busid in gpus:
             proc_driver.busid_forms(busid)
+        for rel in cap_files:
+            proc_files.check(rel)
     except ValueError as exc:
         raise ArgvError(str(exc)) from None
     if gpus and proc_driver_dir is None:
         raise ArgvError("--gpu needs --proc-driver")
+    if cap_files and proc_driver_dir is None:
+        raise ArgvError("--proc-file needs --proc-driver")
     return Options(
         folders=[_container_path("--folder", f) for f in folders], links=parsed_links,
         driver_version=driver_version,
@@ -76,7 +82,8 @@ def parse_argv(argv: Sequence[str]) -> Options:
                                    single.get("--cuda-compat-dir") or cuda_compat.DEFAULT_DIR),
         proc_driver=None if proc_driver_dir is None else
         _container_path("--proc-driver", proc_driver_dir),
-        gpus=gpus, ldconfig=single.get("--ldconfig", "/sbin/ldconfig"), timeout=timeout)
+        gpus=gpus, ldconfig=single.get("--ldconfig", "/sbin/ldconfig"), timeout=timeout,
+        proc_files=tuple(cap_files))
 
 
 def read_state(stream: Any) -> tuple[str, Optional[int]]:
@@ -132,7 +139,7 @@ def work(options: Options, state: Any) -> None:
     run_ldconfig = bool(options.folders) or options.driver_version is not None
     exe = ldconfig.open_host(options.ldconfig) if run_ldconfig else -1
     host = None if options.proc_driver is None else \
-        proc_driver.read_host(options.proc_driver, options.gpus)
+        proc_driver.read_host(options.proc_driver, options.gpus, options.proc_files)
     mount_ns.enter_for(pid)
     try:
         root = rootfs.open_root(rootfs_path)

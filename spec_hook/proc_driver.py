@@ -1,8 +1,9 @@
 """The container's /proc/driver/nvidia: a read-only tmpfs of ours instead of the host's procfs
 directory, as libnvidia-container makes it. It holds ``params`` with ``ModifyDeviceFiles: 0``
 (so the driver's user-space never creates device nodes in the container: NCT's
-disable-device-node-modification), the host's ``version`` and ``registry``, and ``gpus/<BUSID>``
-bound read-only from the host for each of the container's GPUs.
+disable-device-node-modification), the host's ``version`` and ``registry``, ``gpus/<BUSID>``
+bound read-only from the host for each of the container's GPUs, and the MIG capability files
+asked for with ``--proc-file`` (spec_hook.proc_files).
 
 Host files are read before any namespace change (``read_host``); every container path is resolved
 inside the rootfs and each mount(2) targets ``/proc/self/fd/N`` of an fd opened there, so an
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
-from spec_hook import rootfs
+from spec_hook import proc_files, rootfs
 from spec_hook.mount_calls import (
     LOCKED,
     MS_BIND,
@@ -45,6 +46,7 @@ class HostProcDriver(NamedTuple):
     directory: str
     files: dict[str, bytes]
     gpus: list[str]
+    cap_files: tuple[proc_files.HostFile, ...] = ()
 
 
 def busid_forms(busid: str) -> list[str]:
@@ -81,9 +83,11 @@ def _read(path: str) -> Optional[bytes]:
         os.close(fd)
 
 
-def read_host(directory: str, busids: Sequence[str]) -> HostProcDriver:
-    """Read the host's seed files and find each GPU's entry; a GPU without one is skipped, as
-    libnvidia-container skips it."""
+def read_host(directory: str, busids: Sequence[str],
+              rels: Sequence[str] = ()) -> HostProcDriver:
+    """Read the host's seed files, find each GPU's entry (a GPU without one is skipped, as
+    libnvidia-container skips it) and open each of ``rels`` (a missing one is an error: the
+    container would have its capability node but could not find it)."""
     host = HostProcDriver(directory, {}, [])
     try:
         for name in SEED_FILES:
@@ -95,6 +99,7 @@ def read_host(directory: str, busids: Sequence[str]) -> HostProcDriver:
                 if os.path.isdir(os.path.join(directory, "gpus", name)):
                     host.gpus.append(name)
                     break
+        host = host._replace(cap_files=tuple(proc_files.open_host(directory, rels)))
     except OSError as exc:
         raise ShimError(STAGE, one_line(f"{exc.filename or directory}: {exc.strerror}")) from None
     host.files["params"] = disable_modification(host.files.get("params"))
@@ -185,6 +190,7 @@ def install(root: int, host: HostProcDriver) -> None:
         covered = _make_target(root)
         _tmpfs_at(root, CONTAINER_DIR)
         _populate(root, host)
+        proc_files.bind(root, CONTAINER_DIR, host.cap_files)
         _lock(root, CONTAINER_DIR, bind=False)
         if covered:
             _lock(root, covered, bind=False)

@@ -13,6 +13,16 @@ def test_repeated_options_keep_every_value_in_order() -> None:
     assert repeated["--gpu"] == ["0000:07:00.0"]
 
 
+def test_proc_file_repeats_in_either_spelling() -> None:
+    repeated, _ = argv.split(["--proc-file", "capabilities/mig/config",
+                              "--proc-file=capabilities/mig/monitor"])
+    assert repeated["--proc-file"] == ["capabilities/mig/config", "capabilities/mig/monitor"]
+
+
+def test_the_usage_names_proc_file() -> None:
+    assert "[--proc-file REL]..." in argv.USAGE and "  --proc-file REL " in argv.USAGE
+
+
 def test_a_single_option_keeps_its_last_value() -> None:
     _, single = argv.split(["--ldconfig", "/x", "--ldconfig=/sbin/ldconfig"])
     assert single == {"--ldconfig": "/sbin/ldconfig"}
