@@ -23,8 +23,9 @@ import stats
 from cases import CASES, MEMORY, MIB, Case, MemoryCase
 from workspace import REPO, Workspace, one_line
 
-PEER_KEYS = ("peer-gpu", "peer-all", "peer-mig", "peer-wrapper", "peer-run", "peer-state",
-             "peer-floor")
+PEER_KEYS = ("peer-gpu-spec", "peer-gpu", "peer-all-spec", "peer-all", "peer-mig-spec",
+             "peer-mig", "peer-wrapper-spec", "peer-wrapper", "peer-run", "peer-state",
+             "peer-floor-spec", "peer-floor")
 HEADER = ("case", "A", "B", "A median ms", "B median ms", "A/B median", "A/B min-max",
           "rounds", "target", "met")
 

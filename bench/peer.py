@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from cases import Case, Pair, run_once
 from workspace import NOOP, SAFE_PATH, BundleDir, CommandFailed, Workspace, one_line
@@ -84,18 +84,24 @@ def lifecycle(ws: Workspace, prefix: Sequence[str], spec: dict[str, Any],
         bundle.remove()
 
 
-def gpu_pair(ws: Workspace, peer: Peer, request: str) -> Pair:
-    ours = ws.env(ws.sim_config(TOPOLOGY))
+def our_config(ws: Workspace, mode: str, **overrides: Any) -> Path:
+    """Our configuration for the peer host in ``mode`` (hook or spec)."""
+    return ws.sim_config(TOPOLOGY, mode=mode, **overrides)
+
+
+def gpu_pair(ws: Workspace, peer: Peer, request: str, mode: str = "hook") -> Pair:
+    ours = ws.env(our_config(ws, mode))
     theirs = peer.env()
     spec = ws.base_spec(env=[request])
     return Pair(a=lambda: lifecycle(ws, ws.shim(), spec, ours),
                 b=lambda: lifecycle(ws, peer.argv(), spec, theirs))
 
 
-def wrapper_pair(ws: Workspace, peer: Peer) -> Pair:
+def wrapper_pair(ws: Workspace, peer: Peer, mode: str = "hook") -> Pair:
     """``create`` of a GPU 2 container with the low-level runtime replaced by /bin/true: the
-    wrapper's own work (config, discovery, spec edit) and nothing else."""
-    ours = ws.env(ws.sim_config(TOPOLOGY, runtimes=[NOOP]))
+    wrapper's own work (config, discovery, spec edit; in spec mode also the readiness wait and
+    the driver files) and nothing else."""
+    ours = ws.env(our_config(ws, mode, runtimes=[NOOP]))
     theirs = peer.env(NOOP)
     spec = ws.base_spec(env=[GPU2])
     bundle = ws.bundle(spec)
@@ -153,13 +159,14 @@ def without_hooks(spec: dict[str, Any], paths: Sequence[str]) -> dict[str, Any]:
     return {**spec, "hooks": {stage: entries for stage, entries in hooks.items() if entries}}
 
 
-def floor_pair(ws: Workspace, peer: Peer) -> Pair:
+def floor_pair(ws: Workspace, peer: Peer, mode: str = "hook") -> Pair:
     """runc alone on each wrapper's GPU 2 spec with the wrapper's hooks removed: what is left
-    of each GPU start when the wrapper and its hooks cost nothing."""
+    of each GPU start when the wrapper and its hooks cost nothing (ours in ``mode``: in spec
+    mode runc also makes the driver mounts)."""
     spec = ws.base_spec(env=[GPU2])
     ours = without_hooks(edited_spec(ws, ws.shim(), spec,
-                                     ws.env(ws.sim_config(TOPOLOGY, runtimes=[NOOP]))),
-                         [ws.hook])
+                                     ws.env(our_config(ws, mode, runtimes=[NOOP]))),
+                         [ws.hook, ws.spec_hook])
     theirs = without_hooks(edited_spec(ws, peer.argv(), spec, peer.env(NOOP)),
                            [str(peer.hook)])
     env = ws.env()
@@ -172,21 +179,36 @@ def cases(runtime: Path) -> tuple[Case, ...]:
     ours, nct = "gpu-container-runtime", "NCT jit-cdi"
 
     def row(key: str, title: str, make: Any, rounds: int, quick: int, a: str = ours,
-            b: str = nct) -> Case:
-        return Case(key, title, a, b, None, rounds, quick,
+            b: str = nct, target: Optional[float] = None) -> Case:
+        return Case(key, title, a, b, target, rounds, quick,
                     lambda ws: make(ws, Peer(ws, runtime)))
 
+    # Targets from issue 18: spec mode at most NCT's time, hook mode 1.5x, the wrapper alone 3x.
     return (
-        row("peer-gpu", "vs NCT: GPU create+start+delete, GPU 2",
-            lambda ws, p: gpu_pair(ws, p, GPU2), 20, 6),
-        row("peer-all", "vs NCT: GPU create+start+delete, `all` (8 GPUs, 9 MIG)",
+        row("peer-gpu-spec", "vs NCT: GPU create+start+delete, GPU 2, spec mode",
+            lambda ws, p: gpu_pair(ws, p, GPU2, "spec"), 20, 6, target=1.0),
+        row("peer-gpu", "vs NCT: GPU create+start+delete, GPU 2, hook mode",
+            lambda ws, p: gpu_pair(ws, p, GPU2), 20, 6, target=1.5),
+        row("peer-all-spec", "vs NCT: GPU create+start+delete, `all` (8 GPUs, 9 MIG), spec mode",
+            lambda ws, p: gpu_pair(ws, p, ALL, "spec"), 12, 4),
+        row("peer-all", "vs NCT: GPU create+start+delete, `all` (8 GPUs, 9 MIG), hook mode",
             lambda ws, p: gpu_pair(ws, p, ALL), 12, 4),
-        row("peer-mig", "vs NCT: GPU create+start+delete, MIG device 0:0",
+        row("peer-mig-spec", "vs NCT: GPU create+start+delete, MIG device 0:0, spec mode",
+            lambda ws, p: gpu_pair(ws, p, MIG0, "spec"), 20, 6),
+        row("peer-mig", "vs NCT: GPU create+start+delete, MIG device 0:0, hook mode",
             lambda ws, p: gpu_pair(ws, p, MIG0), 20, 6),
-        row("peer-wrapper", "vs NCT: wrapper alone, GPU 2 `create`, low-level /bin/true",
-            wrapper_pair, 30, 8),
+        row("peer-wrapper-spec",
+            "vs NCT: wrapper alone, GPU 2 `create`, low-level /bin/true, spec mode",
+            lambda ws, p: wrapper_pair(ws, p, "spec"), 30, 8, target=3.0),
+        row("peer-wrapper",
+            "vs NCT: wrapper alone, GPU 2 `create`, low-level /bin/true, hook mode",
+            wrapper_pair, 30, 8, target=3.0),
         row("peer-run", "vs NCT: non-GPU create+start+delete", nongpu_pair, 20, 6),
         row("peer-state", "vs NCT: `state ID`", state_pair, 60, 20),
+        row("peer-floor-spec",
+            "runc floor: GPU 2 create+start+delete, each tool's spec, no hooks, spec mode",
+            lambda ws, p: floor_pair(ws, p, "spec"), 20, 6, a="runc, our spec",
+            b="runc, NCT's spec"),
         row("peer-floor", "runc floor: GPU 2 create+start+delete, each tool's spec, no hooks",
             floor_pair, 20, 6, a="runc, our spec", b="runc, NCT's spec"),
     )

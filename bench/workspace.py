@@ -82,6 +82,11 @@ class Workspace:
         return str(self.bin / "gpu-container-hook")
 
     @property
+    def spec_hook(self) -> str:
+        """Spec mode's lean hook, started like the hook: ``python -IS`` with a fixed path."""
+        return str(self.bin / "gpu-container-spec-hook")
+
+    @property
     def state_root(self) -> Path:
         return self.root / "runc-root"
 
@@ -103,6 +108,13 @@ class Workspace:
         launcher.install("runtime", self.runtime_without_fast_path, self.python,
                          state_dir="/dev/null/fastpath")
         launcher.install("hook", self.hook, self.python)
+        spec_hook = Path(self.spec_hook)
+        spec_hook.write_text(
+            f"#!{self.python} -IS\n# gpu-container-spec-hook for the benchmark, written like "
+            "runtime_shim.launcher's hook: isolated, no site.\n"
+            + launcher.entry_code(launcher.default_paths(), "spec_hook.main") + "\n",
+            encoding="utf-8")
+        spec_hook.chmod(0o755)
         containers.build_busybox_image(self.image)
 
     def next_id(self, prefix: str) -> str:
@@ -112,8 +124,8 @@ class Workspace:
     # -- configuration --------------------------------------------------------------------
 
     def sim_config(self, topology: str, **overrides: Any) -> Path:
-        """A config for the simulated ``topology`` with our installed hook and a log file,
-        plus ``overrides`` (top-level sections replaced)."""
+        """A config for the simulated ``topology`` with our installed hooks and a log file,
+        plus ``overrides`` (top-level sections replaced); ``mode="spec"`` runs spec mode."""
         import yaml
 
         from simulator.testing import build_host
@@ -122,6 +134,7 @@ class Workspace:
             self.hosts[topology] = build_host(topology, self.root / "sim" / topology).config_path
         document = yaml.safe_load(self.hosts[topology].read_text(encoding="utf-8"))
         document["hook"] = {"path": self.hook, "args": []}
+        document["spec"] = {"hook_path": self.spec_hook}
         document["log"] = {"file": str(self.root / "shim.log")}
         document.update(overrides)
         name = f"{topology}-{uuid.uuid4().hex[:8]}.yaml"

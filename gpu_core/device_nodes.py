@@ -7,7 +7,8 @@ libnvidia-container's ``nvc_driver_mount``/``nvc_device_mount``:
   ``/dev/nvidia-caps/nvidia-capN`` nodes of its GPU- and compute-instance access capabilities;
 - the control nodes, also for ``none`` (no GPU, but the driver libraries are mounted and
   libnvidia-container mounts the driver's nodes with them): ``nvidiactl`` always,
-  ``nvidia-uvm`` and ``nvidia-uvm-tools`` with the ``compute`` capability, ``nvidia-modeset``
+  ``nvidia-uvm`` and ``nvidia-uvm-tools`` with the compute libraries (the ``compute`` or the
+  ``video`` capability, which brings them: ``UVM_CAPABILITIES``), ``nvidia-modeset``
   with ``display``; a control node the host lacks is skipped, as libnvidia-container does;
 - for a privileged container asking for them, the global MIG ``config``/``monitor``
   capability nodes, which the hook mounts (``nvc_mig_*_global_caps_mount``);
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from gpu_core.inventory import DeviceNode, Inventory
     from gpu_core.request import DeviceRequest
     from gpu_core.selection import Selection
+
+UVM_CAPABILITIES = frozenset({"compute", "video"})
+"""The capabilities that select the compute libraries (libnvidia-container's OPT_COMPUTE_LIBS,
+which ``video`` sets too), with which the library mounts and allows the UVM nodes."""
 
 
 def global_caps_of(request: DeviceRequest) -> tuple[str, ...]:
@@ -66,7 +71,7 @@ def wanted_nodes(selection: Selection, inventory: Inventory, capabilities: Itera
         _add(nodes, node)
     wanted = set(capabilities)
     controls = ["nvidiactl"]
-    if "compute" in wanted:
+    if wanted & UVM_CAPABILITIES:
         controls += ["nvidia-uvm", "nvidia-uvm-tools"]
     if "display" in wanted:
         controls.append("nvidia-modeset")

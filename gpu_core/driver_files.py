@@ -192,12 +192,13 @@ def symlinks(mounted: Iterable[FileMount]) -> list[Symlink]:
 
 
 def control_devices(info: DriverInfo, capabilities: Iterable[str]) -> list[DeviceNode]:
-    """The driver's control nodes the library mounts: nvidiactl always, nvidia-uvm* with
-    ``compute``, nvidia-modeset with ``display``."""
+    """The driver's control nodes the library mounts: nvidiactl always, nvidia-uvm* with the
+    compute libraries (``compute`` or ``video``), nvidia-modeset with ``display``."""
     wanted = frozenset(capabilities)
+    compute_libs = "compute" in _selected(wanted, LIBRARY_FLAGS)  # video brings them too
     chosen = []
     for node in info.devices:
-        if node.major != NV_MAJOR and "compute" not in wanted:
+        if node.major != NV_MAJOR and not compute_libs:
             continue
         if node.major == NV_MAJOR and node.minor == MODESET_MINOR and "display" not in wanted:
             continue

@@ -102,14 +102,14 @@ class Sandbox:
         self.bundles.append(made)
         return made
 
-    def config(self, topology: str = "dgx-a100", **sections: Mapping[str, Any]) -> Path:
+    def config(self, topology: str = "dgx-a100", **sections: Any) -> Path:
         path = self.tmp / f"config-{uuid.uuid4().hex[:6]}.yaml"
         path.write_text(sim_runtime_config(self.hosts[topology].config_path, ["runc"],
                                            self.tmp / "shim.log", **sections))
         return path
 
     def start(self, bundle: Bundle, topology: str = "dgx-a100", timeout: float = 60,
-              config: Optional[Path] = None, **sections: Mapping[str, Any]) -> Started:
+              config: Optional[Path] = None, **sections: Any) -> Started:
         """``run`` the bundle through the shim with runc, then check everything outside it."""
         root = self.tmp / "runc-state"
         root.mkdir(exist_ok=True)

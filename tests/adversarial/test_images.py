@@ -5,7 +5,7 @@ following its symlinks, trusting its environment or its annotations would write 
 run its code there. Every case must end in a clear outcome — the container starts, or the start
 fails with one line naming the problem — and leave nothing changed outside the rootfs: the
 canary tree the symlinks point at, the real host paths they name (/etc, /usr/lib, /run, /dev …),
-host mounts, and the traps' marker.
+host mounts, and the traps' marker. Every case runs again with the shim in spec mode.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 import pytest
 from hostguard import Canary, Traps, one_line_with
+from spec_mode import SPEC_HOOK
 
 if TYPE_CHECKING:
     from conftest import Sandbox
@@ -212,6 +213,48 @@ def test_adversarial_image_starts_safely_or_fails_in_one_line(
     else:
         assert started.returncode == 0, started.stderr
     if case.lands:
+        where = case.lands.format(canary=str(sandbox.canary.root).lstrip("/"))
+        landed = bundle.path / "upper" / where
+        assert landed.exists() and not landed.is_symlink(), f"nothing at {where} in the rootfs"
+
+
+SPEC_MODE = {"mode": "spec", "spec": {"hook_path": SPEC_HOOK}}
+"""The sandbox's configuration sections for spec mode (README §Spec mode)."""
+
+OURS_OR_RUNC = ("gpu-container-runtime: ", "gpu-container-spec-hook: ", "runc run failed: ",
+                "runc create failed: ")
+"""What a failed spec-mode start's one line may come from: the shim, the lean hook, or runc
+refusing a mount itself."""
+
+
+def spec_mode_error(case: ImageCase) -> str:
+    """The error a case must fail with in spec mode: the shim's and runc's own checks are the
+    same in both modes; the prestart hook's do not exist there (empty: see the test)."""
+    return "" if case.error.startswith("gpu-container-hook: ") else case.error
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_adversarial_image_in_spec_mode_starts_safely_or_fails_in_one_line(
+        sandbox: Sandbox, case: ImageCase) -> None:
+    """The same images with the shim in spec mode (runc mounts the driver files, the lean hook
+    makes the links and the ld cache): nothing outside the rootfs changes; a case the shim or
+    runc refuses in hook mode fails with the same line; any other either starts, with its
+    driver file where the image's links lead inside the rootfs, or fails with one line from
+    the shim, the lean hook or runc."""
+    bundle = sandbox.bundle(env=case.env + case.env_from_traps(sandbox.traps),
+                            annotations=case.annotations(sandbox.traps))
+    case.shape(bundle.path / "rootfs", sandbox.canary, sandbox.traps)
+    started = sandbox.start(bundle, topology=case.topology, **SPEC_MODE)
+    assert started.outside == []
+    expected = spec_mode_error(case)
+    if expected:
+        assert started.returncode != 0
+        one_line_with(started.stderr, expected)
+    elif started.returncode != 0:
+        lines = [line for line in started.stderr.splitlines()
+                 if any(source in line for source in OURS_OR_RUNC)]
+        assert len(lines) == 1, started.stderr
+    elif case.lands:
         where = case.lands.format(canary=str(sandbox.canary.root).lstrip("/"))
         landed = bundle.path / "upper" / where
         assert landed.exists() and not landed.is_symlink(), f"nothing at {where} in the rootfs"

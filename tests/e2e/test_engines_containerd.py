@@ -4,7 +4,8 @@ container, and the files ``gpu-ctk runtime configure`` writes read by the real c
 
 The daemon runs once per module on a private root, state and sockets with the CRI plugin off
 (ctr needs none of it), started with the simulated host's config in its environment, which the
-runc v2 shim passes on to our shim.
+runc v2 shim passes on to our shim. A second daemon, started only for the tests that need it,
+runs the shim in spec mode.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 import tomlkit
 from engines import ENXIO, EPERM, SHIM, SYSTEM_PATH, Daemon, copy_rootfs, gpu_ctk, listening
+from spec_mode import PROBE, assert_sees_one_gpu
+from spec_mode import write_config as write_spec_config
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost
@@ -76,26 +79,53 @@ class Containerd:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@pytest.fixture(scope="module")
-def containerd(tmp_path_factory: pytest.TempPathFactory,
-               sim_host_factory: SimHostFactory) -> Iterator[Containerd]:
-    host = sim_host_factory("dgx-a100")
-    root = tmp_path_factory.mktemp("containerd")
+def start_containerd(root: Path, config: Path) -> Iterator[Containerd]:
+    """A private containerd on ``root`` whose environment names shim configuration
+    ``config``; stopped with everything it started at the end."""
     address = root / "containerd.sock"
-    config = root / "config.toml"
-    config.write_text(
+    toml = root / "config.toml"
+    toml.write_text(
         f'version = 2\nroot = "{root}/root"\nstate = "{root}/state"\n'
         f'disabled_plugins = ["{CRI_V2}"]\n'
         f'[grpc]\n  address = "{address}"\n[ttrpc]\n  address = "{root}/ttrpc.sock"\n'
         f'[debug]\n  address = "{root}/debug.sock"\n')
-    daemon = Daemon("containerd", root, ["containerd", "--config", str(config)],
-                    {"PATH": SYSTEM_PATH, "GPU_CONTAINER_SHIM_CONFIG": str(host.config_path)},
+    daemon = Daemon("containerd", root, ["containerd", "--config", str(toml)],
+                    {"PATH": SYSTEM_PATH, "GPU_CONTAINER_SHIM_CONFIG": str(config)},
                     listening(address, ["ctr", "--address", str(address), "version"]))
     daemon.start()
     try:
         yield Containerd(daemon, address)
     finally:
         daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory: pytest.TempPathFactory,
+               sim_host_factory: SimHostFactory) -> Iterator[Containerd]:
+    """containerd with the simulated host's configuration as it is (hook mode)."""
+    host = sim_host_factory("dgx-a100")
+    yield from start_containerd(tmp_path_factory.mktemp("containerd"), host.config_path)
+
+
+@pytest.fixture(scope="module")
+def spec_host(sim_host_factory: SimHostFactory) -> SimHost:
+    return sim_host_factory("dgx-a100")
+
+
+@pytest.fixture(scope="module")
+def containerd_spec(tmp_path_factory: pytest.TempPathFactory,
+                    spec_host: SimHost) -> Iterator[Containerd]:
+    """containerd whose shim runs the simulated host in spec mode (README §Spec mode)."""
+    root = tmp_path_factory.mktemp("containerd-spec")
+    yield from start_containerd(root, write_spec_config(spec_host, root / "shim.yaml"))
+
+
+@pytest.fixture(params=["hook", "spec"])
+def containerd_in_mode(request: pytest.FixtureRequest) -> Containerd:
+    """The containerd of each mode, for the tests whose shape is the same in both."""
+    engine: Containerd = request.getfixturevalue("containerd" if request.param == "hook"
+                                                 else "containerd_spec")
+    return engine
 
 
 def dump(config: Path) -> dict[str, Any]:
@@ -108,17 +138,31 @@ def dump(config: Path) -> dict[str, Any]:
 
 
 def test_ctr_runs_a_gpu_container_through_the_shim(
-        containerd: Containerd, busybox_image: Path, tmp_path: Path) -> None:
-    """``ctr run --runc-binary gpu-container-runtime`` with NVIDIA_VISIBLE_DEVICES=0: the
-    container has /dev/nvidia0 and may open it (ENXIO, not EPERM)."""
+        containerd_in_mode: Containerd, busybox_image: Path, tmp_path: Path) -> None:
+    """``ctr run --runc-binary gpu-container-runtime`` with NVIDIA_VISIBLE_DEVICES=0 (hook and
+    spec mode): the container has /dev/nvidia0 and may open it (ENXIO, not EPERM)."""
     rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
     name = f"gpu-{uuid.uuid4().hex[:8]}"
-    result = containerd.ctr("run", "--rm", "--runc-binary", SHIM, "--rootfs",
+    result = containerd_in_mode.ctr("run", "--rm", "--runc-binary", SHIM, "--rootfs",
                             "--env", "NVIDIA_VISIBLE_DEVICES=0", str(rootfs), name,
                             "/bin/sh", "-c", "ls -l /dev/nvidia0; head -c1 /dev/nvidia0")
     assert "195,   0" in result.stdout, result.stdout + result.stderr
     assert ENXIO in result.stdout + result.stderr
     assert EPERM not in result.stdout + result.stderr
+
+
+def test_spec_mode_gpu_two_sees_the_driver_nvidia_smi_and_an_ld_cache(
+        containerd_spec: Containerd, spec_host: SimHost, busybox_image: Path,
+        tmp_path: Path) -> None:
+    """``ctr run`` through the shim in spec mode with NVIDIA_VISIBLE_DEVICES=2: GPU 2's node
+    alone and usable, the driver libraries, ``nvidia-smi -L`` naming GPU 2, ModifyDeviceFiles
+    0 and an ld cache resolving libcuda.so.1 (ctr's stdout and stderr come as one stream)."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    name = f"gpu-{uuid.uuid4().hex[:8]}"
+    result = containerd_spec.ctr("run", "--rm", "--runc-binary", SHIM, "--rootfs",
+                                 "--env", "NVIDIA_VISIBLE_DEVICES=2", str(rootfs), name,
+                                 "/bin/sh", "-c", PROBE.format(minor=2))
+    assert_sees_one_gpu(result.stdout, result.stdout + result.stderr, spec_host, 2)
 
 
 def test_configured_v2_file_in_place_is_what_containerd_reads(tmp_path: Path) -> None:

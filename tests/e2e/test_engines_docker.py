@@ -4,7 +4,8 @@
 
 One private dockerd per module (its own data-root, exec-root, socket, pidfile; no iptables, no
 bridge) with the simulated host's config in its environment: dockerd hands its environment to
-the shim (through containerd) and to the ``--gpus`` prestart hook.
+the shim (through containerd) and to the ``--gpus`` prestart hook. A second dockerd, started
+only for the tests that need it, runs the shim in spec mode.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from engines import (
     installed_hook,
     listening,
 )
+from spec_mode import PROBE as SPEC_PROBE
+from spec_mode import assert_sees_one_gpu
+from spec_mode import write_config as write_spec_config
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost
@@ -59,11 +63,10 @@ class Docker:
                 if "cmd=hook" in line and f" event={event} " in line]
 
 
-@pytest.fixture(scope="module")
-def docker(tmp_path_factory: pytest.TempPathFactory, sim_host_factory: SimHostFactory,
-           busybox_image: Path) -> Iterator[Docker]:
-    host = sim_host_factory("dgx-a100")
-    root = tmp_path_factory.mktemp("dockerd")
+def start_docker(root: Path, host: SimHost, config: Path,
+                 busybox_image: Path) -> Iterator[Docker]:
+    """A private dockerd on ``root`` whose environment names shim configuration ``config``,
+    with the busybox image imported; stopped with everything it started at the end."""
     daemon_json = root / "daemon.json"
     gpu_ctk("runtime", "configure", "--runtime", "docker", "--config", str(daemon_json),
             "--runtime-path", SHIM)
@@ -77,7 +80,7 @@ def docker(tmp_path_factory: pytest.TempPathFactory, sim_host_factory: SimHostFa
         ["dockerd", "--config-file", str(daemon_json), "--data-root", str(root / "data"),
          "--exec-root", str(root / "exec"), "-H", f"unix://{socket}",
          "--pidfile", str(root / "docker.pid"), "--iptables=false", "--bridge=none"],
-        {"PATH": f"{bin_dir}:{SYSTEM_PATH}", "GPU_CONTAINER_SHIM_CONFIG": str(host.config_path)},
+        {"PATH": f"{bin_dir}:{SYSTEM_PATH}", "GPU_CONTAINER_SHIM_CONFIG": str(config)},
         listening(socket, ["docker", "-H", f"unix://{socket}", "version"]))
     daemon.start()
     engine = Docker(daemon, socket, host)
@@ -95,13 +98,64 @@ def docker(tmp_path_factory: pytest.TempPathFactory, sim_host_factory: SimHostFa
         daemon.stop()
 
 
-def test_runtime_from_configured_daemon_json_gives_gpu_zero(docker: Docker) -> None:
-    """``docker run --runtime gpu -e NVIDIA_VISIBLE_DEVICES=0``: /dev/nvidia0 (c 195:0) is in
-    the container and the device cgroup lets it open it (ENXIO from the node-less driver)."""
-    result = docker.run("--runtime", "gpu", "-e", "NVIDIA_VISIBLE_DEVICES=0", IMAGE,
+@pytest.fixture(scope="module")
+def docker(tmp_path_factory: pytest.TempPathFactory, sim_host_factory: SimHostFactory,
+           busybox_image: Path) -> Iterator[Docker]:
+    """dockerd with the simulated host's configuration as it is (hook mode)."""
+    host = sim_host_factory("dgx-a100")
+    yield from start_docker(tmp_path_factory.mktemp("dockerd"), host, host.config_path,
+                            busybox_image)
+
+
+@pytest.fixture(scope="module")
+def docker_spec(tmp_path_factory: pytest.TempPathFactory, sim_host_factory: SimHostFactory,
+                busybox_image: Path) -> Iterator[Docker]:
+    """dockerd whose shim runs the simulated host in spec mode (README §Spec mode)."""
+    host = sim_host_factory("dgx-a100")
+    root = tmp_path_factory.mktemp("dockerd-spec")
+    config = write_spec_config(host, root / "config.yaml")
+    yield from start_docker(root, host, config, busybox_image)
+
+
+@pytest.fixture(params=["hook", "spec"])
+def docker_in_mode(request: pytest.FixtureRequest) -> Docker:
+    """The dockerd of each mode, for the tests whose shape is the same in both."""
+    engine: Docker = request.getfixturevalue("docker" if request.param == "hook"
+                                             else "docker_spec")
+    return engine
+
+
+def test_runtime_from_configured_daemon_json_gives_gpu_zero(docker_in_mode: Docker) -> None:
+    """``docker run --runtime gpu -e NVIDIA_VISIBLE_DEVICES=0`` (hook and spec mode):
+    /dev/nvidia0 (c 195:0) is in the container and the device cgroup lets it open it (ENXIO
+    from the node-less driver)."""
+    result = docker_in_mode.run("--runtime", "gpu", "-e", "NVIDIA_VISIBLE_DEVICES=0", IMAGE,
                         "/bin/sh", "-c", PROBE)
     assert NODE_ZERO in result.stdout and result.stdout.rstrip().endswith("/dev/nvidia0"), \
         result.stdout + result.stderr
+    assert ENXIO in result.stderr and EPERM not in result.stderr, result.stderr
+
+
+def test_spec_mode_gpu_two_sees_the_driver_nvidia_smi_and_an_ld_cache(
+        docker_spec: Docker) -> None:
+    """``docker run --runtime gpu -e NVIDIA_VISIBLE_DEVICES=2`` in spec mode: GPU 2's node
+    alone and usable, the driver libraries, ``nvidia-smi -L`` naming GPU 2, ModifyDeviceFiles
+    0 and an ld cache resolving libcuda.so.1."""
+    result = docker_spec.run("--runtime", "gpu", "-e", "NVIDIA_VISIBLE_DEVICES=2", IMAGE,
+                             "/bin/sh", "-c", SPEC_PROBE.format(minor=2))
+    assert_sees_one_gpu(result.stdout, result.stderr, docker_spec.host, 2)
+
+
+def test_engine_given_device_is_not_widened(docker_in_mode: Docker) -> None:
+    """``docker run --runtime gpu --device <GPU 3's node>:/dev/nvidia3`` with
+    NVIDIA_VISIBLE_DEVICES=all (hook and spec mode): the engine's NVIDIA device is the
+    container's only GPU; the shim adds no other (README §Beside CDI and DRA)."""
+    node = docker_in_mode.host.dev_dir / "nvidia3"
+    result = docker_in_mode.run("--runtime", "gpu", "--device", f"{node}:/dev/nvidia3",
+                                "-e", "NVIDIA_VISIBLE_DEVICES=all", IMAGE, "/bin/sh", "-c",
+                                "ls /dev; head -c1 /dev/nvidia3")
+    gpus = [n for n in result.stdout.split() if n.startswith("nvidia") and n[6:].isdigit()]
+    assert gpus == ["nvidia3"], result.stdout + result.stderr
     assert ENXIO in result.stderr and EPERM not in result.stderr, result.stderr
 
 

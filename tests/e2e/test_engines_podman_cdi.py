@@ -1,8 +1,10 @@
 """podman injecting ``nvidia.com/gpu=0`` from the CDI spec ``gpu-ctk cdi generate`` wrote for
 the simulated DGX A100, with our shim as its runtime: the container keeps exactly the engine's
 device (no /dev/nvidia1..7 added for ``NVIDIA_VISIBLE_DEVICES=all``, no hook of ours), and its
-workload policy still applies (README §Beside CDI and DRA); the spec's ``createContainer`` hook
-runs at the container's creation with the arguments the spec gives it.
+workload policy still applies (README §Beside CDI and DRA) — with the shim in hook mode and in
+spec mode, where a plain ``NVIDIA_VISIBLE_DEVICES=2`` container also gets its GPU, the driver
+and an ld cache (README §Spec mode); the spec's ``createContainer`` hook runs at the
+container's creation with the arguments the spec gives it.
 
 podman 4.3 reads CDI specs only from /etc/cdi and /var/run/cdi, so every podman call runs in a
 private mount namespace whose /etc is an overlay: the spec is written to that overlay's upper
@@ -18,10 +20,12 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 import pytest
 from engines import ENXIO, EPERM, GPU_CTK, SHIM, SYSTEM_PATH, VENV_BIN, copy_rootfs, sweep
+from spec_mode import PROBE, assert_sees_one_gpu
+from spec_mode import write_config as write_spec_config
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost
@@ -41,12 +45,11 @@ def host(sim_host_factory: SimHostFactory) -> SimHost:
     return sim_host_factory("dgx-a100")
 
 
-def generate_spec(host: SimHost, *args: str) -> str:
-    """``gpu-ctk cdi generate --format json`` for the simulated host."""
+def generate_spec(config: Path, *args: str) -> str:
+    """``gpu-ctk cdi generate --format json`` under shim configuration ``config``."""
+    env = {"PATH": SYSTEM_PATH, "GPU_CONTAINER_SHIM_CONFIG": str(config)}
     return subprocess.run([GPU_CTK, "cdi", "generate", "--format", "json", *args],
-                          capture_output=True, text=True, timeout=60, check=True,
-                          env={"PATH": SYSTEM_PATH,
-                               "GPU_CONTAINER_SHIM_CONFIG": str(host.config_path)}).stdout
+                          capture_output=True, text=True, timeout=60, check=True, env=env).stdout
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def podman_for(tmp_path_factory: pytest.TempPathFactory, host: SimHost
     def make(hook_path: str) -> Podman:
         if hook_path not in made:
             root = tmp_path_factory.mktemp("podman-cdi")
-            made[hook_path] = (start_podman(root, host, hook_path), root)
+            made[hook_path] = (start_podman(root, host.config_path, hook_path), root)
         return made[hook_path][0]
 
     try:
@@ -69,16 +72,19 @@ def podman_for(tmp_path_factory: pytest.TempPathFactory, host: SimHost
             sweep(root)
 
 
-def start_podman(root: Path, host: SimHost, hook_path: str) -> Podman:
+def start_podman(root: Path, config: Path, hook_path: Optional[str] = None) -> Podman:
+    """podman on private directories under ``root``, with our shim (configuration ``config``)
+    as its runtime and the CDI spec generated under that configuration (its hook at
+    ``hook_path`` when given) in its /etc/cdi."""
     upper, work = root / "etc-upper", root / "etc-work"
     (upper / "cdi").mkdir(parents=True)
     work.mkdir()
-    env = {"PATH": SYSTEM_PATH, "GPU_CONTAINER_SHIM_CONFIG": str(host.config_path)}
-    spec = generate_spec(host, "--hook-path", hook_path)
+    env = {"PATH": SYSTEM_PATH, "GPU_CONTAINER_SHIM_CONFIG": str(config)}
+    spec = generate_spec(config, *(("--hook-path", hook_path) if hook_path else ()))
     (upper / "cdi" / "gpu-ctk.json").write_text(spec)
     # conmon starts the runtime without podman's environment: a wrapper names the configuration
     runtime = root / "gpu-container-runtime"
-    runtime.write_text(f"#!/bin/sh\nGPU_CONTAINER_SHIM_CONFIG={host.config_path} "
+    runtime.write_text(f"#!/bin/sh\nGPU_CONTAINER_SHIM_CONFIG={config} "
                        f"exec {SHIM} \"$@\"\n")
     runtime.chmod(0o755)
     base = ["podman", "--root", str(root / "root"), "--runroot", str(root / "run"),
@@ -114,20 +120,48 @@ def podman(podman_for: Callable[[str], Podman], recorder: Path) -> Podman:
     return podman_for(str(recorder))
 
 
+@pytest.fixture(scope="module")
+def podman_spec(tmp_path_factory: pytest.TempPathFactory, host: SimHost) -> Iterator[Podman]:
+    """podman over the shim running the simulated host in spec mode (README §Spec mode); its
+    CDI spec's hook is the one that configuration names (the venv's spec hook)."""
+    root = tmp_path_factory.mktemp("pcs")  # podman: runroot under 50 characters
+    podman = start_podman(root, write_spec_config(host, root / "shim.yaml"))
+    try:
+        yield podman
+    finally:
+        podman("rm", "--all", "--force")
+        sweep(root)
+
+
+@pytest.fixture(params=["hook", "spec"])
+def mode(request: pytest.FixtureRequest) -> str:
+    chosen: str = request.param
+    return chosen
+
+
+@pytest.fixture
+def podman_in_mode(request: pytest.FixtureRequest, mode: str) -> Podman:
+    """The podman of each mode, for the tests whose shape is the same in both."""
+    engine: Podman = request.getfixturevalue("podman" if mode == "hook" else "podman_spec")
+    return engine
+
+
 def test_generated_spec_names_gpu_zero(host: SimHost) -> None:
     """The CDI spec the test hands podman is ours, and defines the device it asks for."""
-    spec = json.loads(generate_spec(host))
+    spec = json.loads(generate_spec(host.config_path))
     assert spec["kind"] == "nvidia.com/gpu"
     assert "0" in [device["name"] for device in spec["devices"]]
 
 
 @pytest.mark.parametrize("visible", ["void", "all", None])
-def test_cdi_injected_container_is_not_widened(podman: Podman, host: SimHost,
-                                               busybox_image: Path, tmp_path: Path,
-                                               visible: str | None) -> None:
-    """``--device nvidia.com/gpu=0`` through the shim, whatever NVIDIA_VISIBLE_DEVICES says:
-    /dev/nvidia0 is inside and usable (ENXIO, not EPERM), no other GPU node is, no hook of
-    ours ran, and the guaranteed policy still applied, placed by GPU 0's NUMA node."""
+def test_cdi_injected_container_is_not_widened(podman_in_mode: Podman, mode: str,
+                                               host: SimHost, busybox_image: Path,
+                                               tmp_path: Path, visible: str | None) -> None:
+    """``--device nvidia.com/gpu=0`` through the shim (hook and spec mode), whatever
+    NVIDIA_VISIBLE_DEVICES says: /dev/nvidia0 is inside and usable (ENXIO, not EPERM), no other
+    GPU node is, the shim injected no hook of ours, and the guaranteed policy still applied,
+    placed by GPU 0's NUMA node."""
+    podman = podman_in_mode
     rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
     cidfile = tmp_path / "cid"
     env = [] if visible is None else ["-e", f"NVIDIA_VISIBLE_DEVICES={visible}"]
@@ -220,3 +254,26 @@ def test_cdi_container_prefers_a_newer_cuda_compat_libcuda(
     first = next(line.split(" => ")[1] for line in cache_listing(rootfs).splitlines()
                  if line.strip().startswith("libcuda.so.1 "))
     assert first == winner
+
+
+def test_spec_mode_gpu_two_sees_the_driver_nvidia_smi_and_an_ld_cache(
+        podman_spec: Podman, host: SimHost, busybox_image: Path, tmp_path: Path) -> None:
+    """``podman run -e NVIDIA_VISIBLE_DEVICES=2`` (no CDI device) through the shim in spec
+    mode: GPU 2's node alone and usable, the driver libraries, ``nvidia-smi -L`` naming GPU 2,
+    ModifyDeviceFiles 0 and an ld cache resolving libcuda.so.1."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    result = podman_spec(*RUN, "-e", "NVIDIA_VISIBLE_DEVICES=2", "--rootfs", str(rootfs),
+                         "/bin/sh", "-c", PROBE.format(minor=2))
+    assert_sees_one_gpu(result.stdout, result.stderr, host, 2)
+
+
+def test_spec_mode_cdi_container_gets_its_gpu_the_driver_and_an_ld_cache(
+        podman_spec: Podman, host: SimHost, busybox_image: Path, tmp_path: Path) -> None:
+    """``--device nvidia.com/gpu=2`` through the shim in spec mode: the CDI spec's own hook
+    gives the engine-injected container its ld cache and ModifyDeviceFiles 0, and the shim adds
+    nothing, so the container sees GPU 2 alone, as a request for it would (with no
+    /proc/driver/nvidia/gpus entry: the spec's shared hook cannot know the device)."""
+    rootfs = copy_rootfs(busybox_image, tmp_path / "rootfs")
+    result = podman_spec(*RUN, "--device", "nvidia.com/gpu=2", "--rootfs", str(rootfs),
+                         "/bin/sh", "-c", PROBE.format(minor=2))
+    assert_sees_one_gpu(result.stdout, result.stderr, host, 2, proc_gpu=False)

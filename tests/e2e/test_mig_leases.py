@@ -227,16 +227,18 @@ def test_shim_killed_while_allocating_leaves_a_readable_store(
     assert sorted(os.listdir(node.lease_dir)) == [".lock", "after1.json", "after2.json"]
 
 
+@pytest.mark.parametrize("mode", ["hook", "spec"])
 def test_hook_run_uses_the_leased_instance_and_poststop_releases(
         sim_host_factory: SimHostFactory, write_config: WriteConfig,
-        make_bundle: MakeBundle, tmp_path: Path) -> None:
-    """With the real hook, `runc run` of a `0.mig-1g.10gb` container sees exactly its two caps
-    nodes; runc's own teardown runs our poststop hook, which releases the lease."""
+        make_bundle: MakeBundle, tmp_path: Path, mode: str) -> None:
+    """With the real hook (hook mode) or the driver mounts and the lean hook (spec mode),
+    `runc run` of a `0.mig-1g.10gb` container sees exactly its two caps nodes; runc's own
+    teardown runs our poststop hook, which releases the lease."""
     import yaml
+    from spec_mode import config_document
 
     host = sim_host_factory("dgx-a100-mig")
-    document = yaml.safe_load(host.config_path.read_text())
-    document["runtimes"] = ["runc"]
+    document = config_document(host, mode, runtimes=["runc"])
     config = write_config(yaml.safe_dump(document))
     bundle = make_bundle(["/bin/sh", "-c", "ls /dev/nvidia-caps"], overlay=True,
                          env=["NVIDIA_VISIBLE_DEVICES=0.mig-1g.10gb"])

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 import pytest
 from containers import Bundle, Runtime, sha256
 from oci_schema import config_errors
+from spec_mode import SPEC_HOOK
 
 from gpu_core.numa import format_ids, parse_ids
 from runtime_shim import cpuset, io_weight
@@ -100,16 +101,19 @@ NODE1 = (frozenset(range(64, 128)), frozenset({1}))
 """Node 1 of the simulated dgx-a100."""
 
 
+@pytest.mark.parametrize("mode", ["hook", "spec"])
 def test_dgx_gpu5_guaranteed_starts_a_real_container(
         dgx: SimHost, make_bundle: MakeBundle, make_runtime: MakeRuntime,
-        tmp_path: Path) -> None:
-    """NVIDIA_VISIBLE_DEVICES=5 under guaranteed starts under runc on this machine: node 1's
+        tmp_path: Path, mode: str) -> None:
+    """NVIDIA_VISIBLE_DEVICES=5 under guaranteed starts under runc on this machine (hook mode,
+    and spec mode with its driver mounts and the lean hook): node 1's
     cpus and mems as far as this machine can give them (placement narrowed, or skipped with a
     note when nothing of node 1 is here), swap equal to the limit, the block-IO weight where
     runc can set one here (skipped with a note elsewhere), oomScoreAdj clamped to the
     runtime's own, and a valid OCI config."""
     bundle = gpu_bundle(make_bundle, ["/bin/sh", "-c", PROBE], "5", "guaranteed")
-    runtime = make_runtime(shim_config(dgx, tmp_path / "c.yaml", "runc"))
+    spec_mode = {"mode": "spec", "spec": {"hook_path": SPEC_HOOK}} if mode == "spec" else {}
+    runtime = make_runtime(shim_config(dgx, tmp_path / "c.yaml", "runc", **spec_mode))
     result = runtime.run(bundle, preexec_fn=raise_own_oom_score)
     assert result.returncode == 0, result.stderr
     spec = bundle.spec()

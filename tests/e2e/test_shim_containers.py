@@ -18,13 +18,15 @@ MakeRuntime = Callable[..., Runtime]
 WriteConfig = Callable[[str], Path]
 
 
+@pytest.mark.parametrize("mode", ["hook", "spec"])
 def test_plain_run_behaves_as_runc_and_keeps_config_bytes(
         make_bundle: MakeBundle, make_runtime: MakeRuntime, write_config: WriteConfig,
-        low_level: str) -> None:
+        low_level: str, mode: str) -> None:
     """A non-GPU busybox container prints the same through the shim as directly, and its
-    config.json keeps its sha256."""
+    config.json keeps its sha256 (hook mode and spec mode alike)."""
     bundle = make_bundle(["/bin/sh", "-c", "echo hello from $(hostname); exit 3"])
-    runtime = make_runtime(write_config(f"runtimes: [{low_level}]\n"), low_level)
+    runtime = make_runtime(write_config(f"runtimes: [{low_level}]\nmode: {mode}\n"),
+                           low_level)
     before = sha256(bundle.config_path)
     direct = runtime.run(bundle, through_shim=False)
     shimmed = runtime.run(bundle)

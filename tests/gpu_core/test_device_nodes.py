@@ -123,3 +123,20 @@ def test_missing_imex_channel_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ShimError, match=r"no IMEX channel node /dev/nvidia-caps-imex-channels/"
                                         r"channel7 on this host"):
         imex_channel_nodes(str(tmp_path), ["7"])
+
+
+@pytest.mark.parametrize(("capabilities", "uvm"), [
+    ({"utility"}, False),
+    ({"compute"}, True),
+    ({"video"}, True),
+    ({"graphics", "display"}, False),
+])
+def test_uvm_nodes_come_with_the_compute_libraries(capabilities: set[str], uvm: bool) -> None:
+    """nvidia-uvm and nvidia-uvm-tools with compute or video (which brings the compute
+    libraries, as libnvidia-container mounts them), not with utility or graphics alone."""
+    inventory = fake_inventory(gpus=1)
+    req = DeviceRequest(devices=("0",), capabilities=frozenset(capabilities))
+    paths = {n.path for n in wanted_nodes(select(req, inventory), inventory,
+                                          frozenset(capabilities), ())}
+    nodes = {"/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"}
+    assert paths & nodes == (nodes if uvm else set())

@@ -75,10 +75,12 @@ def test_ipc_sockets_follow_utility_and_compute() -> None:
 @pytest.mark.parametrize(("capabilities", "expected"), [
     ({"utility"}, ["/dev/nvidiactl"]),
     ({"compute"}, ["/dev/nvidiactl", "/dev/nvidia-uvm"]),
+    ({"video"}, ["/dev/nvidiactl", "/dev/nvidia-uvm"]),
     ({"display", "compute"}, ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-modeset"]),
 ])
 def test_control_devices(capabilities: set[str], expected: list[str]) -> None:
-    """nvidiactl always, uvm with compute, modeset only with display."""
+    """nvidiactl always, uvm with the compute libraries (compute, or video, which brings
+    them), modeset only with display."""
     assert [n.path for n in driver_files.control_devices(INFO, capabilities)] == expected
 
 

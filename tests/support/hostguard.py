@@ -255,14 +255,18 @@ def unmount(bundle: Bundle) -> None:
 
 
 def sim_runtime_config(sim_config: Path, runtimes: Sequence[str], log: Path,
-                       **sections: Mapping[str, Any]) -> str:
+                       **sections: Any) -> str:
     """A shim configuration: the simulated host's, with ``runtimes``, our log and ``sections``
-    merged in (YAML is a superset of JSON, so JSON text is written)."""
+    merged in (a mapping into its section, anything else, such as ``mode="spec"``, replaces
+    the key; YAML is a superset of JSON, so JSON text is written)."""
     import yaml
 
     document = yaml.safe_load(sim_config.read_text()) or {}
     for name, values in sections.items():
-        document.setdefault(name, {}).update(values)
+        if isinstance(values, Mapping):
+            document.setdefault(name, {}).update(values)
+        else:
+            document[name] = values
     document["runtimes"] = list(runtimes)
     document.setdefault("log", {})["file"] = str(log)
     return json.dumps(document, indent=1)
