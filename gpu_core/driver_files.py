@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from libnvc_bindings import DeviceNode, DriverInfo
@@ -89,8 +88,7 @@ class DriverFileLists(Protocol):
     def firmwares(self) -> Sequence[str]: ...
 
 
-@dataclass(frozen=True)
-class FileMount:
+class FileMount(NamedTuple):
     """One host file bind-mounted read-only into the container."""
 
     host_path: str
@@ -99,8 +97,7 @@ class FileMount:
     """``bin``, ``lib``, ``lib32``, ``ipc`` or ``firmware``."""
 
 
-@dataclass(frozen=True)
-class Symlink:
+class Symlink(NamedTuple):
     """A link the library creates beside the libraries it mounted: ``path -> target``."""
 
     path: str

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Optional
+from types import MappingProxyType
+from typing import NamedTuple, Optional
 
 NV_MAJOR = 195
 """The NVIDIA character device major: fixed by the driver, unlike nvidia-uvm's and nvidia-caps'."""
@@ -31,8 +31,7 @@ def mig_global_cap_file(name: str) -> str:
     return f"capabilities/mig/{name}"
 
 
-@dataclass(frozen=True)
-class MigDevice:
+class MigDevice(NamedTuple):
     """One MIG device (a compute instance inside a GPU instance) of a GPU in MIG mode."""
 
     uuid: str
@@ -49,15 +48,14 @@ class MigDevice:
     gi_cap_minor: Optional[int]
     """nvidia-caps minor of the GPU instance's access capability; None when the driver has none."""
     ci_cap_minor: Optional[int]
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, which nothing calls
     """The slot given to ``nvmlDeviceGetMigDeviceHandleByIndex``: ``<mig>`` in ``<gpu>:<mig>``."""
 
 
-@dataclass(frozen=True)
-class Gpu:
+class Gpu(NamedTuple):
     """One physical GPU as NVML reports it."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, which nothing calls
     uuid: str
     minor: int
     bus_id: str
@@ -72,8 +70,7 @@ class Gpu:
     numa_node: Optional[int]
 
 
-@dataclass(frozen=True)
-class DeviceNode:
+class DeviceNode(NamedTuple):
     """A host character device and how it appears in a container."""
 
     path: str
@@ -87,8 +84,7 @@ class DeviceNode:
     gid: int
 
 
-@dataclass(frozen=True)
-class Inventory:
+class Inventory(NamedTuple):
     """Everything discovery learned about one host."""
 
     driver_version: str
@@ -101,7 +97,7 @@ class Inventory:
     """GPU minor -> its ``/dev/nvidiaN``; a GPU whose node is missing has no entry."""
     cap_nodes: Mapping[int, DeviceNode]
     """nvidia-caps minor -> ``/dev/nvidia-caps/nvidia-capN`` for every capability discovery saw."""
-    mig_global_caps: Mapping[str, int] = field(default_factory=dict)
+    mig_global_caps: Mapping[str, int] = MappingProxyType({})
     """``config``/``monitor`` -> nvidia-caps minor of the global MIG capabilities, when present."""
 
     def control_node(self, name: str) -> Optional[DeviceNode]:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
 
@@ -28,8 +27,7 @@ SHOWN = 8
 """How many not-ready devices an error names before it only counts the rest."""
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """NVML's answer about one device in one poll: ready or not, and what it said."""
 
     ready: bool
@@ -52,8 +50,7 @@ Probe = Callable[[Sequence[str]], Mapping[str, Answer]]
 ready). A probe never raises: every failure is an answer, so the loop can name it."""
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """How a successful wait went, for the log."""
 
     devices: int

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
 
@@ -51,8 +50,7 @@ def _shown(value: str, limit: int = 80) -> str:
     return one_line(repr(value)[1:-1], limit)
 
 
-@dataclass(frozen=True)
-class GpuFacts:
+class GpuFacts(NamedTuple):
     """What requirements are checked against for one selected GPU (a MIG device: its parent).
 
     ``cuda`` and ``driver`` are host-wide; ``arch`` (compute capability, ``"8.0"``) and
@@ -69,8 +67,7 @@ class GpuFacts:
         return str(getattr(self, key))
 
 
-@dataclass(frozen=True)
-class Condition:
+class Condition(NamedTuple):
     """One ``key op value`` comparison; ``text`` is how the image wrote it, for messages."""
 
     key: str
@@ -91,8 +88,7 @@ class Condition:
         return _compare(_version_key(fact), self.op, _version_key(self.value))
 
 
-@dataclass(frozen=True)
-class Requirement:
+class Requirement(NamedTuple):
     """A parsed requirement: OR over ``alternatives``, each an AND over its conditions.
 
     No alternatives (an empty or blank string) means no constraint; an empty alternative (one

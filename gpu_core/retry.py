@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, NamedTuple, TypeVar
 
 from gpu_core.errors import ShimError, one_line
 
@@ -25,8 +24,7 @@ T = TypeVar("T")
 DEFAULT_MARGIN = 2.0
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """How often and how long to retry: ``attempts`` calls at most, no retry that would end
     past ``deadline`` seconds from the first call, delays growing from ``initial_backoff``
     and capped at ``max_backoff``."""
@@ -47,7 +45,7 @@ class RetryPolicy:
 
     def within(self, budget: float, margin: float = DEFAULT_MARGIN) -> RetryPolicy:
         """The same policy with its deadline cut to leave ``margin`` of ``budget`` unused."""
-        return replace(self, deadline=max(0.0, min(self.deadline, budget - margin)))
+        return self._replace(deadline=max(0.0, min(self.deadline, budget - margin)))
 
     def backoff(self, retry: int) -> float:
         """The upper bound of the delay before retry number ``retry`` (1 = the first retry)."""

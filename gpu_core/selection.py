@@ -10,11 +10,9 @@ before selection runs.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 from gpu_core.errors import ShimError, one_line
 from gpu_core.inventory import Gpu, Inventory, MigDevice, parse_bus_id
@@ -30,8 +28,7 @@ MIG_SHOWN = 16
 """How many MIG devices an ``unknown device`` error lists before it only counts them."""
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     """The devices a request resolved to, each once, in the order the request named them."""
 
     gpus: tuple[Gpu, ...]
@@ -46,8 +43,7 @@ class Selection:
         return self.gpus + tuple(gpu for gpu in self.parents if gpu.uuid not in seen)
 
 
-@dataclass(frozen=True)
-class ProfileRequest:
+class ProfileRequest(NamedTuple):
     """One ``mig-<profile>`` or ``<gpu>.mig-<profile>`` token, for the MIG-lease step."""
 
     token: str
@@ -95,7 +91,7 @@ def assign_profiles(request: DeviceRequest, uuids: Sequence[str]) -> DeviceReque
         raise ValueError(f"{wanted} MIG profile tokens, {len(uuids)} UUIDs")
     leased = iter(uuids)
     devices = tuple(next(leased) if parse_profile(t) else t for t in request.devices)
-    return dataclasses.replace(request, devices=devices)
+    return request._replace(devices=devices)
 
 
 def select(request: DeviceRequest, inventory: Inventory) -> Selection:

@@ -3,7 +3,6 @@ the IMEX channels."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -31,7 +30,7 @@ def with_global_caps(config_minor: int = 1, monitor_minor: int = 2) -> Inventory
     nodes = dict(inventory.cap_nodes)
     for minor in (config_minor, monitor_minor):
         nodes[minor] = char_node(f"/dev/nvidia-caps/nvidia-cap{minor}", CAPS_MAJOR, minor, 0o444)
-    return dataclasses.replace(inventory, cap_nodes=nodes,
+    return inventory._replace(cap_nodes=nodes,
                                mig_global_caps={"config": config_minor,
                                                 "monitor": monitor_minor})
 

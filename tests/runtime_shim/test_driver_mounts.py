@@ -4,7 +4,6 @@ libnvidia-container's container paths, and the createContainer entry of the spec
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -184,7 +183,7 @@ def test_a_whole_gpu_gets_no_capability_files(tmp_path: Path, driver_root: Path)
 def test_the_global_mig_capabilities_asked_for_bring_their_files(
         tmp_path: Path, driver_root: Path, which: dict[str, tuple[str, ...]],
         files: list[str]) -> None:
-    host = dataclasses.replace(HOST, mig_global_caps={"config": 1, "monitor": 2})
+    host = HOST._replace(mig_global_caps={"config": 1, "monitor": 2})
     ctx = context(driver_root, bundle(tmp_path), devices=("0",), host=host, **which)
     assert proc_files_of(hook_of(driver_mounts.apply(spec(), ctx)[0])["args"]) == files
 
