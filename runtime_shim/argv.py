@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Optional
+from typing import NamedTuple, Optional
 
 VALUE, BOOL, INT = "value", "bool", "int"
 
@@ -68,8 +67,7 @@ class Refused(ValueError):
     """runc would refuse this argv and run nothing."""
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(NamedTuple):
     """What one runtime call asks for; ``args`` is the untouched argv to hand to runc.
     ``command`` is None when runc would run no command (no word, bad flags, help)."""
 
@@ -231,15 +229,15 @@ def parse(args: Sequence[str]) -> Invocation:
         return base
     command = tokens[at]
     if command not in COMMAND_FLAGS:
-        return replace(base, command=command)
+        return base._replace(command=command)
     words = tokens[at + 1:]
     table = COMMAND_FLAGS[command]
     read = {command_operands(command, words, reorder(words, table))
             for reorder in (reorder_v1_22_1, reorder_v1_22_9)}
     if len(read) != 1:
-        return replace(base, command=command, ambiguous=True)
+        return base._replace(command=command, ambiguous=True)
     (operands,) = read
     if operands is None:
         return base
     bundle, container_id = operands
-    return replace(base, command=command, bundle=bundle, container_id=container_id)
+    return base._replace(command=command, bundle=bundle, container_id=container_id)

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 NVIDIA_MAJOR = 195
 """The NVIDIA driver's character-device major (``/dev/nvidia<N>``, ``nvidiactl``,
@@ -42,8 +41,7 @@ SPEC_MARK = "GPU_CONTAINER_SHIM_EDIT=spec-mode"
 """The ``env`` entry that marks a spec-hook entry as written by the shim itself (spec mode)."""
 
 
-@dataclass(frozen=True)
-class Injection:
+class Injection(NamedTuple):
     """What the engine already put into the spec."""
 
     gpu_minors: tuple[int, ...]

@@ -5,8 +5,7 @@ demand: GPU discovery, the selection, the workload policy."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from gpu_core.config import Config
 from gpu_core.request import DeviceRequest
@@ -28,8 +27,7 @@ Notes = list[str]
 """Human-readable lines saying what a modifier changed; they go to our log."""
 
 
-@dataclass(frozen=True)
-class HostFacts:
+class HostFacts(NamedTuple):
     """Facts about the calling process that decide clamps and cgroup path forms."""
 
     oom_score_adj: int = 0
@@ -42,7 +40,6 @@ class HostFacts:
     (runtime_shim.cpuset, read on demand); None: nothing known limits them."""
 
 
-@dataclass
 class Context:
     """Inputs shared by all modifiers of one create. ``inventory``, ``selection`` and
     ``policy`` compute their value on the first modifier that asks and keep it; ``lease_store``
@@ -53,29 +50,70 @@ class Context:
     of profile tokens, so every later modifier sees the devices the container actually got
     (``selection`` follows it: a selection is kept for the request it was made from), and
     ``lease`` records the lease taken, so the shim knows to give it back when the create fails.
-    No other modifier writes them."""
+    No other modifier writes them.
+
+    A plain class with ``__slots__``, not a dataclass: it is made on every GPU create, and
+    importing dataclasses (with inspect) and generating its methods would cost that start more
+    than everything this module does (README §Layout)."""
+
+    __slots__ = (
+        "_driver",
+        "_inventory",
+        "_policy",
+        "_selection",
+        "bundle",
+        "config",
+        "container_id",
+        "discover",
+        "host",
+        "injected",
+        "lease",
+        "leases",
+        "request",
+        "runtime_root",
+    )
 
     config: Config
     request: Optional[DeviceRequest]
-    container_id: str = ""
-    runtime_root: str = ""
+    container_id: str
+    runtime_root: str
     """The low-level runtime's state root for this call (``--root`` or its default); a MIG
     lease records it to tell later whether the runtime still knows the container."""
-    bundle: str = ""
-    host: HostFacts = field(default_factory=HostFacts)
-    discover: Optional[Callable[[], Inventory]] = None
-    leases: Optional[LeaseStore] = None
+    bundle: str
+    host: HostFacts
+    discover: Optional[Callable[[], Inventory]]
+    leases: Optional[LeaseStore]
     """Where MIG leases are taken (leases.interface); None: the node's real store, made on
     first use. ``gpu-ctk plan`` sets a dry-run store (leases.dry_run)."""
-    lease: Optional[Lease] = None
+    lease: Optional[Lease]
     """The MIG lease this create took (or, with a dry-run store, would take); None: none."""
-    injected: Optional[Injection] = None
+    injected: Optional[Injection]
     """NVIDIA devices or driver files the engine already injected from a CDI spec
     (runtime_shim.cdi_injection); then no modifier adds devices, a lease or our hook."""
-    _inventory: Optional[Inventory] = field(default=None, repr=False)
-    _selection: Optional[tuple[DeviceRequest, Selection]] = field(default=None, repr=False)
-    _policy: Optional[PolicyChoice] = field(default=None, repr=False)
-    _driver: Optional[HostDriver] = field(default=None, repr=False)
+    _inventory: Optional[Inventory]
+    _selection: Optional[tuple[DeviceRequest, Selection]]
+    _policy: Optional[PolicyChoice]
+    _driver: Optional[HostDriver]
+
+    def __init__(self, config: Config, request: Optional[DeviceRequest], container_id: str = "",
+                 runtime_root: str = "", bundle: str = "", host: Optional[HostFacts] = None,
+                 discover: Optional[Callable[[], Inventory]] = None,
+                 leases: Optional[LeaseStore] = None, lease: Optional[Lease] = None,
+                 injected: Optional[Injection] = None) -> None:
+        self.config = config
+        self.request = request
+        self.container_id = container_id
+        self.runtime_root = runtime_root
+        self.bundle = bundle
+        self.host = HostFacts() if host is None else host
+        self.discover = discover
+        self.leases = leases
+        self.lease = lease
+        self.injected = injected
+        self._inventory = None
+        self._selection = None
+        self._policy = None
+        self._driver = None
 
     @property
     def gpu(self) -> bool:

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from gpu_core import driver_files, driver_scan
 from gpu_core.device_nodes import global_caps_of, mig_cap_files
@@ -44,8 +43,7 @@ HOOK_STAGES = ("prestart", "createRuntime", "createContainer", "startContainer",
                "poststop")
 
 
-@dataclass(frozen=True)
-class Declared:
+class Declared(NamedTuple):
     """What spec mode declares for one container (``gpu-ctk plan`` shows it too)."""
 
     mounts: tuple[dict[str, Any], ...]
