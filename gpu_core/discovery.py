@@ -89,8 +89,8 @@ def _read_node(dev_root: str, name: str) -> Optional[DeviceNode]:
                       uid=info.st_uid, gid=info.st_gid)
 
 
-_CAP_LINE = re.compile(r"^[ \t]*(DeviceFileMinor|DeviceFileMode)[ \t]*:[ \t]*(\d{1,9})[ \t]*$",
-                       re.MULTILINE | re.ASCII)
+# Matched through re's cache, compiled on first use: only a MIG host reads capability files.
+_CAP_LINE = r"^[ \t]*(DeviceFileMinor|DeviceFileMode)[ \t]*:[ \t]*(\d{1,9})[ \t]*$"
 
 
 def _read_cap_access(path: str) -> Optional[tuple[int, int]]:
@@ -100,7 +100,7 @@ def _read_cap_access(path: str) -> Optional[tuple[int, int]]:
             text = stream.read(4096)
     except OSError:
         return None
-    fields = dict(_CAP_LINE.findall(text))
+    fields = dict(re.findall(_CAP_LINE, text, re.MULTILINE | re.ASCII))
     if "DeviceFileMinor" not in fields:
         return None
     return int(fields["DeviceFileMinor"]), int(fields.get("DeviceFileMode", "292")) & 0o7777

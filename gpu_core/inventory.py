@@ -106,14 +106,14 @@ class Inventory(NamedTuple):
         return next((node for node in self.control_nodes if node.path == wanted), None)
 
 
-_BUS_ID = re.compile(r"(?:([0-9a-f]{1,8}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])",
-                     re.IGNORECASE | re.ASCII)
+# Matched through re's cache, compiled on first use rather than on every import.
+_BUS_ID = r"(?:([0-9a-f]{1,8}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])"
 
 
 def parse_bus_id(text: str) -> Optional[tuple[int, int, int, int]]:
     """(domain, bus, device, function) of a PCI address in any of NVML's 8-digit-domain form,
     sysfs' 4-digit form or the short ``07:00.0`` form (domain 0); None if it is not one."""
-    match = _BUS_ID.fullmatch(text.strip())
+    match = re.fullmatch(_BUS_ID, text.strip(), re.IGNORECASE | re.ASCII)
     if match is None:
         return None
     domain, bus, device, function = match.groups()

@@ -30,7 +30,7 @@ VERSION_KEYS = ("cuda", "driver", "arch")
 NAME_KEYS = ("brand",)
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
 
-_VERSION = re.compile(r"[0-9][0-9.]*", re.ASCII)
+_VERSION = r"[0-9][0-9.]*"  # matched through re's cache: compiled on first use
 _UINTMAX = "18446744073709551615"
 """libnvidia-container reads each version component with strtoumax: UINTMAX_MAX is an error."""
 _OPERATOR_CHARS = "<>=!"
@@ -115,7 +115,7 @@ class Requirement(NamedTuple):
 
 def _is_version(text: str) -> bool:
     """Digits and dots starting with a digit, each component below UINTMAX_MAX."""
-    if not _VERSION.fullmatch(text):
+    if not re.fullmatch(_VERSION, text, re.ASCII):
         return False
     for part in text.split("."):
         digits = part.lstrip("0")

@@ -56,10 +56,11 @@ class ProfileRequest(NamedTuple):
 
 
 # ASCII digits only, at most 9 of them: int() of a huge or non-ASCII digit string must not run.
-_INDEX = re.compile(r"\d{1,9}", re.ASCII)
-_GPU_MIG = re.compile(r"(\d{1,9}):(\d{1,9})", re.ASCII)
-_LEGACY_MIG = re.compile(r"mig-(gpu-[0-9a-f-]{1,64})/(\d{1,9})/(\d{1,9})",
-                         re.IGNORECASE | re.ASCII)
+# Patterns are matched through re's cache, each compiled on its first use: a create pays only
+# for the token shapes its request has.
+_INDEX = r"\d{1,9}"
+_GPU_MIG = r"(\d{1,9}):(\d{1,9})"
+_LEGACY_MIG = r"mig-(gpu-[0-9a-f-]{1,64})/(\d{1,9})/(\d{1,9})"
 
 
 def parse_profile(token: str) -> Optional[ProfileRequest]:
@@ -183,13 +184,14 @@ class _Index:
         if lowered == "all":
             return (*self.gpus, *self.migs)
         one: Optional[Device] = None
-        if _INDEX.fullmatch(token):
+        if re.fullmatch(_INDEX, token, re.ASCII):
             one = self.by_index.get(int(token))
-        elif (slot := _GPU_MIG.fullmatch(token)) is not None:
+        elif (slot := re.fullmatch(_GPU_MIG, token, re.ASCII)) is not None:
             one = self.mig_by_slot.get((int(slot.group(1)), int(slot.group(2))))
         elif lowered.startswith("gpu-"):
             one = self.by_uuid.get(lowered)
-        elif (legacy := _LEGACY_MIG.fullmatch(token)) is not None:
+        elif (legacy := re.fullmatch(_LEGACY_MIG, token,
+                                          re.IGNORECASE | re.ASCII)) is not None:
             # Drivers before R470 named MIG devices MIG-GPU-<uuid>/<gi>/<ci>.
             one = self.mig_by_ids.get((legacy.group(1).lower(), int(legacy.group(2)),
                                        int(legacy.group(3))))

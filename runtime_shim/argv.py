@@ -60,7 +60,8 @@ ID_COMMANDS = frozenset(COMMAND_FLAGS)
 
 GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-GO_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO]?[0-7_]*|0[bB][01_]+|[1-9][0-9_]*)")
+# Matched through re's cache, compiled on first use: only --preserve-fds is an int flag.
+GO_INT = r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO]?[0-7_]*|0[bB][01_]+|[1-9][0-9_]*)"
 
 
 class Refused(ValueError):
@@ -125,7 +126,7 @@ def go_flags(tokens: Sequence[str], table: Mapping[str, str]) -> tuple[dict[str,
                 raise Refused(f"flag needs an argument: -{name}")
             value = tokens[i]
             i += 1
-        if kind == INT and not GO_INT.fullmatch(value):
+        if kind == INT and not re.fullmatch(GO_INT, value):
             raise Refused(f"invalid value {value!r} for -{name}")
         values[name] = value
     return values, i

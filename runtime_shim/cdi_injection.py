@@ -34,7 +34,7 @@ NVIDIA_MAJOR = 195
 
 CDI_ANNOTATION_PREFIX = "cdi.k8s.io/"
 DRIVER_LIBRARIES = ("libcuda.so", "libnvidia-ml.so")
-_GPU_NODE = re.compile(r"/dev/nvidia(\d{1,4})", re.ASCII)
+_GPU_NODE = r"/dev/nvidia(\d{1,4})"  # matched through re's cache: compiled on first use
 _OUR_HOOK = "gpu-container-hook"
 _OUR_SPEC_HOOK = "gpu-container-spec-hook"
 SPEC_MARK = "GPU_CONTAINER_SHIM_EDIT=spec-mode"
@@ -76,7 +76,7 @@ def detect(spec: Any, hook_paths: Collection[str] = ()) -> Optional[Injection]:
             continue
         path, minor = node
         evidence.append(f"{path} ({NVIDIA_MAJOR}:{minor})")
-        if _GPU_NODE.fullmatch(path) and minor not in minors:
+        if re.fullmatch(_GPU_NODE, path, re.ASCII) and minor not in minors:
             minors.append(minor)
     annotations = spec.get("annotations")
     if isinstance(annotations, dict):
