@@ -9,8 +9,6 @@ The tables follow libnvidia-container's own (``nvc_info.c``): a library matches 
 to the version suffix, a binary by its whole name.
 """
 
-from __future__ import annotations
-
 import os
 import posixpath
 from collections.abc import Iterable, Sequence
@@ -188,7 +186,7 @@ def symlinks(mounted: Iterable[FileMount]) -> list[Symlink]:
     return list(dict.fromkeys(links))
 
 
-def control_devices(info: DriverInfo, capabilities: Iterable[str]) -> list[DeviceNode]:
+def control_devices(info: "DriverInfo", capabilities: Iterable[str]) -> "list[DeviceNode]":
     """The driver's control nodes the library mounts: nvidiactl always, nvidia-uvm* with the
     compute libraries (``compute`` or ``video``), nvidia-modeset with ``display``."""
     wanted = frozenset(capabilities)

@@ -9,8 +9,6 @@ IPC paths of persistenced, fabric manager and MPS that exist. ``gpu_core.driver_
 chooses among them by capabilities, as it does for the hook and ``gpu-ctk cdi generate``.
 """
 
-from __future__ import annotations
-
 import os
 import stat
 from collections.abc import Sequence

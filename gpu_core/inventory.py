@@ -5,8 +5,6 @@ Pure: selection, the modifiers, the leases and gpu-ctk consume these without tou
 again. The reading is ``gpu_core.discovery`` (host files) and ``gpu_core.nvml_query`` (NVML).
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping
 from types import MappingProxyType

@@ -7,8 +7,6 @@ readable memory info, and neither ``GPU_IS_LOST`` nor ``RESET_REQUIRED``. ``wait
 pure loop (probe, clock and sleep injected); ``NvmlProbe`` is the I/O edge.
 """
 
-from __future__ import annotations
-
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
@@ -37,7 +35,7 @@ class Answer(NamedTuple):
 READY = Answer(ready=True, detail="ready")
 
 
-def device_labels(selection: Selection) -> dict[str, str]:
+def device_labels(selection: "Selection") -> dict[str, str]:
     """UUID -> ``GPU 0 (GPU-…)`` / ``MIG 0:1 (MIG-…)`` for every device the wait covers (the
     hook's and, in spec mode, the shim's)."""
     labels = {gpu.uuid: f"GPU {gpu.index} ({gpu.uuid})" for gpu in selection.checked_gpus}
@@ -132,7 +130,7 @@ class NvmlProbe:
         self._nvml: Optional[Nvml] = None
         self._initialized = False
 
-    def __enter__(self) -> NvmlProbe:
+    def __enter__(self) -> "NvmlProbe":
         from gpu_core.nvml_lib import open_nvml
 
         # The binding discovery uses (plain ctypes, no pynvml: README §Performance).
@@ -165,7 +163,7 @@ class NvmlProbe:
         return {uuid: self._ask(nvml, uuid) for uuid in uuids}
 
     @staticmethod
-    def _ask(nvml: Nvml, uuid: str) -> Answer:
+    def _ask(nvml: "Nvml", uuid: str) -> Answer:
         from gpu_core.nvml_lib import NvmlError
 
         try:
@@ -175,7 +173,7 @@ class NvmlProbe:
         return READY
 
 
-def _failed(exc: NvmlError) -> str:
+def _failed(exc: "NvmlError") -> str:
     """``<call>: <NVML's message> (NVML error <code>)``; the code tells GPU_IS_LOST (15) and
     RESET_REQUIRED (16) apart from a device that is merely not there yet."""
     return one_line(f"{exc.call}: {exc} (NVML error {exc.value})", 200)

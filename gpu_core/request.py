@@ -8,8 +8,6 @@ Word-level rules live in ``gpu_core.request_words``; token *shapes* are checked 
 device exists is for selection against the inventory.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Optional
 

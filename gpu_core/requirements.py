@@ -13,8 +13,6 @@ must hold for every selected GPU; a fact that is unknown (empty) satisfies its c
 libnvidia-container assumes when no device is visible.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Sequence
 from typing import NamedTuple, Optional

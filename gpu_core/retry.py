@@ -6,8 +6,6 @@ an attempt cap and a total deadline that always ends inside the hook's own timeo
 sleep.
 """
 
-from __future__ import annotations
-
 import random
 import time
 from typing import TYPE_CHECKING, Callable, NamedTuple, TypeVar
@@ -35,15 +33,15 @@ class RetryPolicy(NamedTuple):
     max_backoff: float
 
     @classmethod
-    def from_config(cls, settings: RetrySettings, budget: float,
-                    margin: float = DEFAULT_MARGIN) -> RetryPolicy:
+    def from_config(cls, settings: "RetrySettings", budget: float,
+                    margin: float = DEFAULT_MARGIN) -> "RetryPolicy":
         """Build from config section ``retry``, fitted into ``budget`` seconds (what is left
         of the hook entry's own timeout)."""
         policy = cls(attempts=settings.attempts, deadline=settings.deadline,
                      initial_backoff=settings.initial_backoff, max_backoff=settings.max_backoff)
         return policy.within(budget, margin)
 
-    def within(self, budget: float, margin: float = DEFAULT_MARGIN) -> RetryPolicy:
+    def within(self, budget: float, margin: float = DEFAULT_MARGIN) -> "RetryPolicy":
         """The same policy with its deadline cut to leave ``margin`` of ``budget`` unused."""
         return self._replace(deadline=max(0.0, min(self.deadline, budget - margin)))
 

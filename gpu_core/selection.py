@@ -8,8 +8,6 @@ device's access capability nodes too. MIG-profile tokens (``mig-1g.10gb``,
 before selection runs.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Optional, Union

@@ -25,8 +25,6 @@ Only ``create`` and ``run`` are rewritten and only ``delete`` releases leases, s
 would run nothing the invocation names no command and the shim passes the argv through.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, Optional

@@ -22,8 +22,6 @@ is the ``gpu-container-spec-hook`` entry the shim wrote, told by the ``SPEC_MARK
 its container is an injection like any other.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Collection
 from typing import Any, NamedTuple, Optional

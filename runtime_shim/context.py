@@ -2,13 +2,12 @@
 facts about the shim's own process, and what several modifiers share, each computed once on
 demand: GPU discovery, the selection, the workload policy."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from gpu_core.config import Config
 from gpu_core.request import DeviceRequest
+from runtime_shim.cpuset import Available  # imported for real: see HostFacts.available
 
 if TYPE_CHECKING:
     from gpu_core.driver_scan import HostDriver
@@ -17,7 +16,6 @@ if TYPE_CHECKING:
     from leases.allocation import Lease
     from leases.interface import LeaseStore
     from runtime_shim.cdi_injection import Injection
-    from runtime_shim.cpuset import Available
     from runtime_shim.policy_choice import PolicyChoice
 
 Spec = dict[str, Any]
@@ -35,6 +33,8 @@ class HostFacts(NamedTuple):
     systemd_cgroup: bool = False
     io_weight: bool = True
     """Whether the low-level runtime can set a block-IO weight here (runtime_shim.io_weight)."""
+    # A real type, not a quoted one: NamedTuple would compile a string annotation, and the
+    # first compile() of a process costs milliseconds (it builds the ast module's types).
     available: Optional[Callable[[Optional[str]], Available]] = None
     """The CPUs and memory nodes a container with this ``linux.cgroupsPath`` can get
     (runtime_shim.cpuset, read on demand); None: nothing known limits them."""
@@ -81,25 +81,25 @@ class Context:
     lease records it to tell later whether the runtime still knows the container."""
     bundle: str
     host: HostFacts
-    discover: Optional[Callable[[], Inventory]]
-    leases: Optional[LeaseStore]
+    discover: "Optional[Callable[[], Inventory]]"
+    leases: "Optional[LeaseStore]"
     """Where MIG leases are taken (leases.interface); None: the node's real store, made on
     first use. ``gpu-ctk plan`` sets a dry-run store (leases.dry_run)."""
-    lease: Optional[Lease]
+    lease: "Optional[Lease]"
     """The MIG lease this create took (or, with a dry-run store, would take); None: none."""
-    injected: Optional[Injection]
+    injected: "Optional[Injection]"
     """NVIDIA devices or driver files the engine already injected from a CDI spec
     (runtime_shim.cdi_injection); then no modifier adds devices, a lease or our hook."""
-    _inventory: Optional[Inventory]
-    _selection: Optional[tuple[DeviceRequest, Selection]]
-    _policy: Optional[PolicyChoice]
-    _driver: Optional[HostDriver]
+    _inventory: "Optional[Inventory]"
+    _selection: "Optional[tuple[DeviceRequest, Selection]]"
+    _policy: "Optional[PolicyChoice]"
+    _driver: "Optional[HostDriver]"
 
     def __init__(self, config: Config, request: Optional[DeviceRequest], container_id: str = "",
                  runtime_root: str = "", bundle: str = "", host: Optional[HostFacts] = None,
-                 discover: Optional[Callable[[], Inventory]] = None,
-                 leases: Optional[LeaseStore] = None, lease: Optional[Lease] = None,
-                 injected: Optional[Injection] = None) -> None:
+                 discover: "Optional[Callable[[], Inventory]]" = None,
+                 leases: "Optional[LeaseStore]" = None, lease: "Optional[Lease]" = None,
+                 injected: "Optional[Injection]" = None) -> None:
         self.config = config
         self.request = request
         self.container_id = container_id
@@ -122,7 +122,7 @@ class Context:
         return self.request is not None or (self.injected is not None
                                             and self.injected.gpus_present)
 
-    def inventory(self) -> Inventory:
+    def inventory(self) -> "Inventory":
         """Discover the host's GPUs once, on the first modifier that needs them."""
         if self._inventory is None:
             if self.discover is None:
@@ -133,7 +133,7 @@ class Context:
                 self._inventory = self.discover()
         return self._inventory
 
-    def host_driver(self) -> HostDriver:
+    def host_driver(self) -> "HostDriver":
         """The host driver's files (gpu_core.driver_scan) for the version discovery read, scanned
         once: spec mode declares them as mounts."""
         if self._driver is None:
@@ -142,7 +142,7 @@ class Context:
             self._driver = scan(self.config.host.driver_root, self.inventory().driver_version)
         return self._driver
 
-    def lease_store(self) -> LeaseStore:
+    def lease_store(self) -> "LeaseStore":
         """The MIG lease store: ``leases`` when set, else the real one under ``mig.lease_dir``
         (test fault points honoured only against a simulated host: leases.faults)."""
         if self.leases is None:
@@ -156,7 +156,7 @@ class Context:
         """The node's MIG lease directory (``mig.lease_dir``)."""
         return self.config.mig.lease_dir
 
-    def selection(self, request: DeviceRequest) -> Selection:
+    def selection(self, request: DeviceRequest) -> "Selection":
         """``request``'s devices on this host (gpu_core.selection.select), selected once per
         request: the devices and NUMA modifiers share one, made from the request the MIG-lease
         modifier left (``request`` is ``ctx.request``, narrowed to not None by the caller)."""
@@ -166,7 +166,7 @@ class Context:
             self._selection = (request, select(request, self.inventory()))
         return self._selection[1]
 
-    def policy(self, spec: Spec) -> PolicyChoice:
+    def policy(self, spec: Spec) -> "PolicyChoice":
         """The container's workload policy, chosen once (runtime_shim.policy_choice) from the
         annotations and env of ``spec``, which no modifier edits; an unknown name under
         ``policy.unknown: fail`` raises for every asker, so the first one stops the create."""

@@ -14,8 +14,6 @@ from the real host, never from the simulated sysfs root (that one only describes
 ``parent_path`` and ``slice_path`` are pure; ``read_available`` reads at the edge.
 """
 
-from __future__ import annotations
-
 import os
 import posixpath
 from typing import NamedTuple, Optional

@@ -1,7 +1,5 @@
 """The low-level runtime (runc or crun) we hand every call to, behind one object."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple, NoReturn, Optional

@@ -1,7 +1,5 @@
 """The modifier pipeline: which modifiers run, in which order (plain data), and running them."""
 
-from __future__ import annotations
-
 import importlib
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, cast

@@ -4,8 +4,6 @@ Annotations and image env are untrusted: they can only *name* one of the configu
 never define one.
 """
 
-from __future__ import annotations
-
 import itertools
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional

@@ -11,8 +11,6 @@ It runs on every spec-mode start, so it imports only the standard library's ligh
 gpu_core's bundle reader: no NVML, YAML, jsonschema or cffi.
 """
 
-from __future__ import annotations
-
 import os
 import signal
 import sys
@@ -22,11 +20,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
 from spec_hook.argv import ArgvError, HelpRequested
+from spec_hook.links import Link  # every run parses links; a real type for Options, see there
 
 if TYPE_CHECKING:
     from types import FrameType
-
-    from spec_hook.links import Link
 
 PROG = "gpu-container-spec-hook"
 STATE_LIMIT = 1 << 20
@@ -35,6 +32,8 @@ MAX_PID = 4194304
 
 class Options(NamedTuple):
     folders: list[str]
+    # Real types only: NamedTuple compiles a quoted annotation, and a process's first compile()
+    # costs milliseconds (it builds the ast module's types).
     links: list[Link]
     driver_version: Optional[str]
     compat_dir: str
@@ -124,7 +123,7 @@ def _compat(root: int, options: Options) -> list[str]:
     return [chosen] if chosen else []
 
 
-def _on_alarm(signum: int, frame: Optional[FrameType]) -> None:
+def _on_alarm(signum: int, frame: "Optional[FrameType]") -> None:
     raise ShimError("timeout", "the hook did not finish within its --timeout")
 
 

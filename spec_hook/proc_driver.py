@@ -10,8 +10,6 @@ inside the rootfs and each mount(2) targets ``/proc/self/fd/N`` of an fd opened 
 image's symlink at /proc, /proc/driver or below never redirects a mount onto the host.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import re

@@ -14,8 +14,6 @@ is resolved for the source. A kernel without open_tree (before 5.2) keeps the O_
 binds it with mount(2), which works where the hook runs in place (createContainer).
 """
 
-from __future__ import annotations
-
 import ctypes
 import errno
 import os

@@ -16,8 +16,6 @@ rather than adding them again: mounts equal to ones it adds, and every spec-hook
 taken out first.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
@@ -107,12 +105,12 @@ def check_requirements(ctx: Context) -> None:
     check(request.checked_requirements, facts or [GpuFacts(cuda=cuda, driver=driver)])
 
 
-def mount_entry(mount: FileMount) -> dict[str, Any]:
+def mount_entry(mount: "FileMount") -> dict[str, Any]:
     return {"destination": mount.container_path, "type": "bind", "source": mount.host_path,
             "options": list(MOUNT_OPTIONS)}
 
 
-def hook_entry(ctx: Context, files: Sequence[FileMount], dirs: tuple[str, str], version: str,
+def hook_entry(ctx: Context, files: "Sequence[FileMount]", dirs: tuple[str, str], version: str,
                proc: str, gpus: Sequence[str], caps: Sequence[str] = ()) -> dict[str, Any]:
     """The ``createContainer`` entry of the spec hook (its argv: README §Spec mode); ``caps``
     are capability files relative to ``proc``, passed only with it."""
@@ -171,7 +169,7 @@ def edit(spec: Spec, mounts: list[dict[str, Any]], entry: dict[str, Any], hook_p
     return {**spec, "mounts": new_mounts, "hooks": new_hooks}, notes
 
 
-def describe(files: Sequence[FileMount], links: Sequence[Symlink], gpus: Sequence[Gpu],
+def describe(files: "Sequence[FileMount]", links: "Sequence[Symlink]", gpus: "Sequence[Gpu]",
              multiarch: bool, caps: Sequence[str] = ()) -> Notes:
     kinds: dict[str, int] = {}
     for mount in files:
