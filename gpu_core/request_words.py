@@ -62,11 +62,19 @@ def shown(value: str, limit: int = 80) -> str:
     return one_line(repr(value)[1:-1], limit)
 
 
+def is_index(token: str) -> bool:
+    """Whether ``token`` is 1 to 9 ASCII digits (``_INDEX``; ``isdigit`` alone would take
+    other scripts' digits, which ``isascii`` rules out)."""
+    return 0 < len(token) <= 9 and token.isascii() and token.isdigit()
+
+
 def device_token_kind(token: str) -> Optional[str]:
     """Name the shape of a device token (``index``, ``gpu-uuid``, ``pci-bus-id``, ``mig-uuid``,
     ``mig-index``, ``mig-profile``, ``gpu-mig-profile``), or None for an impossible one."""
     if len(token) > MAX_TOKEN_CHARS:
         return None
+    if is_index(token):  # _TOKEN_KINDS' first pattern, the common token, without compiling it
+        return "index"
     for kind, pattern in _TOKEN_KINDS:
         if re.fullmatch(pattern, token, _TOKEN_FLAGS):
             return kind

@@ -6,9 +6,8 @@ an attempt cap and a total deadline that always ends inside the hook's own timeo
 sleep.
 """
 
-import random
 import time
-from typing import TYPE_CHECKING, Callable, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, TypeVar
 
 from gpu_core.errors import ShimError, one_line
 
@@ -75,14 +74,16 @@ def run_with_retry(
     stage: str = "retry",
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-    rng: Callable[[], float] = random.random,
+    rng: Optional[Callable[[], float]] = None,
 ) -> T:
     """Call ``fn`` until it returns, retrying only errors ``is_transient`` accepts.
 
     A retry is made only if its delay plus the longest attempt so far still ends inside the
     deadline, so the whole run stays inside the budget the policy was fitted to. Each retry
     is logged as one line; the end raises ``RetryError`` (chained to the last error) whose
-    reason is ``permanent error``, ``attempt cap`` or ``deadline``.
+    reason is ``permanent error``, ``attempt cap`` or ``deadline``. ``rng`` defaults to
+    ``random.random``, imported on the first retry: most starts never retry, and importing
+    ``random`` is a measurable part of a start.
     """
     start = clock()
     longest = 0.0
@@ -100,6 +101,10 @@ def run_with_retry(
                 raise RetryError(stage, attempt, elapsed, "permanent error", error) from error
             if attempt >= policy.attempts:
                 raise RetryError(stage, attempt, elapsed, "attempt cap", error) from error
+            if rng is None:
+                import random
+
+                rng = random.random
             delay = rng() * policy.backoff(attempt)
             if elapsed + delay + longest > policy.deadline:
                 raise RetryError(stage, attempt, elapsed, "deadline", error) from error

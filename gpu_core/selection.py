@@ -15,6 +15,7 @@ from typing import NamedTuple, Optional, Union
 from gpu_core.errors import ShimError, one_line
 from gpu_core.inventory import Gpu, Inventory, MigDevice, parse_bus_id
 from gpu_core.request import DeviceRequest, device_token_kind
+from gpu_core.request_words import is_index
 
 Device = Union[Gpu, MigDevice]
 """What one token names: a whole GPU or one MIG device."""
@@ -56,7 +57,6 @@ class ProfileRequest(NamedTuple):
 # ASCII digits only, at most 9 of them: int() of a huge or non-ASCII digit string must not run.
 # Patterns are matched through re's cache, each compiled on its first use: a create pays only
 # for the token shapes its request has.
-_INDEX = r"\d{1,9}"
 _GPU_MIG = r"(\d{1,9}):(\d{1,9})"
 _LEGACY_MIG = r"mig-(gpu-[0-9a-f-]{1,64})/(\d{1,9})/(\d{1,9})"
 
@@ -182,7 +182,7 @@ class _Index:
         if lowered == "all":
             return (*self.gpus, *self.migs)
         one: Optional[Device] = None
-        if re.fullmatch(_INDEX, token, re.ASCII):
+        if is_index(token):
             one = self.by_index.get(int(token))
         elif (slot := re.fullmatch(_GPU_MIG, token, re.ASCII)) is not None:
             one = self.mig_by_slot.get((int(slot.group(1)), int(slot.group(2))))
