@@ -34,8 +34,10 @@ STAGE = "proc driver"
 CONTAINER_DIR = "/proc/driver/nvidia"
 SEED_FILES = ("params", "version", "registry")
 FILE_LIMIT = 1 << 16
-_BUSID = re.compile(r"([0-9a-fA-F]{4}|[0-9a-fA-F]{8}):[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
-_MODIFY = re.compile(rb"^(ModifyDeviceFiles:[ \t]*)[^\n]*$", re.MULTILINE)
+# Matched through re's cache, each compiled on first use: a run without --proc-driver needs
+# neither.
+_BUSID = r"([0-9a-fA-F]{4}|[0-9a-fA-F]{8}):[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]"
+_MODIFY = rb"^(ModifyDeviceFiles:[ \t]*)[^\n]*$"
 
 
 class HostProcDriver(NamedTuple):
@@ -50,7 +52,7 @@ class HostProcDriver(NamedTuple):
 def busid_forms(busid: str) -> list[str]:
     """The names libnvidia-container tries for a PCI bus id: as given, then with the other
     domain width (NVML's 8 hex digits, the driver's procfs 4), each also in lower case."""
-    if not _BUSID.fullmatch(busid):
+    if not re.fullmatch(_BUSID, busid):
         raise ValueError(f"{busid!r} is not a PCI bus id like 0000:07:00.0")
     domain, rest = busid.split(":", 1)
     other = f"0000{busid}" if len(domain) == 4 else (f"{domain[4:]}:{rest}"
@@ -65,8 +67,8 @@ def busid_forms(busid: str) -> list[str]:
 def disable_modification(params: Optional[bytes]) -> bytes:
     """``params`` with ``ModifyDeviceFiles: 0`` (added when the host file lacks the line)."""
     text = params or b""
-    if _MODIFY.search(text):
-        return _MODIFY.sub(rb"\g<1>0", text)
+    if re.search(_MODIFY, text, re.MULTILINE):
+        return re.sub(_MODIFY, rb"\g<1>0", text, flags=re.MULTILINE)
     return text + (b"" if not text or text.endswith(b"\n") else b"\n") + b"ModifyDeviceFiles: 0\n"
 
 

@@ -183,6 +183,26 @@ def test_the_start_imports_no_nvml_yaml_jsonschema_or_cffi(bundle: Path, tmp_pat
     assert heavy == []
 
 
+def test_the_start_loads_no_dataclasses_inspect_or_ast(
+        bundle: Path, tmp_path: Path) -> None:
+    """Run as the installed hook runs (``-I -S``): its records are NamedTuples with real
+    annotations (tests/test_records.py), so neither dataclasses, inspect nor ast is loaded."""
+    host = tmp_path / "host-proc"
+    (host / "gpus" / "0000:07:00.0").mkdir(parents=True)
+    argv = ["--folder", LIB, "--link", f"a::{LIB}/b", "--driver-version", "535.1",
+            "--proc-driver", str(host), "--gpu", "0000:07:00.0"]
+    script = (f"import sys; sys.path[:0] = {sys.path!r}; from spec_hook import main\n"
+              f"code = main.main({argv!r})\n"
+              "print(' '.join(sorted(sys.modules))); sys.exit(code)\n")
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
+                             "-I", "-S", "-c", script], input=state_of(bundle).decode(),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "spec_hook.proc_driver" in loaded
+    assert loaded & {"dataclasses", "inspect", "ast"} == set()
+
+
 def test_a_run_binds_each_proc_file_into_the_containers_proc_driver(
         bundle: Path, tmp_path: Path) -> None:
     """The whole command in a private namespace, then the container's view read back there."""
