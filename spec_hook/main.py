@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
 from spec_hook.argv import ArgvError, HelpRequested
-from spec_hook.links import Link  # every run parses links; a real type for Options, see there
 
 if TYPE_CHECKING:
     from types import FrameType
+
+    from spec_hook.links import Link
 
 PROG = "gpu-container-spec-hook"
 STATE_LIMIT = 1 << 20
@@ -32,9 +33,9 @@ MAX_PID = 4194304
 
 class Options(NamedTuple):
     folders: list[str]
-    # Real types only: NamedTuple compiles a quoted annotation, and a process's first compile()
-    # costs milliseconds (it builds the ast module's types).
-    links: list[Link]
+    # Not a quoted annotation: NamedTuple compiles one (a process's first compile() costs
+    # milliseconds, building the ast types); a quoted argument inside is left as it is.
+    links: list["Link"]
     driver_version: Optional[str]
     compat_dir: str
     proc_driver: Optional[str]
