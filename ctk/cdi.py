@@ -328,9 +328,9 @@ def run(args: argparse.Namespace) -> int:
     spec = build_spec(inventory, info, kind=kind, capabilities=capabilities,
                       driver_root=config.host.driver_root,
                       links=host_links(info), lib_dir=args.lib_dir,
-                      hook_path=args.hook_path or cdi_hook.spec_setting(config, "hook_path")
+                      hook_path=args.hook_path or config.spec.hook_path
                       or cdi_hook.DEFAULT_PATH,
-                      ldconfig=cdi_hook.spec_setting(config, "ldconfig"))
+                      ldconfig=config.spec.ldconfig)
     header = (f"CDI spec of {len(inventory.gpus)} GPUs, driver {inventory.driver_version}, "
               f"written by gpu-ctk cdi generate\nUse: --device {kind}=0 | {kind}=all | "
               f"{kind}=<UUID>; capabilities {','.join(sorted(capabilities))}")

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gpu_core import driver_files
-
-if TYPE_CHECKING:
-    from gpu_core.config import Config
 
 NAME = "gpu-container-spec-hook"
 DEFAULT_PATH = "/usr/bin/" + NAME
@@ -42,10 +39,3 @@ def hook_edit(files: Sequence[driver_files.FileMount], *, hook_path: str, driver
     if ldconfig and ldconfig != DEFAULT_LDCONFIG:
         args += ["--ldconfig", ldconfig]
     return {"hookName": "createContainer", "path": hook_path, "args": args, "env": list(ENV)}
-
-
-def spec_setting(config: Config, name: str) -> str:
-    """A text of the configuration's ``spec`` section (README §Configuration), or '' where the
-    configuration has no such key."""
-    value = getattr(getattr(config, "spec", None), name, "")
-    return value if isinstance(value, str) else ""

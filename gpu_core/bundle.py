@@ -7,8 +7,6 @@ Go merges them, one canonical spelling per key), so every check sees what runc w
 shim's atomic writer is runtime_shim/bundle.py.
 """
 
-from __future__ import annotations
-
 import os
 import stat
 from collections.abc import Mapping

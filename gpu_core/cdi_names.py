@@ -30,8 +30,9 @@ GPU_CLASSES = ("gpu",)
 """Only GPUs can be named where GPUs are requested (``nvidia.com/imex-channel`` is not one)."""
 
 _PART = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-_NAME = re.compile(rf"({_PART})/({_PART})=([A-Za-z0-9][A-Za-z0-9_.:-]*)", re.ASCII)
-_TYPE_INDEX = re.compile(r"(?:gpu([0-9]{1,9})|mig([0-9]{1,9}:[0-9]{1,9}))", re.ASCII)
+# Matched through re's cache, each compiled on first use: most requests name no CDI device.
+_NAME = rf"({_PART})/({_PART})=([A-Za-z0-9][A-Za-z0-9_.:-]*)"
+_TYPE_INDEX = r"(?:gpu([0-9]{1,9})|mig([0-9]{1,9}:[0-9]{1,9}))"
 
 
 def is_cdi_name(token: str) -> bool:
@@ -43,7 +44,7 @@ def mount_name(token: str) -> Optional[str]:
     """The CDI name a device-list mount under ``cdi/`` spells (``cdi/nvidia.com/gpu/0`` or
     ``cdi/nvidia.com/gpu=0``), or None when it does not spell one."""
     rest = token[len("cdi/"):]
-    if _NAME.fullmatch(rest):
+    if re.fullmatch(_NAME, rest, re.ASCII):
         return rest
     parts = rest.split("/", 2)
     return f"{parts[0]}/{parts[1]}={parts[2]}" if len(parts) == 3 else None
@@ -51,7 +52,7 @@ def mount_name(token: str) -> Optional[str]:
 
 def parse_name(name: str) -> tuple[str, str, str]:
     """``nvidia.com/gpu=2`` -> ``("nvidia.com", "gpu", "2")``; a one-line error otherwise."""
-    match = _NAME.fullmatch(name)
+    match = re.fullmatch(_NAME, name, re.ASCII)
     if match is None:
         raise ShimError(STAGE, f"invalid CDI device name {shown(name)}; expected "
                                "vendor/class=device such as nvidia.com/gpu=0")
@@ -62,7 +63,7 @@ def device_token(device: str) -> Optional[str]:
     """The request token a GPU CDI device's name stands for, or None."""
     if device == "all":
         return "all"
-    typed = _TYPE_INDEX.fullmatch(device)
+    typed = re.fullmatch(_TYPE_INDEX, device, re.ASCII)
     if typed is not None:
         return typed.group(1) or typed.group(2)
     kind = device_token_kind(device)

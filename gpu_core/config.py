@@ -6,7 +6,6 @@ The file is parsed with ``yaml.safe_load`` only and validated against
 
 from __future__ import annotations
 
-import copy
 import os
 import stat
 from collections.abc import Mapping
@@ -69,6 +68,8 @@ class ConfigError(ShimError):
 def merge(defaults: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Deep-merge ``override`` onto ``defaults``; ``policies`` replaces wholesale so an operator
     can drop a shipped policy by omitting it."""
+    import copy  # only when the configuration is parsed, not on a start the cache serves
+
     merged = copy.deepcopy(dict(defaults))
     for key, value in override.items():
         if key != "policies" and isinstance(value, Mapping) and isinstance(merged.get(key), dict):

@@ -82,6 +82,24 @@ def wanted_nodes(selection: Selection, inventory: Inventory, capabilities: Itera
     return list(nodes.values())
 
 
+def mig_cap_files(selection: Selection, global_caps: Iterable[str] = ()) -> list[str]:
+    """The /proc/driver/nvidia capability files (relative to it) that name the nvidia-caps
+    nodes ``wanted_nodes`` declares for ``selection`` and ``global_caps``: each MIG device's
+    GPU- and compute-instance ``access`` files, then ``mig/config``/``mig/monitor``. CUDA and
+    nvidia-smi read them in the container to find those nodes' minors."""
+    from gpu_core.inventory import mig_cap_file, mig_global_cap_file
+
+    files: list[str] = []
+    for mig in selection.mig_devices:
+        parent = next(g for g in selection.parents if g.uuid == mig.parent_uuid)
+        if mig.gi_cap_minor is not None:
+            files.append(mig_cap_file(parent.minor, mig.gi_id))
+        if mig.ci_cap_minor is not None:
+            files.append(mig_cap_file(parent.minor, mig.gi_id, mig.ci_id))
+    files += [mig_global_cap_file(name) for name in global_caps]
+    return list(dict.fromkeys(files))
+
+
 def _gpu_node(inventory: Inventory, minor: int, what: str) -> DeviceNode:
     node = inventory.gpu_nodes.get(minor)
     if node is None:

@@ -14,7 +14,16 @@ import stat
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Optional
 
-from gpu_core.inventory import CONTROL_NODES, DeviceNode, Gpu, Inventory, MigDevice, sysfs_bus_id
+from gpu_core.inventory import (
+    CONTROL_NODES,
+    DeviceNode,
+    Gpu,
+    Inventory,
+    MigDevice,
+    mig_cap_file,
+    mig_global_cap_file,
+    sysfs_bus_id,
+)
 from gpu_core.nvml_query import query_nvml
 
 if TYPE_CHECKING:
@@ -31,7 +40,7 @@ def discover_from_config(config: Config) -> Inventory:
 def discover(nvml_library: str, dev_root: str, driver_root: str, sysfs_root: str) -> Inventory:
     """Query NVML (``nvml_library`` or the default ``libnvidia-ml.so.1``) and the host roots."""
     driver_version, cuda_version, raw_gpus = query_nvml(nvml_library)
-    caps_dir = os.path.join(driver_root, "proc/driver/nvidia/capabilities")
+    proc_dir = os.path.join(driver_root, "proc/driver/nvidia")
     majors = char_majors(dev_root, driver_root)
     gpus: list[Gpu] = []
     cap_nodes: dict[int, DeviceNode] = {}
@@ -39,10 +48,9 @@ def discover(nvml_library: str, dev_root: str, driver_root: str, sysfs_root: str
         migs = []
         for mig in raw.pop("mig_devices"):
             gi_cap = _read_cap_access(
-                os.path.join(caps_dir, f"gpu{raw['minor']}", "mig", f"gi{mig['gi_id']}", "access"))
-            ci_cap = _read_cap_access(os.path.join(
-                caps_dir, f"gpu{raw['minor']}", "mig", f"gi{mig['gi_id']}", f"ci{mig['ci_id']}",
-                "access"))
+                os.path.join(proc_dir, mig_cap_file(raw["minor"], mig["gi_id"])))
+            ci_cap = _read_cap_access(
+                os.path.join(proc_dir, mig_cap_file(raw["minor"], mig["gi_id"], mig["ci_id"])))
             for cap in (gi_cap, ci_cap):
                 _add_cap_node(cap_nodes, cap, dev_root, majors)
             migs.append(MigDevice(
@@ -53,7 +61,7 @@ def discover(nvml_library: str, dev_root: str, driver_root: str, sysfs_root: str
                         numa_node=_numa_node(sysfs_root, raw["bus_id"]), **raw))
     global_caps: dict[str, int] = {}
     for name in ("config", "monitor"):
-        cap = _read_cap_access(os.path.join(caps_dir, "mig", name))
+        cap = _read_cap_access(os.path.join(proc_dir, mig_global_cap_file(name)))
         if cap is not None:
             global_caps[name] = cap[0]
             _add_cap_node(cap_nodes, cap, dev_root, majors)
@@ -81,8 +89,8 @@ def _read_node(dev_root: str, name: str) -> Optional[DeviceNode]:
                       uid=info.st_uid, gid=info.st_gid)
 
 
-_CAP_LINE = re.compile(r"^[ \t]*(DeviceFileMinor|DeviceFileMode)[ \t]*:[ \t]*(\d{1,9})[ \t]*$",
-                       re.MULTILINE | re.ASCII)
+# Matched through re's cache, compiled on first use: only a MIG host reads capability files.
+_CAP_LINE = r"^[ \t]*(DeviceFileMinor|DeviceFileMode)[ \t]*:[ \t]*(\d{1,9})[ \t]*$"
 
 
 def _read_cap_access(path: str) -> Optional[tuple[int, int]]:
@@ -92,7 +100,7 @@ def _read_cap_access(path: str) -> Optional[tuple[int, int]]:
             text = stream.read(4096)
     except OSError:
         return None
-    fields = dict(_CAP_LINE.findall(text))
+    fields = dict(re.findall(_CAP_LINE, text, re.MULTILINE | re.ASCII))
     if "DeviceFileMinor" not in fields:
         return None
     return int(fields["DeviceFileMinor"]), int(fields.get("DeviceFileMode", "292")) & 0o7777

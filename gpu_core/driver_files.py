@@ -9,13 +9,10 @@ The tables follow libnvidia-container's own (``nvc_info.c``): a library matches 
 to the version suffix, a binary by its whole name.
 """
 
-from __future__ import annotations
-
 import os
 import posixpath
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from libnvc_bindings import DeviceNode, DriverInfo
@@ -89,8 +86,7 @@ class DriverFileLists(Protocol):
     def firmwares(self) -> Sequence[str]: ...
 
 
-@dataclass(frozen=True)
-class FileMount:
+class FileMount(NamedTuple):
     """One host file bind-mounted read-only into the container."""
 
     host_path: str
@@ -99,8 +95,7 @@ class FileMount:
     """``bin``, ``lib``, ``lib32``, ``ipc`` or ``firmware``."""
 
 
-@dataclass(frozen=True)
-class Symlink:
+class Symlink(NamedTuple):
     """A link the library creates beside the libraries it mounted: ``path -> target``."""
 
     path: str
@@ -191,7 +186,7 @@ def symlinks(mounted: Iterable[FileMount]) -> list[Symlink]:
     return list(dict.fromkeys(links))
 
 
-def control_devices(info: DriverInfo, capabilities: Iterable[str]) -> list[DeviceNode]:
+def control_devices(info: "DriverInfo", capabilities: Iterable[str]) -> "list[DeviceNode]":
     """The driver's control nodes the library mounts: nvidiactl always, nvidia-uvm* with the
     compute libraries (``compute`` or ``video``), nvidia-modeset with ``display``."""
     wanted = frozenset(capabilities)

@@ -9,12 +9,10 @@ IPC paths of persistenced, fabric manager and MPS that exist. ``gpu_core.driver_
 chooses among them by capabilities, as it does for the hook and ``gpu-ctk cdi generate``.
 """
 
-from __future__ import annotations
-
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gpu_core.driver_files import BINARY_CLASSES, LIBRARY_CLASSES
 
@@ -28,8 +26,7 @@ FIRMWARE_DIR = "/lib/firmware/nvidia"
 PROC_DRIVER = "/proc/driver/nvidia"
 
 
-@dataclass(frozen=True)
-class HostDriver:
+class HostDriver(NamedTuple):
     """The driver's files on the host (paths include the driver root), in the order and shape
     of libnvidia-container's driver info, so ``driver_files.mounts`` reads either."""
 

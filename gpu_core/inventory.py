@@ -5,20 +5,31 @@ Pure: selection, the modifiers, the leases and gpu-ctk consume these without tou
 again. The reading is ``gpu_core.discovery`` (host files) and ``gpu_core.nvml_query`` (NVML).
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Optional
+from types import MappingProxyType
+from typing import NamedTuple, Optional
 
 NV_MAJOR = 195
 """The NVIDIA character device major: fixed by the driver, unlike nvidia-uvm's and nvidia-caps'."""
 
 CONTROL_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 
-@dataclass(frozen=True)
-class MigDevice:
+
+def mig_cap_file(gpu_minor: int, gi_id: int, ci_id: Optional[int] = None) -> str:
+    """The access capability file of a GPU instance (or, with ``ci_id``, of a compute instance
+    in it), relative to /proc/driver/nvidia: its ``DeviceFileMinor`` is the instance's
+    ``/dev/nvidia-caps/nvidia-capN`` (discovery reads it; spec mode binds it)."""
+    base = f"capabilities/gpu{gpu_minor}/mig/gi{gi_id}"
+    return f"{base}/access" if ci_id is None else f"{base}/ci{ci_id}/access"
+
+
+def mig_global_cap_file(name: str) -> str:
+    """The global MIG capability file (``config``/``monitor``), relative to /proc/driver/nvidia."""
+    return f"capabilities/mig/{name}"
+
+
+class MigDevice(NamedTuple):
     """One MIG device (a compute instance inside a GPU instance) of a GPU in MIG mode."""
 
     uuid: str
@@ -35,15 +46,14 @@ class MigDevice:
     gi_cap_minor: Optional[int]
     """nvidia-caps minor of the GPU instance's access capability; None when the driver has none."""
     ci_cap_minor: Optional[int]
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, which nothing calls
     """The slot given to ``nvmlDeviceGetMigDeviceHandleByIndex``: ``<mig>`` in ``<gpu>:<mig>``."""
 
 
-@dataclass(frozen=True)
-class Gpu:
+class Gpu(NamedTuple):
     """One physical GPU as NVML reports it."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, which nothing calls
     uuid: str
     minor: int
     bus_id: str
@@ -58,8 +68,7 @@ class Gpu:
     numa_node: Optional[int]
 
 
-@dataclass(frozen=True)
-class DeviceNode:
+class DeviceNode(NamedTuple):
     """A host character device and how it appears in a container."""
 
     path: str
@@ -73,8 +82,7 @@ class DeviceNode:
     gid: int
 
 
-@dataclass(frozen=True)
-class Inventory:
+class Inventory(NamedTuple):
     """Everything discovery learned about one host."""
 
     driver_version: str
@@ -87,7 +95,7 @@ class Inventory:
     """GPU minor -> its ``/dev/nvidiaN``; a GPU whose node is missing has no entry."""
     cap_nodes: Mapping[int, DeviceNode]
     """nvidia-caps minor -> ``/dev/nvidia-caps/nvidia-capN`` for every capability discovery saw."""
-    mig_global_caps: Mapping[str, int] = field(default_factory=dict)
+    mig_global_caps: Mapping[str, int] = MappingProxyType({})
     """``config``/``monitor`` -> nvidia-caps minor of the global MIG capabilities, when present."""
 
     def control_node(self, name: str) -> Optional[DeviceNode]:
@@ -96,14 +104,14 @@ class Inventory:
         return next((node for node in self.control_nodes if node.path == wanted), None)
 
 
-_BUS_ID = re.compile(r"(?:([0-9a-f]{1,8}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])",
-                     re.IGNORECASE | re.ASCII)
+# Matched through re's cache, compiled on first use rather than on every import.
+_BUS_ID = r"(?:([0-9a-f]{1,8}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])"
 
 
 def parse_bus_id(text: str) -> Optional[tuple[int, int, int, int]]:
     """(domain, bus, device, function) of a PCI address in any of NVML's 8-digit-domain form,
     sysfs' 4-digit form or the short ``07:00.0`` form (domain 0); None if it is not one."""
-    match = _BUS_ID.fullmatch(text.strip())
+    match = re.fullmatch(_BUS_ID, text.strip(), re.IGNORECASE | re.ASCII)
     if match is None:
         return None
     domain, bus, device, function = match.groups()

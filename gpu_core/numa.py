@@ -20,7 +20,7 @@ user; ``0-4000000000`` must be refused, not expanded (kernels cap CPUs at 8192).
 MAX_TEXT = 4096
 """The longest list read or parsed: a sysfs cpulist of 8192 CPUs fits many times over."""
 
-_SPAN = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?", re.ASCII)
+_SPAN = r"(\d{1,5})(?:-(\d{1,5}))?"  # matched through re's cache: compiled on first use
 
 
 class IdListError(ValueError):
@@ -36,7 +36,7 @@ def parse_ids(text: str) -> frozenset[int]:
         return frozenset()
     ids: set[int] = set()
     for item in stripped.split(","):
-        match = _SPAN.fullmatch(item.strip())
+        match = re.fullmatch(_SPAN, item.strip(), re.ASCII)
         if match is None:
             raise IdListError(f"{item.strip()[:32]!r} is not a number or a range a-b")
         low = int(match.group(1))

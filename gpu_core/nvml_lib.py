@@ -10,9 +10,9 @@ NVML's return code, the library's own ``nvmlErrorString`` text and the C symbol 
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
-import threading
 from ctypes import byref, c_int, c_uint, c_void_p
 from typing import Any, Optional, TypeVar
 
@@ -214,7 +214,7 @@ class Nvml:
 
 
 _loaded: dict[str, Nvml] = {}
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # threading.Lock itself, without importing threading
 
 
 def open_nvml(library: str = "") -> Nvml:

@@ -7,19 +7,17 @@ readable memory info, and neither ``GPU_IS_LOST`` nor ``RESET_REQUIRED``. ``wait
 pure loop (probe, clock and sleep injected); ``NvmlProbe`` is the I/O edge.
 """
 
-from __future__ import annotations
-
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
 
 if TYPE_CHECKING:
     from gpu_core.nvml_lib import Nvml, NvmlError
+    from gpu_core.selection import Selection
 
 STAGE = "readiness"
 
@@ -27,8 +25,7 @@ SHOWN = 8
 """How many not-ready devices an error names before it only counts the rest."""
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """NVML's answer about one device in one poll: ready or not, and what it said."""
 
     ready: bool
@@ -37,13 +34,21 @@ class Answer:
 
 READY = Answer(ready=True, detail="ready")
 
+
+def device_labels(selection: "Selection") -> dict[str, str]:
+    """UUID -> ``GPU 0 (GPU-…)`` / ``MIG 0:1 (MIG-…)`` for every device the wait covers (the
+    hook's and, in spec mode, the shim's)."""
+    labels = {gpu.uuid: f"GPU {gpu.index} ({gpu.uuid})" for gpu in selection.checked_gpus}
+    for mig in selection.mig_devices:
+        labels[mig.uuid] = f"MIG {mig.parent_index}:{mig.index} ({mig.uuid})"
+    return labels
+
 Probe = Callable[[Sequence[str]], Mapping[str, Answer]]
 """Asks NVML about the given UUIDs once; returns an answer for each (a missing one is not
 ready). A probe never raises: every failure is an answer, so the loop can name it."""
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """How a successful wait went, for the log."""
 
     devices: int
@@ -125,7 +130,7 @@ class NvmlProbe:
         self._nvml: Optional[Nvml] = None
         self._initialized = False
 
-    def __enter__(self) -> NvmlProbe:
+    def __enter__(self) -> "NvmlProbe":
         from gpu_core.nvml_lib import open_nvml
 
         # The binding discovery uses (plain ctypes, no pynvml: README §Performance).
@@ -158,7 +163,7 @@ class NvmlProbe:
         return {uuid: self._ask(nvml, uuid) for uuid in uuids}
 
     @staticmethod
-    def _ask(nvml: Nvml, uuid: str) -> Answer:
+    def _ask(nvml: "Nvml", uuid: str) -> Answer:
         from gpu_core.nvml_lib import NvmlError
 
         try:
@@ -168,7 +173,7 @@ class NvmlProbe:
         return READY
 
 
-def _failed(exc: NvmlError) -> str:
+def _failed(exc: "NvmlError") -> str:
     """``<call>: <NVML's message> (NVML error <code>)``; the code tells GPU_IS_LOST (15) and
     RESET_REQUIRED (16) apart from a device that is merely not there yet."""
     return one_line(f"{exc.call}: {exc} (NVML error {exc.value})", 200)

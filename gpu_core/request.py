@@ -8,11 +8,8 @@ Word-level rules live in ``gpu_core.request_words``; token *shapes* are checked 
 device exists is for selection against the inventory.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from gpu_core.config import Config
 from gpu_core.errors import ShimError
@@ -63,8 +60,7 @@ MAX_REQUIREMENTS = 32
 IMEX_CHANNELS = "NVIDIA_IMEX_CHANNELS"
 
 
-@dataclass(frozen=True)
-class DeviceRequest:
+class DeviceRequest(NamedTuple):
     """A GPU container's request; ``parse_request`` returns None for a non-GPU container."""
 
     devices: tuple[str, ...]

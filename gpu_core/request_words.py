@@ -30,16 +30,18 @@ for the toolkit (it ignores the parse error), so they are for us."""
 _HEX_ID = r"[0-9a-f]+(?:-[0-9a-f]+)*"
 _INDEX = r"[0-9]{1,9}"
 _PROFILE = r"[0-9]{1,2}g\.[0-9]{1,4}gb(?:\+[a-z][a-z0-9]*(?:\.[a-z0-9]+)*)*"
-_TOKEN_KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (kind, re.compile(pattern, re.IGNORECASE | re.ASCII)) for kind, pattern in (
-        ("index", _INDEX),
-        ("gpu-uuid", rf"GPU-{_HEX_ID}"),
-        ("pci-bus-id", r"[0-9a-f]{1,8}:[0-9a-f]{1,2}:[0-9a-f]{1,2}\.[0-7]"),
-        ("mig-uuid", rf"MIG-{_HEX_ID}|MIG-GPU-{_HEX_ID}/{_INDEX}/{_INDEX}"),
-        ("mig-index", rf"{_INDEX}:{_INDEX}"),
-        ("mig-profile", rf"mig-{_PROFILE}"),
-        ("gpu-mig-profile", rf"(?:{_INDEX}|GPU-{_HEX_ID})\.mig-{_PROFILE}"),
-    )
+# Patterns are kept as text and matched through re's own cache: each compiles on its first
+# use, so a create pays only for the shapes its input has (a fresh process spends a
+# fraction of a millisecond per pattern compiled at import).
+_TOKEN_FLAGS = re.IGNORECASE | re.ASCII
+_TOKEN_KINDS: tuple[tuple[str, str], ...] = (
+    ("index", _INDEX),
+    ("gpu-uuid", rf"GPU-{_HEX_ID}"),
+    ("pci-bus-id", r"[0-9a-f]{1,8}:[0-9a-f]{1,2}:[0-9a-f]{1,2}\.[0-7]"),
+    ("mig-uuid", rf"MIG-{_HEX_ID}|MIG-GPU-{_HEX_ID}/{_INDEX}/{_INDEX}"),
+    ("mig-index", rf"{_INDEX}:{_INDEX}"),
+    ("mig-profile", rf"mig-{_PROFILE}"),
+    ("gpu-mig-profile", rf"(?:{_INDEX}|GPU-{_HEX_ID})\.mig-{_PROFILE}"),
 )
 TOKEN_FORMS = ("an index, GPU-<uuid>, a PCI bus id, MIG-<uuid>, <gpu>:<mig>, mig-<profile>, "
                "<gpu>.mig-<profile> or a CDI name such as nvidia.com/gpu=0")
@@ -48,9 +50,9 @@ TOKEN_FORMS = ("an index, GPU-<uuid>, a PCI bus id, MIG-<uuid>, <gpu>:<mig>, mig
 # MAJOR[.MINOR[.PATCH]] without leading zeros; a pre-release or build only after a full PATCH.
 _NUMBER = r"(?:0|[1-9][0-9]*)"
 _PRE_IDENT = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
-_SEMVER = re.compile(rf"v?({_NUMBER})(?:\.({_NUMBER})(?:\.{_NUMBER}"
-                     rf"(?:-{_PRE_IDENT}(?:\.{_PRE_IDENT})*)?"
-                     r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)?)?", re.ASCII)
+_SEMVER = (rf"v?({_NUMBER})(?:\.({_NUMBER})(?:\.{_NUMBER}"
+           rf"(?:-{_PRE_IDENT}(?:\.{_PRE_IDENT})*)?"
+           r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)?)?")
 MAX_VERSION_CHARS = 256
 _UINT32_DIGITS = "4294967295"
 
@@ -60,13 +62,21 @@ def shown(value: str, limit: int = 80) -> str:
     return one_line(repr(value)[1:-1], limit)
 
 
+def is_index(token: str) -> bool:
+    """Whether ``token`` is 1 to 9 ASCII digits (``_INDEX``; ``isdigit`` alone would take
+    other scripts' digits, which ``isascii`` rules out)."""
+    return 0 < len(token) <= 9 and token.isascii() and token.isdigit()
+
+
 def device_token_kind(token: str) -> Optional[str]:
     """Name the shape of a device token (``index``, ``gpu-uuid``, ``pci-bus-id``, ``mig-uuid``,
     ``mig-index``, ``mig-profile``, ``gpu-mig-profile``), or None for an impossible one."""
     if len(token) > MAX_TOKEN_CHARS:
         return None
+    if is_index(token):  # _TOKEN_KINDS' first pattern, the common token, without compiling it
+        return "index"
     for kind, pattern in _TOKEN_KINDS:
-        if pattern.fullmatch(token):
+        if re.fullmatch(pattern, token, _TOKEN_FLAGS):
             return kind
     return None
 
@@ -187,7 +197,7 @@ def legacy_cuda_version(value: str) -> str:
     ``v11.6`` -> ``11.6``, ``8`` -> ``8.0``), read as the toolkit does (a semantic version,
     ``09.0`` and ``11.6-rc1`` are not); a value that is not such a version is a one-line error
     naming it."""
-    match = _SEMVER.fullmatch(value) if len(value) <= MAX_VERSION_CHARS else None
+    match = re.fullmatch(_SEMVER, value, re.ASCII) if len(value) <= MAX_VERSION_CHARS else None
     if match is None:
         raise ShimError(STAGE, f"CUDA_VERSION: invalid CUDA version {shown(value)} (legacy "
                                "image: expected a version such as 11.6 to require cuda>=11.6)")

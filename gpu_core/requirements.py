@@ -13,12 +13,9 @@ must hold for every selected GPU; a fact that is unknown (empty) satisfies its c
 libnvidia-container assumes when no device is visible.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
 
@@ -31,7 +28,7 @@ VERSION_KEYS = ("cuda", "driver", "arch")
 NAME_KEYS = ("brand",)
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
 
-_VERSION = re.compile(r"[0-9][0-9.]*", re.ASCII)
+_VERSION = r"[0-9][0-9.]*"  # matched through re's cache: compiled on first use
 _UINTMAX = "18446744073709551615"
 """libnvidia-container reads each version component with strtoumax: UINTMAX_MAX is an error."""
 _OPERATOR_CHARS = "<>=!"
@@ -51,8 +48,7 @@ def _shown(value: str, limit: int = 80) -> str:
     return one_line(repr(value)[1:-1], limit)
 
 
-@dataclass(frozen=True)
-class GpuFacts:
+class GpuFacts(NamedTuple):
     """What requirements are checked against for one selected GPU (a MIG device: its parent).
 
     ``cuda`` and ``driver`` are host-wide; ``arch`` (compute capability, ``"8.0"``) and
@@ -69,8 +65,7 @@ class GpuFacts:
         return str(getattr(self, key))
 
 
-@dataclass(frozen=True)
-class Condition:
+class Condition(NamedTuple):
     """One ``key op value`` comparison; ``text`` is how the image wrote it, for messages."""
 
     key: str
@@ -91,8 +86,7 @@ class Condition:
         return _compare(_version_key(fact), self.op, _version_key(self.value))
 
 
-@dataclass(frozen=True)
-class Requirement:
+class Requirement(NamedTuple):
     """A parsed requirement: OR over ``alternatives``, each an AND over its conditions.
 
     No alternatives (an empty or blank string) means no constraint; an empty alternative (one
@@ -119,7 +113,7 @@ class Requirement:
 
 def _is_version(text: str) -> bool:
     """Digits and dots starting with a digit, each component below UINTMAX_MAX."""
-    if not _VERSION.fullmatch(text):
+    if not re.fullmatch(_VERSION, text, re.ASCII):
         return False
     for part in text.split("."):
         digits = part.lstrip("0")

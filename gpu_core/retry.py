@@ -6,12 +6,8 @@ an attempt cap and a total deadline that always ends inside the hook's own timeo
 sleep.
 """
 
-from __future__ import annotations
-
-import random
 import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, TypeVar
 
 from gpu_core.errors import ShimError, one_line
 
@@ -25,8 +21,7 @@ T = TypeVar("T")
 DEFAULT_MARGIN = 2.0
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """How often and how long to retry: ``attempts`` calls at most, no retry that would end
     past ``deadline`` seconds from the first call, delays growing from ``initial_backoff``
     and capped at ``max_backoff``."""
@@ -37,17 +32,17 @@ class RetryPolicy:
     max_backoff: float
 
     @classmethod
-    def from_config(cls, settings: RetrySettings, budget: float,
-                    margin: float = DEFAULT_MARGIN) -> RetryPolicy:
+    def from_config(cls, settings: "RetrySettings", budget: float,
+                    margin: float = DEFAULT_MARGIN) -> "RetryPolicy":
         """Build from config section ``retry``, fitted into ``budget`` seconds (what is left
         of the hook entry's own timeout)."""
         policy = cls(attempts=settings.attempts, deadline=settings.deadline,
                      initial_backoff=settings.initial_backoff, max_backoff=settings.max_backoff)
         return policy.within(budget, margin)
 
-    def within(self, budget: float, margin: float = DEFAULT_MARGIN) -> RetryPolicy:
+    def within(self, budget: float, margin: float = DEFAULT_MARGIN) -> "RetryPolicy":
         """The same policy with its deadline cut to leave ``margin`` of ``budget`` unused."""
-        return replace(self, deadline=max(0.0, min(self.deadline, budget - margin)))
+        return self._replace(deadline=max(0.0, min(self.deadline, budget - margin)))
 
     def backoff(self, retry: int) -> float:
         """The upper bound of the delay before retry number ``retry`` (1 = the first retry)."""
@@ -79,14 +74,16 @@ def run_with_retry(
     stage: str = "retry",
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-    rng: Callable[[], float] = random.random,
+    rng: Optional[Callable[[], float]] = None,
 ) -> T:
     """Call ``fn`` until it returns, retrying only errors ``is_transient`` accepts.
 
     A retry is made only if its delay plus the longest attempt so far still ends inside the
     deadline, so the whole run stays inside the budget the policy was fitted to. Each retry
     is logged as one line; the end raises ``RetryError`` (chained to the last error) whose
-    reason is ``permanent error``, ``attempt cap`` or ``deadline``.
+    reason is ``permanent error``, ``attempt cap`` or ``deadline``. ``rng`` defaults to
+    ``random.random``, imported on the first retry: most starts never retry, and importing
+    ``random`` is a measurable part of a start.
     """
     start = clock()
     longest = 0.0
@@ -104,6 +101,10 @@ def run_with_retry(
                 raise RetryError(stage, attempt, elapsed, "permanent error", error) from error
             if attempt >= policy.attempts:
                 raise RetryError(stage, attempt, elapsed, "attempt cap", error) from error
+            if rng is None:
+                import random
+
+                rng = random.random
             delay = rng() * policy.backoff(attempt)
             if elapsed + delay + longest > policy.deadline:
                 raise RetryError(stage, attempt, elapsed, "deadline", error) from error

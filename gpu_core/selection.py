@@ -8,17 +8,14 @@ device's access capability nodes too. MIG-profile tokens (``mig-1g.10gb``,
 before selection runs.
 """
 
-from __future__ import annotations
-
-import dataclasses
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 from gpu_core.errors import ShimError, one_line
 from gpu_core.inventory import Gpu, Inventory, MigDevice, parse_bus_id
 from gpu_core.request import DeviceRequest, device_token_kind
+from gpu_core.request_words import is_index
 
 Device = Union[Gpu, MigDevice]
 """What one token names: a whole GPU or one MIG device."""
@@ -30,8 +27,7 @@ MIG_SHOWN = 16
 """How many MIG devices an ``unknown device`` error lists before it only counts them."""
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     """The devices a request resolved to, each once, in the order the request named them."""
 
     gpus: tuple[Gpu, ...]
@@ -46,8 +42,7 @@ class Selection:
         return self.gpus + tuple(gpu for gpu in self.parents if gpu.uuid not in seen)
 
 
-@dataclass(frozen=True)
-class ProfileRequest:
+class ProfileRequest(NamedTuple):
     """One ``mig-<profile>`` or ``<gpu>.mig-<profile>`` token, for the MIG-lease step."""
 
     token: str
@@ -60,10 +55,10 @@ class ProfileRequest:
 
 
 # ASCII digits only, at most 9 of them: int() of a huge or non-ASCII digit string must not run.
-_INDEX = re.compile(r"\d{1,9}", re.ASCII)
-_GPU_MIG = re.compile(r"(\d{1,9}):(\d{1,9})", re.ASCII)
-_LEGACY_MIG = re.compile(r"mig-(gpu-[0-9a-f-]{1,64})/(\d{1,9})/(\d{1,9})",
-                         re.IGNORECASE | re.ASCII)
+# Patterns are matched through re's cache, each compiled on its first use: a create pays only
+# for the token shapes its request has.
+_GPU_MIG = r"(\d{1,9}):(\d{1,9})"
+_LEGACY_MIG = r"mig-(gpu-[0-9a-f-]{1,64})/(\d{1,9})/(\d{1,9})"
 
 
 def parse_profile(token: str) -> Optional[ProfileRequest]:
@@ -95,7 +90,7 @@ def assign_profiles(request: DeviceRequest, uuids: Sequence[str]) -> DeviceReque
         raise ValueError(f"{wanted} MIG profile tokens, {len(uuids)} UUIDs")
     leased = iter(uuids)
     devices = tuple(next(leased) if parse_profile(t) else t for t in request.devices)
-    return dataclasses.replace(request, devices=devices)
+    return request._replace(devices=devices)
 
 
 def select(request: DeviceRequest, inventory: Inventory) -> Selection:
@@ -187,13 +182,14 @@ class _Index:
         if lowered == "all":
             return (*self.gpus, *self.migs)
         one: Optional[Device] = None
-        if _INDEX.fullmatch(token):
+        if is_index(token):
             one = self.by_index.get(int(token))
-        elif (slot := _GPU_MIG.fullmatch(token)) is not None:
+        elif (slot := re.fullmatch(_GPU_MIG, token, re.ASCII)) is not None:
             one = self.mig_by_slot.get((int(slot.group(1)), int(slot.group(2))))
         elif lowered.startswith("gpu-"):
             one = self.by_uuid.get(lowered)
-        elif (legacy := _LEGACY_MIG.fullmatch(token)) is not None:
+        elif (legacy := re.fullmatch(_LEGACY_MIG, token,
+                                          re.IGNORECASE | re.ASCII)) is not None:
             # Drivers before R470 named MIG devices MIG-GPU-<uuid>/<gi>/<ci>.
             one = self.mig_by_ids.get((legacy.group(1).lower(), int(legacy.group(2)),
                                        int(legacy.group(3))))

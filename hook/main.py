@@ -124,14 +124,6 @@ def isolate_environment(environ: Optional[dict[str, str]] = None) -> list[str]:
     return dropped
 
 
-def device_labels(selection: Selection) -> dict[str, str]:
-    """UUID -> ``GPU 0 (GPU-…)`` / ``MIG 0:1 (MIG-…)`` for every device the wait covers."""
-    labels = {gpu.uuid: f"GPU {gpu.index} ({gpu.uuid})" for gpu in selection.checked_gpus}
-    for mig in selection.mig_devices:
-        labels[mig.uuid] = f"MIG {mig.parent_index}:{mig.index} ({mig.uuid})"
-    return labels
-
-
 def cli_devices(request: DeviceRequest, selection: Selection) -> tuple[str, ...]:
     """``--device`` values for the CLI: what the selection resolved (MIG profiles the shim
     leased are UUIDs by now); the CLI adds MIG parents itself."""
@@ -244,7 +236,13 @@ class Run:
         self.mount(config, budget, request, selection, pid, pinned, ldconfig)
 
     def wait_ready(self, config: Config, budget: Budget, selection: Selection) -> None:
-        from gpu_core.readiness import NotReadyError, NvmlProbe, fit_timeout, wait_ready
+        from gpu_core.readiness import (
+            NotReadyError,
+            NvmlProbe,
+            device_labels,
+            fit_timeout,
+            wait_ready,
+        )
 
         labels = device_labels(selection)
         if not labels:

@@ -27,7 +27,7 @@ with every call passed through the caller's retry runner.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, TypeVar
 
@@ -243,7 +243,7 @@ class Retrier:
     def __call__(self, stage: str, fn: Callable[[], T]) -> T:
         began = self.clock()
         left = self.policy.deadline - (began - self.start)
-        policy = replace(self.policy, deadline=max(0.0, left))
+        policy = self.policy._replace(deadline=max(0.0, left))
         try:
             return run_with_retry(fn, policy, _nvc_transient, self.log, stage=stage,
                                   clock=self.clock, sleep=self.sleep)

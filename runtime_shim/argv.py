@@ -25,12 +25,9 @@ Only ``create`` and ``run`` are rewritten and only ``delete`` releases leases, s
 would run nothing the invocation names no command and the shim passes the argv through.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Optional
+from typing import NamedTuple, Optional
 
 VALUE, BOOL, INT = "value", "bool", "int"
 
@@ -61,15 +58,15 @@ ID_COMMANDS = frozenset(COMMAND_FLAGS)
 
 GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
-GO_INT = re.compile(r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO]?[0-7_]*|0[bB][01_]+|[1-9][0-9_]*)")
+# Matched through re's cache, compiled on first use: only --preserve-fds is an int flag.
+GO_INT = r"[+-]?(0[xX][0-9a-fA-F_]+|0[oO]?[0-7_]*|0[bB][01_]+|[1-9][0-9_]*)"
 
 
 class Refused(ValueError):
     """runc would refuse this argv and run nothing."""
 
 
-@dataclass(frozen=True)
-class Invocation:
+class Invocation(NamedTuple):
     """What one runtime call asks for; ``args`` is the untouched argv to hand to runc.
     ``command`` is None when runc would run no command (no word, bad flags, help)."""
 
@@ -127,7 +124,7 @@ def go_flags(tokens: Sequence[str], table: Mapping[str, str]) -> tuple[dict[str,
                 raise Refused(f"flag needs an argument: -{name}")
             value = tokens[i]
             i += 1
-        if kind == INT and not GO_INT.fullmatch(value):
+        if kind == INT and not re.fullmatch(GO_INT, value):
             raise Refused(f"invalid value {value!r} for -{name}")
         values[name] = value
     return values, i
@@ -231,15 +228,15 @@ def parse(args: Sequence[str]) -> Invocation:
         return base
     command = tokens[at]
     if command not in COMMAND_FLAGS:
-        return replace(base, command=command)
+        return base._replace(command=command)
     words = tokens[at + 1:]
     table = COMMAND_FLAGS[command]
     read = {command_operands(command, words, reorder(words, table))
             for reorder in (reorder_v1_22_1, reorder_v1_22_9)}
     if len(read) != 1:
-        return replace(base, command=command, ambiguous=True)
+        return base._replace(command=command, ambiguous=True)
     (operands,) = read
     if operands is None:
         return base
     bundle, container_id = operands
-    return replace(base, command=command, bundle=bundle, container_id=container_id)
+    return base._replace(command=command, bundle=bundle, container_id=container_id)

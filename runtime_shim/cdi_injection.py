@@ -22,12 +22,9 @@ is the ``gpu-container-spec-hook`` entry the shim wrote, told by the ``SPEC_MARK
 its container is an injection like any other.
 """
 
-from __future__ import annotations
-
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 NVIDIA_MAJOR = 195
 """The NVIDIA driver's character-device major (``/dev/nvidia<N>``, ``nvidiactl``,
@@ -35,15 +32,14 @@ NVIDIA_MAJOR = 195
 
 CDI_ANNOTATION_PREFIX = "cdi.k8s.io/"
 DRIVER_LIBRARIES = ("libcuda.so", "libnvidia-ml.so")
-_GPU_NODE = re.compile(r"/dev/nvidia(\d{1,4})", re.ASCII)
+_GPU_NODE = r"/dev/nvidia(\d{1,4})"  # matched through re's cache: compiled on first use
 _OUR_HOOK = "gpu-container-hook"
 _OUR_SPEC_HOOK = "gpu-container-spec-hook"
 SPEC_MARK = "GPU_CONTAINER_SHIM_EDIT=spec-mode"
 """The ``env`` entry that marks a spec-hook entry as written by the shim itself (spec mode)."""
 
 
-@dataclass(frozen=True)
-class Injection:
+class Injection(NamedTuple):
     """What the engine already put into the spec."""
 
     gpu_minors: tuple[int, ...]
@@ -78,7 +74,7 @@ def detect(spec: Any, hook_paths: Collection[str] = ()) -> Optional[Injection]:
             continue
         path, minor = node
         evidence.append(f"{path} ({NVIDIA_MAJOR}:{minor})")
-        if _GPU_NODE.fullmatch(path) and minor not in minors:
+        if re.fullmatch(_GPU_NODE, path, re.ASCII) and minor not in minors:
             minors.append(minor)
     annotations = spec.get("annotations")
     if isinstance(annotations, dict):

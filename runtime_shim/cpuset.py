@@ -14,12 +14,9 @@ from the real host, never from the simulated sysfs root (that one only describes
 ``parent_path`` and ``slice_path`` are pure; ``read_available`` reads at the edge.
 """
 
-from __future__ import annotations
-
 import os
 import posixpath
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from gpu_core import numa
 
@@ -27,8 +24,7 @@ SYS_ROOT = "/sys"
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-@dataclass(frozen=True)
-class Available:
+class Available(NamedTuple):
     """What a container may be given; None where nothing limits it (or nothing could be read).
     ``where`` says what the limits came from, for the placement note."""
 

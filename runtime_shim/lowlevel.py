@@ -1,17 +1,13 @@
 """The low-level runtime (runc or crun) we hand every call to, behind one object."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import NoReturn, Optional
+from typing import NamedTuple, NoReturn, Optional
 
 from gpu_core.errors import ShimError
 
 
-@dataclass(frozen=True)
-class LowLevelRuntime:
+class LowLevelRuntime(NamedTuple):
     """A located runtime binary; ``exec`` replaces this process with it."""
 
     path: str

@@ -1,11 +1,8 @@
 """The modifier pipeline: which modifiers run, in which order (plain data), and running them."""
 
-from __future__ import annotations
-
 import importlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import cast
+from typing import NamedTuple, cast
 
 from runtime_shim.context import Context, Notes, Spec
 
@@ -46,13 +43,12 @@ container they are skipped, never imported (tests/runtime_shim/test_pipeline.py 
 it)."""
 
 
-@dataclass
-class Result:
+class Result(NamedTuple):
     """The final spec, whether anything changed, and each modifier's notes in order."""
 
     spec: Spec
     changed: bool
-    notes: list[tuple[str, Notes]] = field(default_factory=list)
+    notes: list[tuple[str, Notes]]
 
 
 def run(spec: Spec, ctx: Context,

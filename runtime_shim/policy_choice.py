@@ -4,12 +4,9 @@ Annotations and image env are untrusted: they can only *name* one of the configu
 never define one.
 """
 
-from __future__ import annotations
-
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from gpu_core.config import Config, Policy
 from gpu_core.errors import ShimError, one_line
@@ -18,8 +15,7 @@ ANNOTATION = "ai.scheduling.policy"
 ENV_VAR = "AI_SCHEDULING_POLICY"
 
 
-@dataclass(frozen=True)
-class PolicyChoice:
+class PolicyChoice(NamedTuple):
     """The policy a container gets, decided once per create (``Context.policy``) and read by
     the policy, cgroup, NUMA and OOM modifiers."""
 

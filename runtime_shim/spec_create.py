@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from gpu_core.config import Config
     from gpu_core.inventory import Inventory
     from gpu_core.nvml_lib import Nvml
-    from gpu_core.selection import Selection
     from runtime_shim.context import Context
 
 
@@ -87,20 +86,11 @@ def retried(config: Config, discover: Callable[[], Inventory], session: Session,
     return run
 
 
-def device_labels(selection: Selection) -> dict[str, str]:
-    """UUID -> ``GPU 0 (GPU-…)`` / ``MIG 0:1 (MIG-…)`` for every device the wait covers (as the
-    hook labels them)."""
-    labels = {gpu.uuid: f"GPU {gpu.index} ({gpu.uuid})" for gpu in selection.checked_gpus}
-    for mig in selection.mig_devices:
-        labels[mig.uuid] = f"MIG {mig.parent_index}:{mig.index} ({mig.uuid})"
-    return labels
-
-
 def wait_ready(config: Config, ctx: Context,
                sleep: Callable[[float], None] = time.sleep) -> str:
     """Wait until the request's devices answer NVML (``readiness``); returns a note for the log
     ('' when nothing was waited for)."""
-    from gpu_core.readiness import NvmlProbe
+    from gpu_core.readiness import NvmlProbe, device_labels
     from gpu_core.readiness import wait_ready as wait
 
     if ctx.request is None:

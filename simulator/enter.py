@@ -77,15 +77,20 @@ class View:
             _bind(entry.path, str(place))
         self.opened.add(str(target))
 
-    def graft(self, source: Path, target: Path) -> None:
+    def graft(self, source: Path, target: Path, omit: frozenset[str] = frozenset(),
+              under: str = "") -> None:
         """Lay ``source``'s tree onto ``target``: existing files are bound over, directories
-        merged, missing entries added (``target`` opened once for them)."""
+        merged, missing entries added (``target`` opened once for them); ``omit`` names entries
+        (relative to the first ``source``; ``under`` is where this call is) left out."""
         for entry in sorted(os.scandir(source), key=lambda item: item.name):
+            relative = f"{under}{entry.name}"
+            if relative in omit:
+                continue
             place = target / entry.name
             is_dir = entry.is_dir(follow_symlinks=False)
             if os.path.lexists(place) and not place.is_symlink():
                 if is_dir and place.is_dir():
-                    self.graft(Path(entry.path), place)
+                    self.graft(Path(entry.path), place, omit, relative + "/")
                 elif not is_dir and not place.is_dir():
                     _bind(entry.path, str(place))
                 else:
@@ -102,6 +107,11 @@ class View:
             if os.path.lexists(place):
                 os.unlink(place)
             _placeholder(place, is_dir)
+            if is_dir and any(item.startswith(relative + "/") for item in omit):
+                # a directory of our own on the opened tmpfs: its entries go in one by one
+                self.opened.add(str(place))
+                self.graft(Path(entry.path), place, omit, relative + "/")
+                continue
             _bind(entry.path, str(place))
 
     def overlay(self, item: host_view.Overlay) -> None:
@@ -151,7 +161,7 @@ def enter(sim_dir: Path) -> None:
             raise SimulatorError("simulate", one_line(
                 f"{graft.target} is not a directory on this host, so {graft.source} cannot be "
                 f"shown there"))
-        view.graft(Path(graft.source), Path(graft.target))
+        view.graft(Path(graft.source), Path(graft.target), graft.omit)
     for merge in plan.merges:
         if os.path.isfile(merge.extra):
             view.merge(merge)

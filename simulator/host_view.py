@@ -35,10 +35,21 @@ class Overlay(NamedTuple):
 
 
 class Graft(NamedTuple):
-    """DIR's tree ``source`` laid onto the kernel filesystem directory ``target``."""
+    """DIR's tree ``source`` laid onto the kernel filesystem directory ``target``, but for the
+    ``omit`` entries (paths relative to ``source``)."""
 
     source: str
     target: str
+    omit: frozenset[str] = frozenset()
+
+
+PROC_DRIVER_OMITTED = frozenset({"nvidia/params"})
+"""Not shown in the view's /proc/driver: a container gets a procfs of its own, which on a host
+without the driver has no /proc/driver/nvidia, and NVIDIA Container Toolkit's
+disable-device-node-modification hook fails opening the container's ``params`` when the host
+has one. The simulated host keeps it (DIR/proc/driver/nvidia/params), where our hooks and the
+simulated libnvidia-container read it outside the view; inside it, our spec hook writes
+``ModifyDeviceFiles: 0`` all the same and the library, like the real one, has none to copy."""
 
 
 class Merge(NamedTuple):
@@ -70,7 +81,7 @@ def plan(sim_dir: Path) -> Plan:
         ),
         grafts=(
             Graft(f"{d}/dev", "/dev"),
-            Graft(f"{d}/proc/driver", "/proc/driver"),
+            Graft(f"{d}/proc/driver", "/proc/driver", PROC_DRIVER_OMITTED),
             Graft(f"{d}/sys", "/sys"),
         ),
         merges=(Merge("/proc/devices", f"{d}/proc/devices"),),

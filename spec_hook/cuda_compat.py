@@ -10,13 +10,15 @@ from collections.abc import Iterable
 from typing import Optional
 
 DEFAULT_DIR = "/usr/local/cuda/compat"
-_LIBCUDA = re.compile(r"libcuda\.so\.([0-9]+)\.([0-9]+)(?:\.[0-9]+)*")
-_DRIVER = re.compile(r"([0-9]+)(?:\.[0-9]+)*")
+# Matched through re's cache, each compiled on first use: only an image with compat libraries
+# needs _LIBCUDA.
+_LIBCUDA = r"libcuda\.so\.([0-9]+)\.([0-9]+)(?:\.[0-9]+)*"
+_DRIVER = r"([0-9]+)(?:\.[0-9]+)*"
 
 
 def driver_major(version: str) -> int:
     """The major of a driver version such as ``535.104.05``; ValueError for anything else."""
-    match = _DRIVER.fullmatch(version)
+    match = re.fullmatch(_DRIVER, version)
     if match is None or len(version) > 64:
         raise ValueError(f"{version!r} is not a driver version like 535.104.05")
     return int(match.group(1))
@@ -24,7 +26,7 @@ def driver_major(version: str) -> int:
 
 def compat_major(name: str) -> Optional[int]:
     """The major of a compat library file name ``libcuda.so.<M>.<m>[...]``, else None."""
-    match = _LIBCUDA.fullmatch(name)
+    match = re.fullmatch(_LIBCUDA, name)
     return int(match.group(1)) if match else None
 
 

@@ -3,8 +3,6 @@ LINK -> TARGET in the container, its parent resolved inside the rootfs (spec_hoo
 is only text stored in the link; nothing here follows it. An entry already at LINK (the image's
 own file, link or directory) is left alone, as libnvidia-container leaves it."""
 
-from __future__ import annotations
-
 import os
 from typing import NamedTuple
 

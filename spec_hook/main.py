@@ -2,98 +2,47 @@
 
 Reads the OCI state on stdin, finds the rootfs through the bundle's config.json (gpu_core.bundle,
 runc's reading), enters the container's mount namespace when called from another stage, then in
-order: /proc/driver/nvidia (``--proc-driver``), the link names (``--link``), CUDA forward
-compatibility (``--driver-version``) and the ld cache (the host's ``--ldconfig``), all inside
-``--timeout``. Exit 0, or 1 with one line ``gpu-container-spec-hook: <what is wrong>``.
+order: /proc/driver/nvidia (``--proc-driver``, ``--gpu``, ``--proc-file``), the link names
+(``--link``), CUDA forward compatibility (``--driver-version``) and the ld cache (the host's
+``--ldconfig``), all inside ``--timeout``. Exit 0, or 1 with one line
+``gpu-container-spec-hook: <what is wrong>``.
 
 It runs on every spec-mode start, so it imports only the standard library's light modules and
 gpu_core's bundle reader: no NVML, YAML, jsonschema or cffi.
 """
 
-from __future__ import annotations
-
-import argparse
 import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
-from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
+from spec_hook.argv import ArgvError, HelpRequested
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from spec_hook.links import Link
 
 PROG = "gpu-container-spec-hook"
 STATE_LIMIT = 1 << 20
 MAX_PID = 4194304
-MAX_TIMEOUT = 3600.0
-
-
-class ArgvError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ArgvError(message)
-
-
-class _Formatter(argparse.HelpFormatter):
-    """A fixed width: the default asks shutil for the terminal's, and importing shutil costs
-    the hook more than the rest of argparse on every start (argparse formats at add_argument)."""
-
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
-                 width: Optional[int] = None) -> None:
-        super().__init__(prog, indent_increment, max_help_position, width or 100)
-
-
-def _timeout(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= MAX_TIMEOUT:
-        raise ValueError(text)
-    return value
-
-
-_timeout.__name__ = "timeout"  # argparse names the converter in its message
-
-
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, allow_abbrev=False, formatter_class=_Formatter,
-                description="Spec mode's createContainer hook: /proc/driver/nvidia, .so link "
-                            "names, CUDA forward compatibility and the ld cache of a container. "
-                            "Reads the OCI state on stdin.")
-    p.add_argument("--folder", action="append", default=[], metavar="DIR",
-                   help="container directory of driver libraries for ldconfig (repeatable)")
-    p.add_argument("--link", action="append", default=[], metavar="TARGET::LINK",
-                   help="create the symlink LINK -> TARGET in the container (repeatable)")
-    p.add_argument("--driver-version", metavar="VERSION",
-                   help="host driver version; enables CUDA forward compatibility")
-    p.add_argument("--cuda-compat-dir", metavar="DIR", default=None,
-                   help="container directory of the CUDA compat libraries "
-                        "(default /usr/local/cuda/compat)")
-    p.add_argument("--proc-driver", metavar="HOSTDIR",
-                   help="host /proc/driver/nvidia to seed the container's from")
-    p.add_argument("--gpu", action="append", default=[], metavar="BUSID",
-                   help="PCI bus id whose gpus/ entry the container gets (repeatable)")
-    p.add_argument("--ldconfig", metavar="HOSTPATH", default="/sbin/ldconfig",
-                   help="the host's static ldconfig (default /sbin/ldconfig)")
-    p.add_argument("--timeout", type=_timeout, default=10.0, metavar="SECONDS",
-                   help="deadline for all the work (default 10)")
-    return p
 
 
 class Options(NamedTuple):
     folders: list[str]
-    links: list[Link]
+    # Not a quoted annotation: NamedTuple compiles one (a process's first compile() costs
+    # milliseconds, building the ast types); a quoted argument inside is left as it is.
+    links: list["Link"]
     driver_version: Optional[str]
     compat_dir: str
     proc_driver: Optional[str]
     gpus: list[str]
     ldconfig: str
     timeout: float
+    proc_files: tuple[str, ...] = ()
 
 
 def _container_path(option: str, value: str) -> str:
@@ -104,27 +53,37 @@ def _container_path(option: str, value: str) -> str:
 
 def parse_argv(argv: Sequence[str]) -> Options:
     """Parse and check argv; raise ArgvError naming the bad option."""
-    from spec_hook import cuda_compat, links, proc_driver
+    from spec_hook import argv as argv_mod
+    from spec_hook import cuda_compat, links, proc_driver, proc_files
 
-    ns = parser().parse_args(list(argv))
+    repeated, single = argv_mod.split(argv)
+    folders, link_texts, gpus, cap_files = (repeated[name] for name in argv_mod.REPEATED)
+    driver_version = single.get("--driver-version")
+    proc_driver_dir = single.get("--proc-driver")
+    timeout = argv_mod.timeout(single["--timeout"]) if "--timeout" in single else 10.0
     try:
-        parsed_links = [links.parse_link(text) for text in ns.link]
-        if ns.driver_version is not None:
-            cuda_compat.driver_major(ns.driver_version)
-        for busid in ns.gpu:
+        parsed_links = [links.parse_link(text) for text in link_texts]
+        if driver_version is not None:
+            cuda_compat.driver_major(driver_version)
+        for busid in gpus:
             proc_driver.busid_forms(busid)
+        for rel in cap_files:
+            proc_files.check(rel)
     except ValueError as exc:
         raise ArgvError(str(exc)) from None
-    if ns.gpu and ns.proc_driver is None:
+    if gpus and proc_driver_dir is None:
         raise ArgvError("--gpu needs --proc-driver")
+    if cap_files and proc_driver_dir is None:
+        raise ArgvError("--proc-file needs --proc-driver")
     return Options(
-        folders=[_container_path("--folder", f) for f in ns.folder], links=parsed_links,
-        driver_version=ns.driver_version,
+        folders=[_container_path("--folder", f) for f in folders], links=parsed_links,
+        driver_version=driver_version,
         compat_dir=_container_path("--cuda-compat-dir",
-                                   ns.cuda_compat_dir or cuda_compat.DEFAULT_DIR),
-        proc_driver=None if ns.proc_driver is None else
-        _container_path("--proc-driver", ns.proc_driver),
-        gpus=list(ns.gpu), ldconfig=ns.ldconfig, timeout=ns.timeout)
+                                   single.get("--cuda-compat-dir") or cuda_compat.DEFAULT_DIR),
+        proc_driver=None if proc_driver_dir is None else
+        _container_path("--proc-driver", proc_driver_dir),
+        gpus=gpus, ldconfig=single.get("--ldconfig", "/sbin/ldconfig"), timeout=timeout,
+        proc_files=tuple(cap_files))
 
 
 def read_state(stream: Any) -> tuple[str, Optional[int]]:
@@ -165,7 +124,7 @@ def _compat(root: int, options: Options) -> list[str]:
     return [chosen] if chosen else []
 
 
-def _on_alarm(signum: int, frame: Optional[FrameType]) -> None:
+def _on_alarm(signum: int, frame: "Optional[FrameType]") -> None:
     raise ShimError("timeout", "the hook did not finish within its --timeout")
 
 
@@ -180,7 +139,7 @@ def work(options: Options, state: Any) -> None:
     run_ldconfig = bool(options.folders) or options.driver_version is not None
     exe = ldconfig.open_host(options.ldconfig) if run_ldconfig else -1
     host = None if options.proc_driver is None else \
-        proc_driver.read_host(options.proc_driver, options.gpus)
+        proc_driver.read_host(options.proc_driver, options.gpus, options.proc_files)
     mount_ns.enter_for(pid)
     try:
         root = rootfs.open_root(rootfs_path)
@@ -205,6 +164,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # a backstop for the few blocking calls outside ldconfig's own deadline
         signal.setitimer(signal.ITIMER_REAL, options.timeout + 0.5)
         work(options, sys.stdin.buffer)
+    except HelpRequested:
+        from spec_hook.argv import USAGE
+
+        sys.stdout.write(USAGE)
+        return 0
     except ArgvError as exc:
         print(f"{PROG}: {one_line(str(exc), 500)}", file=sys.stderr)
         return 1

@@ -1,15 +1,14 @@
 """The container's /proc/driver/nvidia: a read-only tmpfs of ours instead of the host's procfs
 directory, as libnvidia-container makes it. It holds ``params`` with ``ModifyDeviceFiles: 0``
 (so the driver's user-space never creates device nodes in the container: NCT's
-disable-device-node-modification), the host's ``version`` and ``registry``, and ``gpus/<BUSID>``
-bound read-only from the host for each of the container's GPUs.
+disable-device-node-modification), the host's ``version`` and ``registry``, ``gpus/<BUSID>``
+bound read-only from the host for each of the container's GPUs, and the MIG capability files
+asked for with ``--proc-file`` (spec_hook.proc_files).
 
 Host files are read before any namespace change (``read_host``); every container path is resolved
 inside the rootfs and each mount(2) targets ``/proc/self/fd/N`` of an fd opened there, so an
 image's symlink at /proc, /proc/driver or below never redirects a mount onto the host.
 """
-
-from __future__ import annotations
 
 import errno
 import os
@@ -18,7 +17,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, Optional
 
 from gpu_core.errors import ShimError, one_line
-from spec_hook import rootfs
+from spec_hook import proc_files, rootfs
 from spec_hook.mount_calls import (
     LOCKED,
     MS_BIND,
@@ -35,8 +34,10 @@ STAGE = "proc driver"
 CONTAINER_DIR = "/proc/driver/nvidia"
 SEED_FILES = ("params", "version", "registry")
 FILE_LIMIT = 1 << 16
-_BUSID = re.compile(r"([0-9a-fA-F]{4}|[0-9a-fA-F]{8}):[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
-_MODIFY = re.compile(rb"^(ModifyDeviceFiles:[ \t]*)[^\n]*$", re.MULTILINE)
+# Matched through re's cache, each compiled on first use: a run without --proc-driver needs
+# neither.
+_BUSID = r"([0-9a-fA-F]{4}|[0-9a-fA-F]{8}):[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]"
+_MODIFY = rb"^(ModifyDeviceFiles:[ \t]*)[^\n]*$"
 
 
 class HostProcDriver(NamedTuple):
@@ -45,12 +46,13 @@ class HostProcDriver(NamedTuple):
     directory: str
     files: dict[str, bytes]
     gpus: list[str]
+    cap_files: tuple[proc_files.HostFile, ...] = ()
 
 
 def busid_forms(busid: str) -> list[str]:
     """The names libnvidia-container tries for a PCI bus id: as given, then with the other
     domain width (NVML's 8 hex digits, the driver's procfs 4), each also in lower case."""
-    if not _BUSID.fullmatch(busid):
+    if not re.fullmatch(_BUSID, busid):
         raise ValueError(f"{busid!r} is not a PCI bus id like 0000:07:00.0")
     domain, rest = busid.split(":", 1)
     other = f"0000{busid}" if len(domain) == 4 else (f"{domain[4:]}:{rest}"
@@ -65,8 +67,8 @@ def busid_forms(busid: str) -> list[str]:
 def disable_modification(params: Optional[bytes]) -> bytes:
     """``params`` with ``ModifyDeviceFiles: 0`` (added when the host file lacks the line)."""
     text = params or b""
-    if _MODIFY.search(text):
-        return _MODIFY.sub(rb"\g<1>0", text)
+    if re.search(_MODIFY, text, re.MULTILINE):
+        return re.sub(_MODIFY, rb"\g<1>0", text, flags=re.MULTILINE)
     return text + (b"" if not text or text.endswith(b"\n") else b"\n") + b"ModifyDeviceFiles: 0\n"
 
 
@@ -81,9 +83,11 @@ def _read(path: str) -> Optional[bytes]:
         os.close(fd)
 
 
-def read_host(directory: str, busids: Sequence[str]) -> HostProcDriver:
-    """Read the host's seed files and find each GPU's entry; a GPU without one is skipped, as
-    libnvidia-container skips it."""
+def read_host(directory: str, busids: Sequence[str],
+              rels: Sequence[str] = ()) -> HostProcDriver:
+    """Read the host's seed files, find each GPU's entry (a GPU without one is skipped, as
+    libnvidia-container skips it) and open each of ``rels`` (a missing one is an error: the
+    container would have its capability node but could not find it)."""
     host = HostProcDriver(directory, {}, [])
     try:
         for name in SEED_FILES:
@@ -95,6 +99,7 @@ def read_host(directory: str, busids: Sequence[str]) -> HostProcDriver:
                 if os.path.isdir(os.path.join(directory, "gpus", name)):
                     host.gpus.append(name)
                     break
+        host = host._replace(cap_files=tuple(proc_files.open_host(directory, rels)))
     except OSError as exc:
         raise ShimError(STAGE, one_line(f"{exc.filename or directory}: {exc.strerror}")) from None
     host.files["params"] = disable_modification(host.files.get("params"))
@@ -185,6 +190,7 @@ def install(root: int, host: HostProcDriver) -> None:
         covered = _make_target(root)
         _tmpfs_at(root, CONTAINER_DIR)
         _populate(root, host)
+        proc_files.bind(root, CONTAINER_DIR, host.cap_files)
         _lock(root, CONTAINER_DIR, bind=False)
         if covered:
             _lock(root, covered, bind=False)

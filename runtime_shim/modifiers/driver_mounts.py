@@ -7,22 +7,21 @@ For a GPU container with a request (not one the engine injected from a CDI spec)
 read-only ``nosuid,nodev`` bind mount at the path libnvidia-container would use for this image
 (the multiarch library directories when it has ``/etc/debian_version``, else lib64/lib32); and
 one ``createContainer`` hook, ``gpu-container-spec-hook``, with the library links, the
-``/proc/driver/nvidia`` entries of the selected GPUs and the ld cache to make. Device nodes and
-their allow rules stay the ``devices`` modifier's.
+``/proc/driver/nvidia`` entries of the selected GPUs, the MIG capability files naming the
+nvidia-caps nodes the ``devices`` modifier declares (``gpu_core.device_nodes.mig_cap_files``)
+and the ld cache to make. Device nodes and their allow rules stay the ``devices`` modifier's.
 
 A second pass over its own output (a retried create on the same bundle) replaces its entries
 rather than adding them again: mounts equal to ones it adds, and every spec-hook entry, are
 taken out first.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from gpu_core import driver_files, driver_scan
+from gpu_core.device_nodes import global_caps_of, mig_cap_files
 from gpu_core.errors import ShimError
 from runtime_shim.cdi_injection import SPEC_MARK
 from runtime_shim.context import Context, Notes, Spec
@@ -42,8 +41,7 @@ HOOK_STAGES = ("prestart", "createRuntime", "createContainer", "startContainer",
                "poststop")
 
 
-@dataclass(frozen=True)
-class Declared:
+class Declared(NamedTuple):
     """What spec mode declares for one container (``gpu-ctk plan`` shows it too)."""
 
     mounts: tuple[dict[str, Any], ...]
@@ -83,9 +81,12 @@ def declare(spec: Spec, ctx: Context) -> Optional[Declared]:
     proc = driver_scan.proc_driver(root)
     gpus = [name for name in (driver_scan.proc_gpu_name(proc, gpu.bus_id)
                               for gpu in selection.checked_gpus) if name]
-    entry = hook_entry(ctx, files, dirs, inventory.driver_version,
-                       proc if os.path.isdir(proc) else "", gpus)
-    notes = describe(files, driver_files.symlinks(files), selection.checked_gpus, multiarch)
+    has_proc = os.path.isdir(proc)
+    caps = mig_cap_files(selection, global_caps_of(request)) if has_proc else []
+    entry = hook_entry(ctx, files, dirs, inventory.driver_version, proc if has_proc else "",
+                       gpus, caps)
+    notes = describe(files, driver_files.symlinks(files), selection.checked_gpus, multiarch,
+                     caps)
     return Declared(tuple(mount_entry(f) for f in files), entry, tuple(notes))
 
 
@@ -104,14 +105,15 @@ def check_requirements(ctx: Context) -> None:
     check(request.checked_requirements, facts or [GpuFacts(cuda=cuda, driver=driver)])
 
 
-def mount_entry(mount: FileMount) -> dict[str, Any]:
+def mount_entry(mount: "FileMount") -> dict[str, Any]:
     return {"destination": mount.container_path, "type": "bind", "source": mount.host_path,
             "options": list(MOUNT_OPTIONS)}
 
 
-def hook_entry(ctx: Context, files: Sequence[FileMount], dirs: tuple[str, str], version: str,
-               proc: str, gpus: Sequence[str]) -> dict[str, Any]:
-    """The ``createContainer`` entry of the spec hook (its argv: README §Spec mode)."""
+def hook_entry(ctx: Context, files: "Sequence[FileMount]", dirs: tuple[str, str], version: str,
+               proc: str, gpus: Sequence[str], caps: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``createContainer`` entry of the spec hook (its argv: README §Spec mode); ``caps``
+    are capability files relative to ``proc``, passed only with it."""
     settings = ctx.config.spec
     args = [HOOK_NAME, "--folder", dirs[0]]
     if any(f.kind == "lib32" for f in files):
@@ -123,6 +125,9 @@ def hook_entry(ctx: Context, files: Sequence[FileMount], dirs: tuple[str, str], 
         args += ["--proc-driver", proc]
     for name in gpus:
         args += ["--gpu", name]
+    if proc:
+        for rel in caps:
+            args += ["--proc-file", rel]
     args += ["--ldconfig", settings.ldconfig,
              "--timeout", str(max(1, settings.hook_timeout - 1))]
     return {"path": settings.hook_path, "args": args, "env": list(HOOK_ENV),
@@ -164,8 +169,8 @@ def edit(spec: Spec, mounts: list[dict[str, Any]], entry: dict[str, Any], hook_p
     return {**spec, "mounts": new_mounts, "hooks": new_hooks}, notes
 
 
-def describe(files: Sequence[FileMount], links: Sequence[Symlink], gpus: Sequence[Gpu],
-             multiarch: bool) -> Notes:
+def describe(files: "Sequence[FileMount]", links: "Sequence[Symlink]", gpus: "Sequence[Gpu]",
+             multiarch: bool, caps: Sequence[str] = ()) -> Notes:
     kinds: dict[str, int] = {}
     for mount in files:
         kinds[mount.kind] = kinds.get(mount.kind, 0) + 1
@@ -174,4 +179,5 @@ def describe(files: Sequence[FileMount], links: Sequence[Symlink], gpus: Sequenc
     shown = ", ".join(f"GPU {gpu.index}" for gpu in gpus) or "no GPU"
     return [f"driver-mounts: {counted} bound read-only ({layout} layout)",
             f"driver-mounts: {HOOK_STAGE} {HOOK_NAME}: {len(links)} links, ld cache, "
-            f"/proc/driver/nvidia for {shown}"]
+            f"/proc/driver/nvidia for {shown}"
+            + (f" with {len(caps)} MIG capability files" if caps else "")]

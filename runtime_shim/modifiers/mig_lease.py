@@ -20,7 +20,6 @@ container; the shim's ``delete`` does too, and stale leases are reclaimed on eve
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import posixpath
 import time
@@ -79,7 +78,7 @@ def original_request(spec: Spec, request: DeviceRequest) -> DeviceRequest:
             token != now and device_token_kind(token) not in PROFILE_KINDS
             for token, now in zip(tokens, request.devices)):
         return request
-    return dataclasses.replace(request, devices=tokens)
+    return request._replace(devices=tokens)
 
 
 def record_request(spec: Spec, requested: DeviceRequest, leased: DeviceRequest) -> Spec:
@@ -112,7 +111,7 @@ def apply(spec: Spec, ctx: Context) -> tuple[Spec, Notes]:
     if not ctx.container_id:
         raise ShimError(leases_mod.STAGE, "a MIG lease needs the container id")
     inventory = ctx.inventory()
-    explicit_migs = (select(dataclasses.replace(request, devices=explicit), inventory).mig_devices
+    explicit_migs = (select(request._replace(devices=explicit), inventory).mig_devices
                      if explicit else ())
     holder = leases_mod.Holder(
         container_id=ctx.container_id, runtime_root=ctx.runtime_root, bundle=ctx.bundle,

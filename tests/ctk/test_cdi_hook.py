@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from ctk import cdi_hook
@@ -61,12 +59,3 @@ def test_configured_ldconfig_is_passed_only_when_not_the_default(ldconfig: str,
     args = edit(ldconfig=ldconfig)["args"]
     assert isinstance(args, list)
     assert args[args.index("/proc/driver/nvidia") + 1:] == passed
-
-
-def test_spec_setting_reads_the_spec_section_or_nothing() -> None:
-    """spec.hook_path and spec.ldconfig where the configuration has them, '' where it has no
-    spec section or a value that is not text."""
-    with_spec = SimpleNamespace(spec=SimpleNamespace(hook_path="/opt/h", ldconfig=3))
-    assert cdi_hook.spec_setting(with_spec, "hook_path") == "/opt/h"  # type: ignore[arg-type]  # stands in for Config
-    assert cdi_hook.spec_setting(with_spec, "ldconfig") == ""  # type: ignore[arg-type]  # stands in for Config
-    assert cdi_hook.spec_setting(SimpleNamespace(), "hook_path") == ""  # type: ignore[arg-type]  # stands in for Config

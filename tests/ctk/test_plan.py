@@ -452,3 +452,28 @@ def test_hook_mode_plan_has_no_spec_mode_part(t4_host: SimHost, tmp_path: Path,
     _, out, _ = run_plan(capsys, str(bundle), "--json")
     document = json.loads(out)
     assert document["mode"] == "hook" and document["spec_mode"] is None
+
+
+def test_spec_mode_plan_of_a_mig_device_names_its_capability_files(
+        sim_host_factory: SimHostFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """dgx-a100-mig, NVIDIA_VISIBLE_DEVICES=1:1: the hook entry binds GPU 1's second instance's
+    GI and CI access files, the ones whose minors are the nvidia-cap nodes declared."""
+    import yaml
+
+    host = sim_host_factory("dgx-a100-mig")
+    document = yaml.safe_load(host.config_path.read_text())
+    document.update({"mode": "spec", "spec": {"hook_path": "/opt/bin/gpu-container-spec-hook"}})
+    config = tmp_path / "spec-mode.yaml"
+    config.write_text(yaml.safe_dump(document))
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(config))
+    mig = host.topology["gpus"][1]["mig"]["devices"][1]
+    bundle = write_bundle(tmp_path / "ctr", ["NVIDIA_VISIBLE_DEVICES=1:1"])
+    status, out, _ = run_plan(capsys, str(bundle), "--json")
+    plan = json.loads(out)
+    args = plan["spec_mode"]["hook"]["args"]
+    assert status == 0
+    base = f"capabilities/gpu{host.topology['gpus'][1]['minor']}/mig/gi{mig['gi']}"
+    assert [args[i + 1] for i, arg in enumerate(args) if arg == "--proc-file"] == [
+        f"{base}/access", f"{base}/ci{mig['ci']}/access"]
+    assert f'"minor": {mig["ci_cap_minor"]}' in plan["diff"]

@@ -80,3 +80,31 @@ def test_a_failing_hook_stops_the_container_with_its_one_line(
     assert result.returncode != 0
     said = result.stderr if low_level == "runc" else hook_stderr.read_text()
     assert "gpu-container-spec-hook: ldconfig: /bin/ls: a dynamic executable" in said
+
+
+@pytest.mark.parametrize("stage", ["createContainer", "createRuntime", "prestart"])
+def test_a_proc_file_is_bound_read_only_from_any_stage(
+        make_bundle: Callable[..., Bundle], make_runtime: Callable[..., Runtime],
+        write_config: Callable[[str], Path], low_level: str,
+        host_driver: tuple[Path, Path], stage: str) -> None:
+    """``--proc-file``: the host's MIG capability file inside the container's tmpfs at the same
+    path, read-only; from createRuntime/prestart too, where the host file is opened in the
+    runtime's mount namespace and bound after the hook enters the container's."""
+    _, proc = host_driver
+    rel = "capabilities/gpu0/mig/gi3/ci0/access"
+    (proc / rel).parent.mkdir(parents=True)
+    (proc / rel).write_text("DeviceFileMinor: 31\nDeviceFileMode: 292\n")
+    (proc / "capabilities" / "mig").mkdir()
+    (proc / "capabilities" / "mig" / "monitor").write_text("DeviceFileMinor: 2\n")
+    target = f"/proc/driver/nvidia/{rel}"
+    bundle = make_bundle(["/bin/sh", "-c", f"find /proc/driver/nvidia/capabilities -type f; "
+                          f"cat {target}; (echo 1 > {target}) 2>/dev/null && echo writable "
+                          "|| echo read-only"])
+    bundle.edit(lambda spec: spec.update(hooks={stage: [{
+        "path": HOOK, "args": ["gpu-container-spec-hook", "--proc-driver", str(proc),
+                               "--proc-file", rel], "timeout": 10}]}))
+    runtime = make_runtime(write_config(f"runtimes: [{low_level}]\n"), low_level)
+    result = runtime.run(bundle, through_shim=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [target, "DeviceFileMinor: 31", "DeviceFileMode: 292",
+                                          "read-only"]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gpu_core.errors import ShimError
 from gpu_core.request_words import (
     CAPABILITIES,
     DEFAULT_CAPABILITIES,
+    device_token_kind,
     driver_capabilities,
+    is_index,
     parse_bool,
     pick_devices,
     supported_capabilities,
@@ -78,3 +83,19 @@ def test_driver_capabilities(value: Optional[str], legacy: bool, expected: froze
 def test_capability_beyond_the_supported_ones_is_refused() -> None:
     with pytest.raises(ShimError, match=r"unsupported capability video \(allowed: compute\)"):
         driver_capabilities("compute,video", False, frozenset({"compute"}))
+
+
+@pytest.mark.parametrize("token, expected", [
+    ("0", True), ("7", True), ("123456789", True), ("007", True), ("", False),
+    ("1234567890", False), ("-1", False), ("+1", False), (" 1", False), ("1 ", False),
+    ("1\n", False), ("\u0661", False), ("\uff11", False), ("\u00b2", False), ("1.0", False),
+])
+def test_an_index_is_one_to_nine_ascii_digits(token: str, expected: bool) -> None:
+    assert is_index(token) is expected
+    assert (device_token_kind(token) == "index") is expected
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+       | st.text(alphabet="0123456789\u0661\uff11\u00b2 -", max_size=12))
+def test_the_index_check_agrees_with_the_index_pattern(token: str) -> None:
+    assert is_index(token) is bool(re.fullmatch(r"[0-9]{1,9}", token, re.ASCII))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import pytest
@@ -138,7 +137,7 @@ def test_describe_host_without_gpus() -> None:
 def test_describe_compresses_gaps_in_indices() -> None:
     """Indices with a gap show as separate ranges."""
     host = fake_inventory(6)
-    host = dataclasses.replace(host, gpus=tuple(g for g in host.gpus if g.index != 4))
+    host = host._replace(gpus=tuple(g for g in host.gpus if g.index != 4))
     assert describe(host) == "this host has GPUs 0-3,5"
 
 
@@ -216,7 +215,7 @@ def test_assign_profiles_needs_one_uuid_per_token() -> None:
 def test_global_mig_caps_beside_specific_mig_devices_are_refused(field: str,
                                                                  variable: str) -> None:
     """MIG config/monitor `all` with a specific MIG device selected fails as the CLI does."""
-    asked = dataclasses.replace(request("0:1"), **{field: ("all",)})
+    asked = request("0:1")._replace(**{field: ("all",)})
     with pytest.raises(ShimError) as info:
         select(asked, HOST)
     what = "mig-config" if field == "mig_config" else "mig-monitor"
@@ -226,5 +225,5 @@ def test_global_mig_caps_beside_specific_mig_devices_are_refused(field: str,
 
 @pytest.mark.parametrize("tokens", [("all",), ("0", "3")])
 def test_global_mig_caps_with_all_or_whole_gpus_are_accepted(tokens: tuple[str, ...]) -> None:
-    asked = dataclasses.replace(request(*tokens), mig_config=("all",))
+    asked = request(*tokens)._replace(mig_config=("all",))
     assert select(asked, HOST).gpus

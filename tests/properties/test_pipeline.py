@@ -4,7 +4,6 @@ equals applying it once, it never mutates its input, and fields it does not know
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
@@ -92,8 +91,9 @@ def specs(draw: st.DrawFn) -> tuple[dict[str, Any], list[tuple[str, ...]]]:
 
 def fresh_context(config_text: str, spec: dict[str, Any]) -> Context:
     ctx = context(config_text)
-    request = parse_request(spec, ctx.config)
-    return dataclasses.replace(ctx, request=request, discover=lambda: INVENTORY)
+    ctx.request = parse_request(spec, ctx.config)
+    ctx.discover = lambda: INVENTORY
+    return ctx
 
 
 def value_at(spec: dict[str, Any], path: tuple[str, ...]) -> Any:

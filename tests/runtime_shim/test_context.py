@@ -3,7 +3,6 @@ the mig-lease modifier takes from (the node's real one by default, whatever a ca
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +88,7 @@ def test_the_selection_is_made_once_per_request() -> None:
 def test_the_selection_follows_a_replaced_request() -> None:
     ctx = context()
     first = ctx.selection(GPU1)
-    ctx.request = dataclasses.replace(GPU1, devices=("2",))
+    ctx.request = GPU1._replace(devices=("2",))
     second = ctx.selection(ctx.request)
     assert ([g.index for g in first.gpus], [g.index for g in second.gpus]) == ([1], [2])
 

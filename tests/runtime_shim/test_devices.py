@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
@@ -128,7 +127,7 @@ def test_entry_copies_mode_and_owner_from_host_node() -> None:
     """fileMode, uid and gid come from the host node, type is c."""
     node = DeviceNode(path="/dev/nvidia3", host_path="/x/dev/nvidia3", major=195, minor=3,
                       file_mode=0o660, uid=0, gid=44)
-    host = dataclasses.replace(HOST, gpu_nodes={**HOST.gpu_nodes, 3: node})
+    host = HOST._replace(gpu_nodes={**HOST.gpu_nodes, 3: node})
     result, _ = devices.apply(base_spec(), context(("3",), {"utility"}, host))
     assert result["linux"]["devices"][1] == {"path": "/dev/nvidia3", "type": "c", "major": 195,
                                              "minor": 3, "fileMode": 0o660, "uid": 0, "gid": 44}
@@ -228,7 +227,7 @@ def test_missing_gpu_node_is_devices_error() -> None:
 
 def test_missing_mig_cap_node_is_devices_error() -> None:
     """A MIG device whose access capability node is unknown fails, naming the device."""
-    host = dataclasses.replace(HOST, cap_nodes={})
+    host = HOST._replace(cap_nodes={})
     with pytest.raises(ShimError) as caught:
         devices.apply(base_spec(), context(("0:0",), host=host))
     assert caught.value.stage == "devices"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Optional
 
@@ -61,10 +62,13 @@ def spec() -> dict[str, Any]:
 
 def context(driver_root: Path, where: Path, devices: tuple[str, ...] = ("0",),
             caps: frozenset[str] = CAPS, mode: str = "spec", host: Inventory = HOST,
-            injected: Optional[Injection] = None, require: tuple[str, ...] = ()) -> Context:
+            injected: Optional[Injection] = None, require: tuple[str, ...] = (),
+            mig_config: tuple[str, ...] = (), mig_monitor: tuple[str, ...] = ()) -> Context:
     config = config_mod.parse(f"mode: {mode}\nhost: {{driver_root: {driver_root}}}\n"
                               "spec: {hook_path: /opt/bin/gpu-container-spec-hook}", "t.yaml")
-    request = DeviceRequest(devices=devices, capabilities=caps, requirements=require)
+    request = DeviceRequest(devices=devices, capabilities=caps, requirements=require,
+                            privileged=bool(mig_config or mig_monitor), mig_config=mig_config,
+                            mig_monitor=mig_monitor)
     return Context(config=config, request=request, bundle=str(where), discover=lambda: host,
                    injected=injected)
 
@@ -140,6 +144,62 @@ def test_a_mig_device_names_its_parents_proc_entry(tmp_path: Path, driver_root: 
     ctx = context(driver_root, bundle(tmp_path), devices=("1:0",))
     args = hook_of(driver_mounts.apply(spec(), ctx)[0])["args"]
     assert args[args.index("--gpu"):args.index("--gpu") + 2] == ["--gpu", "0000:0f:00.0"]
+
+
+def proc_files_of(args: list[str]) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args) if arg == "--proc-file"]
+
+
+def test_a_mig_device_gets_its_gi_and_ci_access_files(tmp_path: Path, driver_root: Path) -> None:
+    """GPU 1 (minor 1), GPU instance 1, compute instance 0: the files whose minors are the
+    nvidia-caps nodes the devices modifier declares; after the --gpu entries."""
+    ctx = context(driver_root, bundle(tmp_path), devices=("1:0",))
+    args = hook_of(driver_mounts.apply(spec(), ctx)[0])["args"]
+    assert proc_files_of(args) == ["capabilities/gpu1/mig/gi1/access",
+                                   "capabilities/gpu1/mig/gi1/ci0/access"]
+    assert args.index("--gpu") < args.index("--proc-file") < args.index("--ldconfig")
+
+
+def test_each_selected_mig_device_brings_its_own_files(tmp_path: Path, driver_root: Path) -> None:
+    host = fake_inventory(4, {1: ("1g.10gb", "1g.10gb", "2g.20gb")}, driver_version=VERSION)
+    ctx = context(driver_root, bundle(tmp_path), devices=("1:2", "1:0"), host=host)
+    assert proc_files_of(hook_of(driver_mounts.apply(spec(), ctx)[0])["args"]) == [
+        "capabilities/gpu1/mig/gi3/access", "capabilities/gpu1/mig/gi3/ci0/access",
+        "capabilities/gpu1/mig/gi1/access", "capabilities/gpu1/mig/gi1/ci0/access"]
+
+
+def test_a_whole_gpu_gets_no_capability_files(tmp_path: Path, driver_root: Path) -> None:
+    args = hook_of(driver_mounts.apply(spec(), context(driver_root, bundle(tmp_path),
+                                                       devices=("0", "1")))[0])["args"]
+    assert "--proc-file" not in args
+
+
+@pytest.mark.parametrize(("which", "files"), [
+    ({"mig_config": ("all",)}, ["capabilities/mig/config"]),
+    ({"mig_monitor": ("all",)}, ["capabilities/mig/monitor"]),
+    ({"mig_config": ("all",), "mig_monitor": ("all",)},
+     ["capabilities/mig/config", "capabilities/mig/monitor"]),
+])
+def test_the_global_mig_capabilities_asked_for_bring_their_files(
+        tmp_path: Path, driver_root: Path, which: dict[str, tuple[str, ...]],
+        files: list[str]) -> None:
+    host = HOST._replace(mig_global_caps={"config": 1, "monitor": 2})
+    ctx = context(driver_root, bundle(tmp_path), devices=("0",), host=host, **which)
+    assert proc_files_of(hook_of(driver_mounts.apply(spec(), ctx)[0])["args"]) == files
+
+
+def test_without_a_host_proc_driver_no_capability_file_is_passed(tmp_path: Path,
+                                                                  driver_root: Path) -> None:
+    shutil.rmtree(driver_root / "proc")
+    args = hook_of(driver_mounts.apply(spec(), context(driver_root, bundle(tmp_path),
+                                                       devices=("1:0",)))[0])["args"]
+    assert "--proc-driver" not in args and "--proc-file" not in args
+
+
+def test_the_note_counts_the_capability_files(tmp_path: Path, driver_root: Path) -> None:
+    _, notes = driver_mounts.apply(spec(), context(driver_root, bundle(tmp_path),
+                                                   devices=("1:0",)))
+    assert notes[1].endswith("/proc/driver/nvidia for GPU 1 with 2 MIG capability files")
 
 
 def test_a_gpu_without_a_proc_entry_gets_no_gpu_argument(tmp_path: Path,

@@ -4,7 +4,6 @@ host whose node cpulists live in a temporary sysfs root."""
 from __future__ import annotations
 
 import copy
-import dataclasses
 from pathlib import Path
 from typing import Any, Optional
 
@@ -191,8 +190,8 @@ class TestApply:
     def test_one_unknown_node_skips_all(self, sysfs: Path) -> None:
         """Placing on the known node alone would starve the other GPU: skip instead."""
         gpus = list(HOST.gpus)
-        gpus[5] = dataclasses.replace(gpus[5], numa_node=None)
-        host = dataclasses.replace(HOST, gpus=tuple(gpus))
+        gpus[5] = gpus[5]._replace(numa_node=None)
+        host = HOST._replace(gpus=tuple(gpus))
         result, notes = numa.apply(base_spec(), context(sysfs, ("1", "5"), host=host))
         assert cpu_of(result) is None and "NUMA node of GPU 5 unknown" in notes[0]
 
@@ -295,12 +294,12 @@ class TestCdiInjected:
 
     def test_minor_maps_to_the_gpu_with_that_minor_not_that_index(self, sysfs: Path) -> None:
         """GPU index 0 has minor 6 here (on node 1): /dev/nvidia6 is GPU 0, placed on node 1."""
-        gpus = [dataclasses.replace(g, minor={0: 6, 6: 0}.get(g.index, g.minor))
+        gpus = [g._replace(minor={0: 6, 6: 0}.get(g.index, g.minor))
                 for g in HOST.gpus]
-        host = dataclasses.replace(HOST, gpus=tuple(gpus))
-        host = dataclasses.replace(host, gpus=tuple(
-            dataclasses.replace(g, numa_node=1) if g.index == 0 else
-            dataclasses.replace(g, numa_node=0) if g.index == 6 else g for g in host.gpus))
+        host = HOST._replace(gpus=tuple(gpus))
+        host = host._replace(gpus=tuple(
+            g._replace(numa_node=1) if g.index == 0 else
+            g._replace(numa_node=0) if g.index == 6 else g for g in host.gpus))
         result, notes = numa.apply(base_spec(),
                                    self.injected_context(sysfs, (6,), host=host))
         assert cpu_of(result) == {"cpus": "64-127", "mems": "1"}

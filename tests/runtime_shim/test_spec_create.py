@@ -125,6 +125,18 @@ sys.exit(main.main(["create", "--bundle", sys.argv[1], "spec-c1"]))
 """
 
 
+LIGHT_PROBE = """
+import json, sys
+from runtime_shim import lowlevel, main
+def report(self, args):
+    costly = ("dataclasses", "inspect", "ast", "random", "threading", "copy")
+    print(json.dumps(sorted(m for m in costly if m in sys.modules)))
+    sys.exit(0)
+lowlevel.LowLevelRuntime.exec = report
+sys.exit(main.main(["create", "--bundle", sys.argv[1], "spec-c2"]))
+"""
+
+
 @pytest.fixture(scope="module")
 def sim_host(sim_host_factory: Callable[..., SimHost]) -> SimHost:
     return sim_host_factory("t4")
@@ -187,6 +199,22 @@ def test_the_spec_mode_create_imports_nothing_heavy_and_a_retry_changes_nothing(
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout) == [1, []]
     assert json.loads((bundle / "config.json").read_text()) == json.loads(written)
+
+
+def test_the_spec_mode_create_loads_no_dataclasses_and_no_stdlib_module_it_can_skip(
+        sim_host: SimHost, spec_config: Path, tmp_path: Path) -> None:
+    """The create's records are NamedTuples and its Context a plain class (README §Layout), so
+    neither dataclasses nor inspect and ast load; random waits for a retry, NVML's lock needs no
+    threading, and a cached configuration no copy."""
+    sim_host.set_faults()
+    bundle = gpu_bundle(tmp_path)
+    assert create(spec_config, bundle).returncode == 0  # caches the configuration
+    done = subprocess.run([sys.executable, "-I", "-S", "-c",
+                           f"import sys; sys.path[:0] = {sys.path!r}\n" + LIGHT_PROBE,
+                           str(bundle)], capture_output=True, text=True,
+                          env={**os.environ, "GPU_CONTAINER_SHIM_CONFIG": str(spec_config)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
 
 
 def test_a_transient_nvml_error_at_discovery_is_retried_by_the_create(

@@ -57,6 +57,15 @@ def test_mig_minors_at_the_fixed_proc_path(sim_host_factory: Any) -> None:
         result.stderr
 
 
+def test_the_view_shows_the_driver_proc_files_but_not_its_params(sim_host_factory: Any) -> None:
+    host = sim_host_factory("dgx-a100-mig")
+    assert (host.dir / "proc/driver/nvidia/params").is_file()
+    result = inside(host, "ls /proc/driver/nvidia; cat /proc/driver/nvidia/version")
+    listed = result.stdout.split("\n")
+    assert "params" not in listed and "version" in listed and "gpus" in listed, result.stderr
+    assert (host.dir / "proc/driver/nvidia/version").read_text() in result.stdout
+
+
 def test_proc_devices_lists_the_real_and_the_simulated_majors(sim_host_factory: Any) -> None:
     host = sim_host_factory("t4")
     result = inside(host, "cat /proc/devices")

@@ -54,3 +54,9 @@ def test_merged_devices_keeps_the_block_section() -> None:
 def test_merged_devices_keeps_the_hosts_line_for_a_taken_major() -> None:
     merged = host_view.merged_devices(REAL, "Character devices:\n254 nvidia-uvm\n")
     assert ("254 ndctl" in merged, "nvidia-uvm" in merged) == (True, False)
+
+
+def test_the_proc_driver_graft_leaves_out_the_module_params() -> None:
+    plan = host_view.plan(Path("/sim"))
+    proc = next(g for g in plan.grafts if g.target == "/proc/driver")
+    assert proc.omit == frozenset({"nvidia/params"})

@@ -60,6 +60,16 @@ def state_of(bundle: Path, pid: int = 0) -> bytes:
     (["--driver-version", "latest"], "is not a driver version"),
     (["--proc-driver", "/x", "--gpu", "../../etc"], "is not a PCI bus id"),
     (["--gpu", "0000:07:00.0"], "--gpu needs --proc-driver"),
+    (["--proc-file", "capabilities/mig/config"], "--proc-file needs --proc-driver"),
+    (["--proc-driver", "/x", "--proc-file", "capabilities/../params"],
+     "--proc-file 'capabilities/../params': expected a path under capabilities/"),
+    (["--proc-driver", "/x", "--proc-file=params"],
+     "--proc-file 'params': expected a path under capabilities/"),
+    (["--proc-driver", "/x", "--proc-file", "capabilities/mig//config"],
+     "expected a path under capabilities/"),
+    (["--proc-driver", "/x", "--proc-file", "capabilities/" + "x" * 300],
+     "expected a path under capabilities/"),
+    (["--proc-driver", "/x", "--proc-file"], "argument --proc-file: expected one argument"),
     (["--timeout", "0"], "argument --timeout: invalid timeout value: '0'"),
     (["--timeout", "nan"], "argument --timeout: invalid timeout value: 'nan'"),
     (["--fold", "/usr/lib"], "unrecognized arguments: --fold"),
@@ -152,8 +162,11 @@ def test_the_start_imports_no_nvml_yaml_jsonschema_or_cffi(bundle: Path, tmp_pat
     the modules it loaded."""
     host = tmp_path / "host-proc"
     (host / "gpus" / "0000:07:00.0").mkdir(parents=True)
+    (host / "capabilities" / "mig").mkdir(parents=True)
+    (host / "capabilities" / "mig" / "config").write_text("DeviceFileMinor: 1\n")
     argv = ["--folder", LIB, "--link", f"a::{LIB}/b", "--driver-version", "535.1",
-            "--proc-driver", str(host), "--gpu", "0000:07:00.0"]
+            "--proc-driver", str(host), "--gpu", "0000:07:00.0",
+            "--proc-file", "capabilities/mig/config"]
     script = ("import sys; from spec_hook import main\n"
               f"code = main.main({argv!r})\n"
               "print(' '.join(sorted(sys.modules))); sys.exit(code)\n")
@@ -162,11 +175,67 @@ def test_the_start_imports_no_nvml_yaml_jsonschema_or_cffi(bundle: Path, tmp_pat
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     loaded = result.stdout.split()
-    assert "spec_hook.ldconfig" in loaded and "spec_hook.proc_driver" in loaded
+    assert {"spec_hook.ldconfig", "spec_hook.proc_driver", "spec_hook.proc_files"} <= \
+        set(loaded)
     heavy = [name for name in loaded if name.split(".")[0] in
              ("yaml", "jsonschema", "cffi", "_cffi_backend", "pynvml", "hook", "runtime_shim")
              or name.startswith("gpu_core.nvml")]
     assert heavy == []
+
+
+def test_the_start_loads_no_dataclasses_inspect_or_ast(
+        bundle: Path, tmp_path: Path) -> None:
+    """Run as the installed hook runs (``-I -S``): its records are NamedTuples with real
+    annotations (tests/test_records.py), so neither dataclasses, inspect nor ast is loaded."""
+    host = tmp_path / "host-proc"
+    (host / "gpus" / "0000:07:00.0").mkdir(parents=True)
+    argv = ["--folder", LIB, "--link", f"a::{LIB}/b", "--driver-version", "535.1",
+            "--proc-driver", str(host), "--gpu", "0000:07:00.0"]
+    script = (f"import sys; sys.path[:0] = {sys.path!r}; from spec_hook import main\n"
+              f"code = main.main({argv!r})\n"
+              "print(' '.join(sorted(sys.modules))); sys.exit(code)\n")
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
+                             "-I", "-S", "-c", script], input=state_of(bundle).decode(),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split())
+    assert "spec_hook.proc_driver" in loaded
+    assert loaded & {"dataclasses", "inspect", "ast"} == set()
+
+
+def test_a_run_binds_each_proc_file_into_the_containers_proc_driver(
+        bundle: Path, tmp_path: Path) -> None:
+    """The whole command in a private namespace, then the container's view read back there."""
+    host = tmp_path / "host-proc"
+    gi = host / "capabilities" / "gpu0" / "mig" / "gi1"
+    (gi / "ci0").mkdir(parents=True)
+    (gi / "access").write_text("DeviceFileMinor: 21\n")
+    (gi / "ci0" / "access").write_text("DeviceFileMinor: 22\n")
+    argv = ["--proc-driver", str(host), "--proc-file", "capabilities/gpu0/mig/gi1/access",
+            "--proc-file=capabilities/gpu0/mig/gi1/ci0/access"]
+    top = bundle / "rootfs" / "proc" / "driver" / "nvidia" / "capabilities" / "gpu0" / "mig"
+    script = ("import sys; from spec_hook import main\n"
+              f"code = main.main({argv!r})\n"
+              f"print(open({str(top / 'gi1' / 'access')!r}).read(), end='')\n"
+              f"print(open({str(top / 'gi1' / 'ci0' / 'access')!r}).read(), end='')\n"
+              "sys.exit(code)\n")
+    result = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
+                             "-c", script], input=state_of(bundle).decode(),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "DeviceFileMinor: 21\nDeviceFileMinor: 22\n"
+
+
+def test_a_missing_host_proc_file_is_one_line_and_leaves_the_root_alone(
+        bundle: Path, tmp_path: Path) -> None:
+    host = tmp_path / "host-proc"
+    host.mkdir()
+    result = run_hook(["--proc-driver", str(host), "--proc-file", "capabilities/mig/monitor"],
+                      state_of(bundle))
+    assert result.returncode == 1
+    assert result.stderr == (f"gpu-container-spec-hook: proc driver: {host}/capabilities/mig/"
+                             "monitor: No such file or directory\n")
+    assert os.listdir(bundle / "rootfs" / "proc") == []
 
 
 def test_a_state_that_never_ends_is_cut_at_the_timeout_in_one_line() -> None:
