@@ -193,9 +193,11 @@ LISTING = ("ls /usr/lib64 /usr/lib/x86_64-linux-gnu /usr/lib32 /usr/lib/i386-lin
     ("dgx-a100", ["NVIDIA_VISIBLE_DEVICES=void"], False),
     ("dgx-a100", [], False),
     ("dgx-a100-mig", ["NVIDIA_VISIBLE_DEVICES=1"], False),
+    ("dgx-a100-mig", ["NVIDIA_VISIBLE_DEVICES=0:1"], False),
+    ("dgx-a100-mig", ["NVIDIA_VISIBLE_DEVICES=all"], True),
 ], ids=["gpu", "gpu-debian", "utility", "compute", "all-caps-debian", "graphics-display",
         "video-compat32-debian", "video", "all-gpus", "none", "void", "no-request",
-        "mig-host-whole-gpu"])
+        "mig-host-whole-gpu", "mig", "mig-all-debian"])
 def test_spec_mode_gives_the_names_hook_mode_gives(
         sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
         write_config: WriteConfig, topology: str, env: list[str], debian: bool) -> None:
