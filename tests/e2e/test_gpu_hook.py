@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 import yaml
 from containers import Bundle, Runtime, tree_digest
+from elf_libs import build_preload_marker
 
 if TYPE_CHECKING:
     from simulator.testing import SimHost
@@ -178,14 +179,6 @@ def test_legacy_cuda_image_newer_than_the_driver_fails_naming_the_requirement(
     assert "requirements error: unsatisfied condition: cuda>=12.4" in lines[0]
 
 
-PRELOAD_SOURCE = r"""
-#include <fcntl.h>
-#include <unistd.h>
-__attribute__((constructor)) static void mark(void) {
-    int fd = open(MARKER, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) { (void)write(fd, "loaded\n", 7); close(fd); }
-}
-"""
 
 
 def test_container_ld_preload_never_reaches_the_hook(
@@ -194,15 +187,7 @@ def test_container_ld_preload_never_reaches_the_hook(
     """A container asking for LD_PRELOAD of a host library (CVE-2025-23266's shape) starts
     with its GPU, and the library was never loaded into the root hook: the hook runs isolated
     with the explicit environment the shim gave its entry."""
-    marker = tmp_path / "preloaded"
-    source = tmp_path / "evil.c"
-    source.write_text(PRELOAD_SOURCE)
-    library = tmp_path / "evil.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(library),
-                    str(source)], check=True)
-    subprocess.run(["/bin/true"], env={"LD_PRELOAD": str(library)}, check=True)
-    assert marker.read_text() == "loaded\n"  # the library works when it is preloaded
-    marker.unlink()
+    library, marker = build_preload_marker(tmp_path)
     host = sim_host_factory("dgx-a100")
     bundle = make_bundle(["/bin/ls", "/dev/nvidia0"],
                          env=["NVIDIA_VISIBLE_DEVICES=0", f"LD_PRELOAD={library}"], overlay=True)

@@ -6,12 +6,12 @@ one line and never sees the container's LD_PRELOAD. Real runc on the simulated D
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import pytest
 from containers import Bundle, Runtime
+from elf_libs import build_preload_marker
 from spec_mode import SPEC_HOOK_NAME, container_cache, first_path, spec_runtime
 
 if TYPE_CHECKING:
@@ -117,14 +117,6 @@ def test_dynamic_host_ldconfig_fails_the_start_in_one_hook_line(
                                   "executable (PT_INTERP); the host ldconfig must be static")
 
 
-PRELOAD_SOURCE = r"""
-#include <fcntl.h>
-#include <unistd.h>
-__attribute__((constructor)) static void mark(void) {
-    int fd = open(MARKER, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) { (void)write(fd, "loaded\n", 7); close(fd); }
-}
-"""
 
 
 def test_container_ld_preload_never_reaches_the_spec_hook(
@@ -133,15 +125,7 @@ def test_container_ld_preload_never_reaches_the_spec_hook(
     """A container asking for LD_PRELOAD of a host library (CVE-2025-23266's shape) starts with
     its GPU and ld cache, and the library was never loaded into the root hook or its
     ldconfig: the hook entry carries its own explicit environment."""
-    marker = tmp_path / "preloaded"
-    source = tmp_path / "evil.c"
-    source.write_text(PRELOAD_SOURCE)
-    library = tmp_path / "evil.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(library),
-                    str(source)], check=True)
-    subprocess.run(["/bin/true"], env={"LD_PRELOAD": str(library)}, check=True)
-    assert marker.read_text() == "loaded\n"  # the library works when it is preloaded
-    marker.unlink()
+    library, marker = build_preload_marker(tmp_path)
     host = sim_host_factory("dgx-a100")
     bundle = make_bundle(["/bin/ls", "/dev/nvidia2"],
                          env=["NVIDIA_VISIBLE_DEVICES=2", f"LD_PRELOAD={library}"])

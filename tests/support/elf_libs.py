@@ -53,3 +53,30 @@ def build_static_probe(path: Path) -> Path:
     subprocess.run(["gcc", "-static", "-o", str(path), str(source)], check=True)
     source.unlink()
     return path
+
+
+PRELOAD_SOURCE = r"""
+#include <fcntl.h>
+#include <unistd.h>
+__attribute__((constructor)) static void mark(void) {
+    int fd = open(MARKER, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) { (void)write(fd, "loaded\n", 7); close(fd); }
+}
+"""
+
+
+def build_preload_marker(directory: Path) -> tuple[Path, Path]:
+    """(library, marker): a shared object that appends ``loaded`` to ``marker`` in every
+    process that loads it, checked here to work under ``LD_PRELOAD`` (the marker is left
+    absent)."""
+    marker = directory / "preloaded"
+    source = directory / "evil.c"
+    source.write_text(PRELOAD_SOURCE)
+    library = directory / "evil.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(library),
+                    str(source)], check=True)
+    subprocess.run(["/bin/true"], env={"LD_PRELOAD": str(library)}, check=True)
+    assert marker.read_text() == "loaded\n"  # the library works when it is preloaded
+    marker.unlink()
+    return library, marker
+
