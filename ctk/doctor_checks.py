@@ -81,6 +81,8 @@ def check_config(host: Host) -> list[Finding]:
 
 
 def check_hook(host: Host) -> list[Finding]:
+    if host.config.mode == "spec":
+        return check_spec_hook(host)
     path = host.config.hook.path
     if os.path.isfile(path) and os.access(path, os.X_OK):
         return [Finding("hook", OK, f"hook {path} is executable")]
@@ -89,6 +91,30 @@ def check_hook(host: Host) -> list[Finding]:
                     "with 'error running hook'",
                     "install gpu-container-shim (it ships /usr/bin/gpu-container-hook), or set "
                     f"hook.path in {host.config.source}")]
+
+
+def check_spec_hook(host: Host) -> list[Finding]:
+    """Spec mode (README §Spec mode): the spec hook the shim registers, and the host ldconfig it
+    runs, which must be a static executable."""
+    from spec_hook.ldconfig import open_host
+
+    spec = host.config.spec
+    path = spec.hook_path
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return [Finding("hook", FAIL, f"spec hook {path} is missing or not executable",
+                        "in spec mode the shim registers it in every GPU container, and the "
+                        "runtime then fails the start with 'error running hook'",
+                        "install gpu-container-shim (it ships /usr/bin/gpu-container-spec-hook), "
+                        f"or set spec.hook_path in {host.config.source}")]
+    try:
+        os.close(open_host(spec.ldconfig))
+    except ShimError as error:
+        return [Finding("hook", FAIL, one_line(f"spec.ldconfig {error.cause}"),
+                        "the spec hook refuses it, so every spec-mode GPU start fails",
+                        "point spec.ldconfig at the host's static ldconfig (/sbin/ldconfig, "
+                        "or /sbin/ldconfig.real where /sbin/ldconfig is a wrapper script)")]
+    return [Finding("hook", OK, f"spec mode: spec hook {path} is executable, "
+                                f"ldconfig {spec.ldconfig} is static")]
 
 
 def check_runtime(host: Host) -> list[Finding]:

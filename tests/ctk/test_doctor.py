@@ -304,3 +304,48 @@ def test_a_crashing_check_becomes_a_failure() -> None:
     found = checks.run_checks(host_facts.Host(), (("broken", broken), ("fine", fine)))
     assert [(f.check, f.status, f.what) for f in found] == [
         ("broken", "fail", "RuntimeError: boom"), ("fine", "ok", "fine")]
+
+
+def spec_mode_config(doctor: Doctor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                     spec: str) -> None:
+    """The simulated host's configuration with ``mode: spec`` and the ``spec:`` lines given."""
+    path = tmp_path / "spec-mode.yaml"
+    path.write_text(doctor.host.config_path.read_text() + f"\nmode: spec\nspec:\n{spec}")
+    monkeypatch.setenv("GPU_CONTAINER_SHIM_CONFIG", str(path))
+
+
+def test_spec_mode_checks_the_spec_hook_and_a_static_ldconfig(
+        doctor_for: Callable[..., Doctor], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    doctor = doctor_for("t4")
+    spec_mode_config(doctor, tmp_path, monkeypatch, "  hook_path: /bin/true\n"
+                                                     "  ldconfig: /sbin/ldconfig\n")
+    _, findings = doctor.run()
+    assert only(findings, "hook") == [{
+        "check": "hook", "status": "ok", "why": "", "fix": "",
+        "what": "spec mode: spec hook /bin/true is executable, ldconfig /sbin/ldconfig is "
+                "static"}]
+
+
+def test_spec_mode_with_a_missing_spec_hook_fails(
+        doctor_for: Callable[..., Doctor], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    doctor = doctor_for("t4")
+    spec_mode_config(doctor, tmp_path, monkeypatch, f"  hook_path: {tmp_path}/absent\n")
+    status, findings = doctor.run()
+    assert status != 0
+    hook = only(findings, "hook")[0]
+    assert (hook["status"], hook["what"]) == (
+        "fail", f"spec hook {tmp_path}/absent is missing or not executable")
+
+
+def test_spec_mode_with_a_dynamic_ldconfig_fails(
+        doctor_for: Callable[..., Doctor], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    doctor = doctor_for("t4")
+    spec_mode_config(doctor, tmp_path, monkeypatch, "  hook_path: /bin/true\n"
+                                                     "  ldconfig: /bin/ls\n")
+    status, findings = doctor.run()
+    hook = only(findings, "hook")[0]
+    assert status != 0 and hook["status"] == "fail"
+    assert hook["what"].startswith("spec.ldconfig /bin/ls: a dynamic executable")
