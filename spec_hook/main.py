@@ -147,6 +147,8 @@ def work(options: Options, state: Any) -> None:
         raise ShimError("rootfs", f"{rootfs_path}: {exc.strerror}") from None
     if host is not None:
         proc_driver.install(root, host)
+    if options.links or run_ldconfig:
+        root = mount_ns.writable_root(rootfs_path, root)
     for link in options.links:
         try:
             links.create(root, link)

@@ -60,3 +60,40 @@ def enter_for(state_pid: Optional[int]) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def writable_root(rootfs_path: str, root: int) -> int:
+    """An fd of the same rootfs through which the links and the ld cache can be written, in a
+    mount namespace of this process's own. crun makes a ``root.readonly`` rootfs read-only
+    before it runs createContainer hooks (runc after them), and the image's links and ld cache
+    belong to the rootfs the runtime prepared either way; so when the root's mount is
+    read-only, our private copy of it is made writable (the container's own stays read-only).
+    The path is opened again in the new namespace (an fd keeps its old mount) and must lead to
+    the same directory. ``root`` is returned when nothing had to change."""
+    from spec_hook import mount_calls, rootfs
+
+    if not os.statvfs(f"/proc/self/fd/{root}").f_flag & os.ST_RDONLY:
+        return root
+    try:
+        mount_calls.private_namespace()
+        again = rootfs.open_root(rootfs_path)
+    except OSError as exc:
+        raise ShimError(STAGE, f"a writable view of the read-only rootfs: {exc.strerror}") \
+            from None
+    before, after = os.fstat(root), os.fstat(again)
+    if (before.st_dev, before.st_ino) != (after.st_dev, after.st_ino):
+        os.close(again)
+        raise ShimError(STAGE, f"{rootfs_path} changed while the hook ran")
+    flags = os.statvfs(f"/proc/self/fd/{again}").f_flag
+    keep = (mount_calls.MS_NOSUID if flags & os.ST_NOSUID else 0) | \
+        (mount_calls.MS_NODEV if flags & os.ST_NODEV else 0) | \
+        (mount_calls.MS_NOEXEC if flags & os.ST_NOEXEC else 0)
+    try:
+        mount_calls.mount(None, again, None, mount_calls.MS_REMOUNT | mount_calls.MS_BIND | keep)
+    except OSError as exc:
+        os.close(again)
+        raise ShimError(STAGE, f"a writable view of the read-only rootfs: {exc.strerror}") \
+            from None
+    os.close(root)
+    return again
+

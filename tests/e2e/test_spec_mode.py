@@ -218,3 +218,36 @@ def test_spec_mode_gives_the_names_hook_mode_gives(
         seen[mode] = set(result.stdout.split()) - {"params"}
     assert seen["spec"] == seen["hook"], (sorted(seen["hook"] - seen["spec"]),
                                           sorted(seen["spec"] - seen["hook"]))
+
+
+@pytest.mark.parametrize("mode", ["spec", "hook"])
+def test_a_read_only_rootfs_still_gets_its_gpu_the_driver_and_an_ld_cache(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig, low_level: str, mode: str) -> None:
+    """``root.readonly`` (runc and crun, both modes): the hook's links and ld cache are made
+    before the runtime makes the root read-only, and the container sees GPU 2 as any other."""
+    host = sim_host_factory("dgx-a100")
+    bundle = make_bundle(["/bin/sh", "-c", PROBE.format(minor=2)],
+                         env=["NVIDIA_VISIBLE_DEVICES=2"])
+    bundle.edit(lambda spec: spec["root"].update(readonly=True))
+    document = config_document(host, mode, runtimes=[low_level])
+    runtime = make_runtime(write_config(yaml.safe_dump(document)), low_level)
+    result = runtime.run(bundle)
+    assert result.returncode in (0, 1), result.stderr
+    assert_sees_one_gpu(result.stdout, result.stderr, host, 2)
+
+
+def test_a_read_only_rootfs_stays_read_only_for_the_container(
+        sim_host_factory: SimHostFactory, make_bundle: MakeBundle, make_runtime: MakeRuntime,
+        write_config: WriteConfig, low_level: str) -> None:
+    """The spec hook writes the links and the ld cache through a view of its own; the
+    container's root stays read-only (runc and crun)."""
+    host = sim_host_factory("dgx-a100")
+    bundle = make_bundle(["/bin/sh", "-c", "ls /usr/lib64/libcuda.so.1 && "
+                          "(touch /written 2>/dev/null && echo writable || echo read-only)"],
+                         env=["NVIDIA_VISIBLE_DEVICES=2"])
+    bundle.edit(lambda spec: spec["root"].update(readonly=True))
+    document = config_document(host, "spec", runtimes=[low_level])
+    result = make_runtime(write_config(yaml.safe_dump(document)), low_level).run(bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "read-only", result.stdout + result.stderr

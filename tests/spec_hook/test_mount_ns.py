@@ -4,6 +4,8 @@ crun's 0). Each test that may move runs in a forked child."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import subprocess
 import sys
@@ -71,3 +73,49 @@ def test_a_pid_numbered_in_a_child_pid_namespace_is_our_parent() -> None:
 def test_a_pid_that_does_not_exist_is_one_error() -> None:
     with pytest.raises(ShimError, match=r"mount namespace: pid 4194304: No such file"):
         mount_ns.enter_for(4194304)
+
+
+def _read_only_self_bind(path: Path) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    target = str(path).encode()
+    assert libc.mount(target, target, None, 0x1000, None) == 0  # MS_BIND
+    assert libc.mount(None, target, None, 0x1000 | 0x20 | 0x1, None) == 0  # + REMOUNT, RDONLY
+
+
+def test_a_writable_rootfs_is_used_as_it_is(tmp_path: Path) -> None:
+    root = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert mount_ns.writable_root(str(tmp_path), root) == root
+    finally:
+        os.close(root)
+
+
+def test_a_read_only_rootfs_gets_a_writable_view_and_stays_read_only_outside_it(
+        tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    outside = tmp_path / "seen-outside"
+
+    def body() -> None:
+        _read_only_self_bind(rootfs)
+        root = os.open(rootfs, os.O_PATH | os.O_DIRECTORY)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the hook's process: its own view; the parent stands for the container
+            os.close(read)
+            view = mount_ns.writable_root(str(rootfs), root)
+            fd = os.open("made-by-hook", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=view)
+            os.close(fd)
+            os.write(write, b"ok")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 2) == b"ok"
+        os.waitpid(pid, 0)
+        assert (rootfs / "made-by-hook").exists()  # the same filesystem underneath
+        try:
+            (rootfs / "by-container").touch()
+        except OSError as exc:
+            outside.write_text(str(exc.errno))
+
+    in_child(body)
+    assert outside.read_text() == str(errno.EROFS)
