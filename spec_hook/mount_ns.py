@@ -18,7 +18,6 @@ from typing import Optional
 from gpu_core.errors import ShimError
 
 STAGE = "mount namespace"
-CLONE_NEWNS = 0x00020000
 
 
 def _procfs_pid_of(pid: int) -> Optional[int]:
@@ -53,8 +52,9 @@ def enter_for(state_pid: Optional[int]) -> bool:
     try:
         if namespace_of("self") == (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
             return False
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, CLONE_NEWNS) != 0:
+        from spec_hook.mount_calls import CLONE_NEWNS, libc
+
+        if libc().setns(fd, CLONE_NEWNS) != 0:
             error = ctypes.get_errno()
             raise ShimError(STAGE, f"setns into pid {state_pid}'s: {os.strerror(error)}")
     finally:

@@ -3,22 +3,13 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import traceback
 from typing import Callable
 
-CLONE_NEWNS = 0x00020000
-MS_REC, MS_PRIVATE = 0x4000, 0x40000
+from spec_hook.mount_calls import private_namespace
 
-
-def private_namespace() -> None:
-    """unshare(CLONE_NEWNS) and make every mount private (Python 3.11 has no os.unshare)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNS) != 0 or \
-            libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, os.strerror(error))
+__all__ = ["in_child", "private_namespace"]
 
 
 def in_child(body: Callable[[], None], private: bool = True) -> None:
