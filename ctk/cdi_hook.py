@@ -11,15 +11,14 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
-from gpu_core import driver_files
+from gpu_core import driver_files, spec_hook_entry
 
-NAME = "gpu-container-spec-hook"
+NAME = spec_hook_entry.NAME
 DEFAULT_PATH = "/usr/bin/" + NAME
 """Where the packages install it; ``--hook-path`` or ``spec.hook_path`` name another."""
 DEFAULT_LDCONFIG = "/sbin/ldconfig"
 """The ldconfig the hook runs unless told otherwise (``--ldconfig``)."""
-ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin",)
-"""The hook's whole environment: explicit, nothing of the engine's or the container's."""
+ENV = spec_hook_entry.ENV
 
 
 def hook_edit(files: Sequence[driver_files.FileMount], *, hook_path: str, driver_version: str,
@@ -38,4 +37,4 @@ def hook_edit(files: Sequence[driver_files.FileMount], *, hook_path: str, driver
     args += ["--driver-version", driver_version, "--proc-driver", proc_driver]
     if ldconfig and ldconfig != DEFAULT_LDCONFIG:
         args += ["--ldconfig", ldconfig]
-    return {"hookName": "createContainer", "path": hook_path, "args": args, "env": list(ENV)}
+    return {"hookName": spec_hook_entry.STAGE, "path": hook_path, "args": args, "env": list(ENV)}

@@ -26,6 +26,8 @@ import re
 from collections.abc import Collection
 from typing import Any, NamedTuple, Optional
 
+from gpu_core import spec_hook_entry
+
 NVIDIA_MAJOR = 195
 """The NVIDIA driver's character-device major (``/dev/nvidia<N>``, ``nvidiactl``,
 ``nvidia-modeset``); ``nvidia-uvm`` and ``nvidia-caps`` get dynamic majors."""
@@ -34,7 +36,7 @@ CDI_ANNOTATION_PREFIX = "cdi.k8s.io/"
 DRIVER_LIBRARIES = ("libcuda.so", "libnvidia-ml.so")
 _GPU_NODE = r"/dev/nvidia(\d{1,4})"  # matched through re's cache: compiled on first use
 _OUR_HOOK = "gpu-container-hook"
-_OUR_SPEC_HOOK = "gpu-container-spec-hook"
+_OUR_SPEC_HOOK = spec_hook_entry.NAME
 SPEC_MARK = "GPU_CONTAINER_SHIM_EDIT=spec-mode"
 """The ``env`` entry that marks a spec-hook entry as written by the shim itself (spec mode)."""
 

@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
-from gpu_core import driver_files, driver_scan
+from gpu_core import driver_files, driver_scan, spec_hook_entry
 from gpu_core.device_nodes import global_caps_of, mig_cap_files
 from gpu_core.errors import ShimError
 from runtime_shim.cdi_injection import SPEC_MARK
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from gpu_core.inventory import Gpu
 
 STAGE = "driver-mounts"
-HOOK_NAME = "gpu-container-spec-hook"
-HOOK_STAGE = "createContainer"
-HOOK_ENV = ("PATH=/usr/sbin:/usr/bin:/sbin:/bin", SPEC_MARK)
+HOOK_NAME = spec_hook_entry.NAME
+HOOK_STAGE = spec_hook_entry.STAGE
+HOOK_ENV = (*spec_hook_entry.ENV, SPEC_MARK)
 """The hook's whole environment; the mark tells a retried create this entry is the shim's own
 (runtime_shim.cdi_injection)."""
 MOUNT_OPTIONS = ("ro", "nosuid", "nodev", "bind")
